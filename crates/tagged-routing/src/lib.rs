@@ -1,0 +1,40 @@
+//! # tagged-routing: the domain of tagcfg
+//!
+//! Configuration keys carry a *tag* (their prefix) and the tag decides which backend stores
+//! the key. This crate holds everything that is true whatever the backend is, and does no I/O:
+//!
+//! - [`TenantId`] and [`Owner`]: whose configuration a call touches (a tenant or the shared layer).
+//! - [`Key`], [`Tag`], [`BackendKind`] and the [`RoutingTable`] that parses a raw key into them
+//!   (longest matching tag wins).
+//! - The values: [`JsonText`], [`ConfigItem`], [`Version`], [`Revision`], [`Change`],
+//!   [`Precondition`], [`HistoryEntry`].
+//! - The ports the adapters implement: [`ConfigStore`] (values, change log, head revision) and
+//!   [`ChangeSink`] (where committed changes are announced).
+//! - [`TaggedStore`]: the Strategy dispatcher that sends each call to the store of its tag's
+//!   backend and keeps one change log per tenant across backends.
+//! - [`rules`]: the write semantics (preconditions, versions, revisions) every store applies.
+//! - [`memory::MemoryStore`]: an in-memory store for tests.
+//!
+//! One error type, [`Error`], covers every failure; the HTTP and gRPC layers map it to a
+//! status in one place each.
+
+mod error;
+mod key;
+pub mod memory;
+mod model;
+mod ports;
+mod routing;
+pub mod rules;
+mod tagged_store;
+mod tenant;
+
+pub use error::{Error, Result};
+pub use key::{validate_name, BackendKind, Key, Tag, MAX_NAME_LEN};
+pub use model::{
+    now_rfc3339, Change, ChangeOp, ConfigItem, HistoryEntry, JsonText, Layer, Page, Precondition,
+    Revision, ValueOmitted, Version, INLINE_VALUE_LIMIT,
+};
+pub use ports::{ChangeSink, ConfigStore};
+pub use routing::{RoutingTable, DEFAULT_ROUTES};
+pub use tagged_store::{StoreLimits, TaggedStore};
+pub use tenant::{Owner, TenantId, SHARED_OWNER};

@@ -1,0 +1,236 @@
+//! [`MemoryStore`]: the whole store port in a mutex-guarded map. The reference the other
+//! stores are compared with, and the store of unit tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::rules::{version_after_put, version_removed_by_delete};
+use crate::{
+    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry,
+    JsonText, Key, Layer, Owner, Page, Precondition, Result, Revision,
+};
+
+#[derive(Default)]
+struct State {
+    /// (owner, key) → item
+    values: BTreeMap<(String, String), ConfigItem>,
+    heads: HashMap<String, Revision>,
+    /// (owner, revision) → change
+    changes: BTreeMap<(String, u64), Change>,
+}
+
+/// An in-memory [`ConfigStore`]; every write is atomic under one lock.
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+    sink: Option<Arc<dyn ChangeSink>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Announces every committed change to `sink`, in revision order.
+    pub fn with_sink(mut self, sink: Arc<dyn ChangeSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied write (each write
+        // mutates only after every check passed), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn commit(
+        &self,
+        state: &mut State,
+        owner: &Owner,
+        key: &Key,
+        item: Option<ConfigItem>,
+        change: Change,
+    ) {
+        let id = (owner.as_str().to_owned(), key.as_str().to_owned());
+        match item {
+            Some(item) => state.values.insert(id, item),
+            None => state.values.remove(&id),
+        };
+        state
+            .heads
+            .insert(owner.as_str().to_owned(), change.revision);
+        state.changes.insert(
+            (owner.as_str().to_owned(), change.revision.0),
+            change.clone(),
+        );
+        if let Some(sink) = &self.sink {
+            sink.publish(&change);
+        }
+    }
+}
+
+fn layer_of(owner: &Owner) -> Layer {
+    match owner {
+        Owner::Shared => Layer::Shared,
+        Owner::Tenant(_) => Layer::Tenant,
+    }
+}
+
+#[async_trait]
+impl ConfigStore for MemoryStore {
+    async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {
+        let state = self.lock();
+        Ok(state
+            .values
+            .get(&(owner.as_str().to_owned(), key.as_str().to_owned()))
+            .cloned())
+    }
+
+    async fn put(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        value: &JsonText,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<ConfigItem> {
+        let mut state = self.lock();
+        let current = state
+            .values
+            .get(&(owner.as_str().to_owned(), key.as_str().to_owned()))
+            .map(|i| i.version);
+        let version = version_after_put(current, precondition)?;
+        let revision = Revision(state.heads.get(owner.as_str()).map_or(0, |r| r.0) + 1);
+        let at = now_rfc3339();
+        let item = ConfigItem {
+            key: key.as_str().to_owned(),
+            value: value.clone(),
+            version,
+            revision,
+            updated_at: at.clone(),
+            updated_by: actor.to_owned(),
+            layer: layer_of(owner),
+        };
+        let change = Change::new(
+            owner,
+            revision,
+            key,
+            ChangeOp::Put,
+            version,
+            actor,
+            at,
+            Some(value),
+        );
+        self.commit(&mut state, owner, key, Some(item.clone()), change);
+        Ok(item)
+    }
+
+    async fn delete(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Change> {
+        let mut state = self.lock();
+        let current = state
+            .values
+            .get(&(owner.as_str().to_owned(), key.as_str().to_owned()))
+            .map(|i| i.version);
+        let version = version_removed_by_delete(current, precondition)?;
+        let revision = Revision(state.heads.get(owner.as_str()).map_or(0, |r| r.0) + 1);
+        let change = Change::new(
+            owner,
+            revision,
+            key,
+            ChangeOp::Delete,
+            version,
+            actor,
+            now_rfc3339(),
+            None,
+        );
+        self.commit(&mut state, owner, key, None, change.clone());
+        Ok(change)
+    }
+
+    async fn list(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConfigItem>> {
+        if limit == 0 {
+            return Err(Error::InvalidValue("limit must be at least 1".into()));
+        }
+        let state = self.lock();
+        let owner = owner.as_str().to_owned();
+        let start = (owner.clone(), after.unwrap_or("").to_owned());
+        let mut items: Vec<ConfigItem> = state
+            .values
+            .range(start..)
+            .take_while(|((o, _), _)| *o == owner)
+            .filter(|((_, k), _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+            .map(|(_, item)| item.clone())
+            .take(limit + 1)
+            .collect();
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|i| i.key.clone()).unwrap_or_default()
+        });
+        Ok(Page { items, next })
+    }
+
+    async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
+        let state = self.lock();
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                state
+                    .values
+                    .get(&(owner.as_str().to_owned(), k.as_str().to_owned()))
+                    .cloned()
+            })
+            .collect())
+    }
+
+    async fn history(&self, owner: &Owner, key: &Key, limit: usize) -> Result<Vec<HistoryEntry>> {
+        let state = self.lock();
+        let owner = owner.as_str().to_owned();
+        Ok(state
+            .changes
+            .range((owner.clone(), 0)..=(owner, u64::MAX))
+            .rev()
+            .filter(|(_, c)| c.key == key.as_str())
+            .take(limit)
+            .map(|(_, c)| HistoryEntry::from(c.clone()))
+            .collect())
+    }
+
+    async fn changes_since(
+        &self,
+        owner: &Owner,
+        since: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
+        let state = self.lock();
+        let owner = owner.as_str().to_owned();
+        Ok(state
+            .changes
+            .range((owner.clone(), since.0.saturating_add(1))..=(owner, u64::MAX))
+            .take(limit)
+            .map(|(_, c)| c.clone())
+            .collect())
+    }
+
+    async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
+        Ok(self
+            .lock()
+            .heads
+            .get(owner.as_str())
+            .copied()
+            .unwrap_or_default())
+    }
+}

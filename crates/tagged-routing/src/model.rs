@@ -1,0 +1,263 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::{BackendKind, Error, Key, Owner};
+
+/// Values up to this size travel inline in change records and events; larger ones are
+/// omitted there and read from the store.
+pub const INLINE_VALUE_LIMIT: usize = 32 * 1024;
+
+/// A key's version: 1 on creation, +1 on every write. Deleting a key ends its history; a
+/// later create starts again at 1 (as SSM does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+/// A tenant's change counter: +1 for every change of any of its keys, on any backend.
+/// Gap-free and monotonic per owner; revision 0 means "nothing yet".
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct Revision(pub u64);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A configuration value: any JSON value, kept as the exact text the writer sent so that
+/// every value round-trips (numbers beyond f64, key order, escapes).
+#[derive(Debug, Clone)]
+pub struct JsonText(Box<RawValue>);
+
+impl JsonText {
+    /// Validates `text` as one JSON value (surrounding whitespace is dropped).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        serde_json::from_str::<Box<RawValue>>(text)
+            .map(JsonText)
+            .map_err(|e| Error::InvalidValue(format!("the value is not valid JSON: {e}")))
+    }
+
+    /// Builds a value from anything serializable (demo data, tests).
+    pub fn from_serialize<T: Serialize>(value: &T) -> Result<Self, Error> {
+        serde_json::to_string(value)
+            .map_err(|e| Error::InvalidValue(e.to_string()))
+            .and_then(|s| JsonText::parse(&s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.get().is_empty()
+    }
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for JsonText {}
+
+impl Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(d).map(JsonText)
+    }
+}
+
+/// Which layer answered a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    Tenant,
+    Shared,
+}
+
+/// One stored value as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigItem {
+    pub key: String,
+    pub value: JsonText,
+    pub version: Version,
+    /// The owner's revision at the write that produced this version.
+    pub revision: Revision,
+    pub updated_at: String,
+    pub updated_by: String,
+    pub layer: Layer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    Put,
+    Delete,
+}
+
+/// Why a change record carries no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueOmitted {
+    Secret,
+    TooLarge,
+}
+
+/// One entry of an owner's change log, and the detail of a `ConfigChanged` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The owner: a tenant id or `_shared`.
+    pub tenant: String,
+    pub revision: Revision,
+    pub key: String,
+    pub tag: String,
+    pub backend: BackendKind,
+    pub op: ChangeOp,
+    /// The version written (put) or the version removed (delete).
+    pub version: Version,
+    pub actor: String,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<JsonText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_omitted: Option<ValueOmitted>,
+}
+
+impl Change {
+    /// Builds a change record, carrying the value inline only when it is neither secret nor
+    /// larger than [`INLINE_VALUE_LIMIT`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        owner: &Owner,
+        revision: Revision,
+        key: &Key,
+        op: ChangeOp,
+        version: Version,
+        actor: &str,
+        at: String,
+        value: Option<&JsonText>,
+    ) -> Self {
+        let (value, value_omitted) = match value {
+            None => (None, None),
+            Some(_) if key.backend().is_secret() => (None, Some(ValueOmitted::Secret)),
+            Some(v) if v.len() > INLINE_VALUE_LIMIT => (None, Some(ValueOmitted::TooLarge)),
+            Some(v) => (Some(v.clone()), None),
+        };
+        Change {
+            tenant: owner.as_str().to_owned(),
+            revision,
+            key: key.as_str().to_owned(),
+            tag: key.tag().as_str().to_owned(),
+            backend: key.backend(),
+            op,
+            version,
+            actor: actor.to_owned(),
+            at,
+            value,
+            value_omitted,
+        }
+    }
+}
+
+/// One version of a key, newest first in a history listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub version: Version,
+    /// The owner's revision of this change, when the backend knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<Revision>,
+    pub op: ChangeOp,
+    pub actor: String,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<JsonText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_omitted: Option<ValueOmitted>,
+}
+
+impl From<Change> for HistoryEntry {
+    fn from(c: Change) -> Self {
+        HistoryEntry {
+            version: c.version,
+            revision: Some(c.revision),
+            op: c.op,
+            actor: c.actor,
+            at: c.at,
+            value: c.value,
+            value_omitted: c.value_omitted,
+        }
+    }
+}
+
+/// The condition a write is made under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precondition {
+    /// Write whatever is there.
+    #[default]
+    None,
+    /// `If-Match`: only if the current version is this one.
+    IfVersion(Version),
+    /// `If-None-Match: *`: only if the key does not exist.
+    CreateOnly,
+}
+
+/// A page of a listing; `next` is the cursor for the following page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// The current UTC time in RFC 3339, the format of `updated_at` and `at`.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_text_keeps_exact_text() {
+        for text in [
+            "12345678901234567890123456789",
+            "{\"b\":1,\"a\":2}",
+            "\"\\u00e9\"",
+            "1e400",
+            "null",
+        ] {
+            let v = JsonText::parse(text).unwrap();
+            assert_eq!(v.as_str(), text);
+            assert_eq!(serde_json::to_string(&v).unwrap(), text);
+        }
+        assert_eq!(JsonText::parse("  [1, 2]\n").unwrap().as_str(), "[1, 2]");
+        for bad in ["", "{", "01", "[1,]", "1 2", "nul"] {
+            assert!(
+                matches!(JsonText::parse(bad), Err(Error::InvalidValue(_))),
+                "{bad}"
+            );
+        }
+    }
+}

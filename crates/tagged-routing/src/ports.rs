@@ -1,0 +1,72 @@
+use async_trait::async_trait;
+
+use crate::{
+    Change, ConfigItem, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
+};
+
+/// The store port: everything the API needs from a backend. Implemented by each adapter
+/// (DynamoDB, SSM, redb, memory) and by [`crate::TaggedStore`], which dispatches to them.
+///
+/// Contract (checked by the conformance suite in `adapters/tests`):
+/// - a successful `put`/`delete` increments the owner's revision by exactly one and appends
+///   exactly one [`Change`] with that revision to the owner's change log, atomically with
+///   the value when the backend allows it;
+/// - a failed precondition changes nothing;
+/// - listings are in key order; `after` is the last key of the previous page.
+#[async_trait]
+pub trait ConfigStore: Send + Sync {
+    /// The value of `key` in `owner`'s own layer (no shared-layer fallback here; the
+    /// [`crate::TaggedStore`] adds it).
+    async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>>;
+
+    /// Writes `value` under `precondition`; returns the item as now stored.
+    async fn put(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        value: &JsonText,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<ConfigItem>;
+
+    /// Removes `key` (`NotFound` when absent); returns the change recorded.
+    async fn delete(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Change>;
+
+    /// Up to `limit` items whose key starts with `prefix`, after the key `after`.
+    async fn list(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConfigItem>>;
+
+    /// The items that exist among `keys`, in no particular order.
+    async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>>;
+
+    /// Up to `limit` versions of `key`, newest first.
+    async fn history(&self, owner: &Owner, key: &Key, limit: usize) -> Result<Vec<HistoryEntry>>;
+
+    /// Up to `limit` changes with a revision greater than `since`, oldest first.
+    async fn changes_since(
+        &self,
+        owner: &Owner,
+        since: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>>;
+
+    /// The owner's latest revision (0 when it never changed).
+    async fn head_revision(&self, owner: &Owner) -> Result<Revision>;
+}
+
+/// Where a store announces committed changes, in revision order per owner (the in-process
+/// change feed locally; on AWS the DynamoDB stream plays this role and no sink is wired).
+pub trait ChangeSink: Send + Sync {
+    fn publish(&self, change: &Change);
+}

@@ -1,0 +1,425 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{
+    BackendKind, Change, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer, Owner,
+    Page, Precondition, Result, Revision, RoutingTable,
+};
+
+/// Size limits that depend on how the backends are provisioned.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreLimits {
+    /// SSM advanced-tier parameters hold 8 KB instead of 4 KB.
+    pub ssm_advanced_tier: bool,
+}
+
+impl StoreLimits {
+    /// The largest value (in bytes of JSON text) a backend kind accepts. Every store
+    /// implementation of a kind gets the same limit, so the local store refuses what AWS
+    /// would refuse.
+    pub fn max_value_bytes(&self, kind: BackendKind) -> usize {
+        match kind {
+            // A DynamoDB item holds 400 KB; keep room for the key and the other attributes.
+            BackendKind::Dynamodb => 350 * 1024,
+            BackendKind::Ssm | BackendKind::SsmSecure if self.ssm_advanced_tier => 8 * 1024,
+            BackendKind::Ssm | BackendKind::SsmSecure => 4 * 1024,
+        }
+    }
+}
+
+/// The Strategy dispatcher: each call goes to the store of the backend its key's tag routes
+/// to; the change log and the head revision come from one store for all backends, so a
+/// tenant has one revision sequence whatever backend a key lives in.
+///
+/// It adds what no single backend knows: value limits per backend kind, the shared-layer
+/// fallback of hierarchical backends, and listings merged across backends.
+#[derive(Clone)]
+pub struct TaggedStore {
+    routes: Arc<RoutingTable>,
+    backends: HashMap<BackendKind, Arc<dyn ConfigStore>>,
+    change_log: Arc<dyn ConfigStore>,
+    limits: StoreLimits,
+}
+
+impl TaggedStore {
+    /// One store instance may serve several kinds: pass the same `Arc` for each, so that
+    /// listings ask it once.
+    ///
+    /// Fails when a route names a backend kind that has no store: a start-up error, not a
+    /// first-request one.
+    pub fn new(
+        routes: RoutingTable,
+        change_log: Arc<dyn ConfigStore>,
+        backends: impl IntoIterator<Item = (BackendKind, Arc<dyn ConfigStore>)>,
+        limits: StoreLimits,
+    ) -> Result<Self> {
+        let backends: HashMap<_, _> = backends.into_iter().collect();
+        if let Some((tag, kind)) = routes
+            .routes()
+            .find(|(_, kind)| !backends.contains_key(kind))
+        {
+            return Err(Error::InvalidRoutingTable(format!(
+                "tag '{tag}' routes to '{kind}', but no {kind} store is configured"
+            )));
+        }
+        Ok(TaggedStore {
+            routes: Arc::new(routes),
+            backends,
+            change_log,
+            limits,
+        })
+    }
+
+    /// One store serves every backend kind and the change log (the local embedded store,
+    /// the in-memory store).
+    pub fn single(routes: RoutingTable, store: Arc<dyn ConfigStore>, limits: StoreLimits) -> Self {
+        let backends = BackendKind::ALL.map(|k| (k, store.clone()));
+        Self::new(routes, store, backends, limits).expect("every backend kind has a store")
+    }
+
+    pub fn routes(&self) -> &RoutingTable {
+        &self.routes
+    }
+
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    fn store_for(&self, key: &Key) -> Result<&Arc<dyn ConfigStore>> {
+        self.backends
+            .get(&key.backend())
+            .ok_or_else(|| Error::Backend(format!("no store for backend {}", key.backend())))
+    }
+
+    /// The distinct stores that may hold keys starting with `prefix`.
+    fn stores_for_prefix(&self, prefix: &str) -> Vec<Arc<dyn ConfigStore>> {
+        let mut stores: Vec<Arc<dyn ConfigStore>> = Vec::new();
+        for kind in self.routes.backends_for_prefix(prefix) {
+            if let Some(store) = self.backends.get(&kind) {
+                // Compare data pointers: one store instance may serve several kinds.
+                if !stores
+                    .iter()
+                    .any(|s| std::ptr::addr_eq(Arc::as_ptr(s), Arc::as_ptr(store)))
+                {
+                    stores.push(store.clone());
+                }
+            }
+        }
+        stores
+    }
+}
+
+#[async_trait]
+impl ConfigStore for TaggedStore {
+    async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {
+        let store = self.store_for(key)?;
+        if let Some(item) = store.get(owner, key).await? {
+            return Ok(Some(item));
+        }
+        if key.backend().has_shared_layer() && matches!(owner, Owner::Tenant(_)) {
+            return Ok(store
+                .get(&Owner::Shared, key)
+                .await?
+                .map(|item| ConfigItem {
+                    layer: Layer::Shared,
+                    ..item
+                }));
+        }
+        Ok(None)
+    }
+
+    async fn put(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        value: &JsonText,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<ConfigItem> {
+        let limit = self.limits.max_value_bytes(key.backend());
+        if value.len() > limit {
+            return Err(Error::ValueTooLarge {
+                size: value.len(),
+                limit,
+                backend: key.backend().to_string(),
+            });
+        }
+        self.store_for(key)?
+            .put(owner, key, value, precondition, actor)
+            .await
+    }
+
+    async fn delete(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Change> {
+        self.store_for(key)?
+            .delete(owner, key, precondition, actor)
+            .await
+    }
+
+    async fn list(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConfigItem>> {
+        if limit == 0 {
+            return Err(Error::InvalidValue("limit must be at least 1".into()));
+        }
+        let mut items = Vec::new();
+        let mut more = false;
+        for store in self.stores_for_prefix(prefix) {
+            let page = store.list(owner, prefix, after, limit).await?;
+            more |= page.next.is_some();
+            items.extend(page.items);
+        }
+        // Each store returned its first `limit` keys after the cursor, so the first `limit`
+        // of the merge are the first `limit` overall.
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        more |= items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(|i| i.key.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
+        let mut by_kind: HashMap<BackendKind, Vec<Key>> = HashMap::new();
+        for key in keys {
+            by_kind.entry(key.backend()).or_default().push(key.clone());
+        }
+        let mut found = Vec::new();
+        for (kind, keys) in by_kind {
+            let store = self
+                .backends
+                .get(&kind)
+                .ok_or_else(|| Error::Backend(format!("no store for backend {kind}")))?;
+            let items = store.batch_get(owner, &keys).await?;
+            if kind.has_shared_layer() && matches!(owner, Owner::Tenant(_)) {
+                let missing: Vec<Key> = keys
+                    .iter()
+                    .filter(|k| !items.iter().any(|i| i.key == k.as_str()))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    let shared = store.batch_get(&Owner::Shared, &missing).await?;
+                    found.extend(shared.into_iter().map(|item| ConfigItem {
+                        layer: Layer::Shared,
+                        ..item
+                    }));
+                }
+            }
+            found.extend(items);
+        }
+        Ok(found)
+    }
+
+    async fn history(&self, owner: &Owner, key: &Key, limit: usize) -> Result<Vec<HistoryEntry>> {
+        self.store_for(key)?.history(owner, key, limit).await
+    }
+
+    async fn changes_since(
+        &self,
+        owner: &Owner,
+        since: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
+        self.change_log.changes_since(owner, since, limit).await
+    }
+
+    async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
+        self.change_log.head_revision(owner).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::{TenantId, Version};
+
+    fn acme() -> Owner {
+        Owner::Tenant(TenantId::parse("acme").unwrap())
+    }
+    fn json(s: &str) -> JsonText {
+        JsonText::parse(s).unwrap()
+    }
+
+    /// Two separate memory stores stand for two backends; one more holds the change log.
+    fn split_store() -> (TaggedStore, MemoryStore, MemoryStore) {
+        let dynamo = MemoryStore::new();
+        let ssm = MemoryStore::new();
+        let ssm_arc: Arc<dyn ConfigStore> = Arc::new(ssm.clone());
+        let routes = RoutingTable::default();
+        let store = TaggedStore::new(
+            routes,
+            Arc::new(dynamo.clone()),
+            [
+                (
+                    BackendKind::Dynamodb,
+                    Arc::new(dynamo.clone()) as Arc<dyn ConfigStore>,
+                ),
+                (BackendKind::Ssm, ssm_arc.clone()),
+                (BackendKind::SsmSecure, ssm_arc),
+            ],
+            StoreLimits::default(),
+        )
+        .unwrap();
+        (store, dynamo, ssm)
+    }
+
+    #[tokio::test]
+    async fn dispatches_by_tag() {
+        let (store, dynamo, ssm) = split_store();
+        let routes = store.routes().clone();
+        let hot = routes.parse_key("tenant_config_flags").unwrap();
+        let param = routes.parse_key("param_config_db/url").unwrap();
+        store
+            .put(&acme(), &hot, &json("true"), Precondition::None, "u")
+            .await
+            .unwrap();
+        store
+            .put(&acme(), &param, &json("\"x\""), Precondition::None, "u")
+            .await
+            .unwrap();
+        assert!(dynamo.get(&acme(), &hot).await.unwrap().is_some());
+        assert!(dynamo.get(&acme(), &param).await.unwrap().is_none());
+        assert!(ssm.get(&acme(), &param).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn shared_layer_fallback_only_for_hierarchical_backends() {
+        let (store, _, _) = split_store();
+        let routes = store.routes().clone();
+        let param = routes.parse_key("param_config_region").unwrap();
+        let hot = routes.parse_key("tenant_config_region").unwrap();
+        store
+            .put(
+                &Owner::Shared,
+                &param,
+                &json("\"eu\""),
+                Precondition::None,
+                "admin",
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                &Owner::Shared,
+                &hot,
+                &json("\"eu\""),
+                Precondition::None,
+                "admin",
+            )
+            .await
+            .unwrap();
+        let got = store.get(&acme(), &param).await.unwrap().unwrap();
+        assert_eq!(got.layer, Layer::Shared);
+        assert!(store.get(&acme(), &hot).await.unwrap().is_none());
+        store
+            .put(&acme(), &param, &json("\"us\""), Precondition::None, "u")
+            .await
+            .unwrap();
+        let got = store.get(&acme(), &param).await.unwrap().unwrap();
+        assert_eq!((got.layer, got.value.as_str()), (Layer::Tenant, "\"us\""));
+        let batch = store
+            .batch_get(&acme(), &[param.clone(), hot.clone()])
+            .await
+            .unwrap();
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn value_limits_follow_the_backend_kind() {
+        let (store, _, _) = split_store();
+        let param = store.routes().parse_key("param_config_big").unwrap();
+        let big = json(&format!("\"{}\"", "x".repeat(5000)));
+        let err = store
+            .put(&acme(), &param, &big, Precondition::None, "u")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::ValueTooLarge { limit: 4096, .. }),
+            "{err:?}"
+        );
+        let hot = store.routes().parse_key("tenant_config_big").unwrap();
+        assert_eq!(
+            store
+                .put(&acme(), &hot, &big, Precondition::None, "u")
+                .await
+                .unwrap()
+                .version,
+            Version(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn listing_merges_backends_in_key_order_with_a_cursor() {
+        let store = TaggedStore::single(
+            RoutingTable::default(),
+            Arc::new(MemoryStore::new()),
+            StoreLimits::default(),
+        );
+        let (store2, _, _) = split_store();
+        for s in [store, store2] {
+            for k in [
+                "tenant_config_b",
+                "param_config_a",
+                "tenant_config_a",
+                "secret_config_z",
+                "param_config_c",
+            ] {
+                let key = s.routes().parse_key(k).unwrap();
+                s.put(&acme(), &key, &json("1"), Precondition::None, "u")
+                    .await
+                    .unwrap();
+            }
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = s.list(&acme(), "", after.as_deref(), 2).await.unwrap();
+                seen.extend(page.items.iter().map(|i| i.key.clone()));
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            assert_eq!(
+                seen,
+                [
+                    "param_config_a",
+                    "param_config_c",
+                    "secret_config_z",
+                    "tenant_config_a",
+                    "tenant_config_b"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_route_without_a_store_fails_at_start_up() {
+        let err = TaggedStore::new(
+            RoutingTable::default(),
+            Arc::new(MemoryStore::new()),
+            [(
+                BackendKind::Dynamodb,
+                Arc::new(MemoryStore::new()) as Arc<dyn ConfigStore>,
+            )],
+            StoreLimits::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, Error::InvalidRoutingTable(_)));
+    }
+}
