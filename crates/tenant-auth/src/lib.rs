@@ -1,1 +1,23 @@
+//! # tenant-auth: bearer JWT → [`TenantContext`]
+//!
+//! The tenant of every request comes from here and nowhere else. A [`Verifier`] checks a
+//! token's signature and claims and extracts the tenant, the subject and the scopes:
+//!
+//! - RS256 / ES256 tokens against a JWKS ([`KeySource`]: a file, or a URL fetched over
+//!   HTTPS, cached, and refetched — rate-limited — when a token names an unknown `kid`);
+//! - HS256 tokens only when a dev secret is configured, and never inside Lambda
+//!   ([`dev`] mints such tokens for `tagcfg serve`).
+//!
+//! Every rejection is a distinct [`AuthError`] so logs and tests can tell them apart; the
+//! HTTP layer answers all of them with 401, except an unreachable JWKS (503).
 
+mod context;
+pub mod dev;
+mod error;
+mod jwks;
+mod verifier;
+
+pub use context::{Scope, Scopes, TenantContext};
+pub use error::AuthError;
+pub use jwks::KeySource;
+pub use verifier::{Verifier, VerifierConfig, DEFAULT_TENANT_CLAIM};

@@ -1,0 +1,48 @@
+//! Dev tokens: HS256 tokens for the local server (`tagcfg serve`, `tagcfg token`). A
+//! [`crate::Verifier`] accepts them only when built with the same dev secret, which it
+//! refuses to be inside Lambda.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::json;
+use tagged_routing::TenantId;
+
+use crate::{AuthError, Scope, DEFAULT_TENANT_CLAIM};
+
+/// The issuer of dev tokens.
+pub const DEV_ISSUER: &str = "tagcfg-dev";
+/// The audience of dev tokens.
+pub const DEV_AUDIENCE: &str = "tagcfg";
+
+/// Mints an HS256 token for `tenant` with the given scopes, valid for `ttl_secs`.
+pub fn mint(
+    secret: &[u8],
+    tenant: &TenantId,
+    subject: &str,
+    scopes: &[Scope],
+    ttl_secs: u64,
+) -> Result<String, AuthError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let claims = json!({
+        "iss": DEV_ISSUER,
+        "aud": DEV_AUDIENCE,
+        "sub": subject,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_secs,
+        "token_use": "access",
+        "scope": scope.join(" "),
+        DEFAULT_TENANT_CLAIM: tenant.as_str(),
+    });
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|e| AuthError::Config(format!("cannot sign a dev token: {e}")))
+}

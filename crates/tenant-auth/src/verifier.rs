@@ -1,0 +1,266 @@
+use std::time::Duration;
+
+use base64::Engine;
+use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use tagged_routing::{TenantId, SHARED_OWNER};
+
+use crate::jwks::JwksCache;
+use crate::{AuthError, KeySource, Scopes, TenantContext};
+
+/// Cognito's custom attribute for the tenant, as the AWS tagged-storage article uses.
+pub const DEFAULT_TENANT_CLAIM: &str = "custom:tenantId";
+
+/// What a [`Verifier`] checks.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Accepted `aud` (ID tokens) or `client_id` (Cognito access tokens); empty = any.
+    pub audiences: Vec<String>,
+    /// The claim holding the tenant id.
+    pub tenant_claim: String,
+    /// Accepted `token_use` values, checked when the claim is present.
+    pub token_uses: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// Public keys for RS256 / ES256.
+    pub jwks: Option<KeySource>,
+    /// Shared secret for HS256 dev tokens. Refused inside Lambda.
+    pub dev_secret: Option<Vec<u8>>,
+    /// Minimum time between two JWKS fetches triggered by unknown `kid`s.
+    pub jwks_min_refetch: Duration,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig {
+            issuer: None,
+            audiences: Vec::new(),
+            tenant_claim: DEFAULT_TENANT_CLAIM.to_owned(),
+            token_uses: vec!["access".into(), "id".into()],
+            leeway_secs: 60,
+            jwks: None,
+            dev_secret: None,
+            jwks_min_refetch: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Verifies bearer tokens. Build it once at start-up and share it.
+pub struct Verifier {
+    config: VerifierConfig,
+    jwks: Option<JwksCache>,
+    dev_key: Option<DecodingKey>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.config.issuer)
+            .field("audiences", &self.config.audiences)
+            .field("tenant_claim", &self.config.tenant_claim)
+            .field("jwks", &self.jwks.is_some())
+            .field("dev_secret", &self.dev_key.is_some())
+            .finish()
+    }
+}
+
+impl Verifier {
+    pub fn new(mut config: VerifierConfig) -> Result<Self, AuthError> {
+        if config.dev_secret.is_some() && std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+            return Err(AuthError::Config(
+                "a dev HS256 secret is refused when running inside Lambda".into(),
+            ));
+        }
+        if config.dev_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(AuthError::Config(
+                "the dev secret must be at least 32 bytes".into(),
+            ));
+        }
+        if config.jwks.is_none() && config.dev_secret.is_none() {
+            return Err(AuthError::Config(
+                "no key source: configure a JWKS or a dev secret".into(),
+            ));
+        }
+        if config.tenant_claim.is_empty() {
+            return Err(AuthError::Config("the tenant claim name is empty".into()));
+        }
+        let jwks = config
+            .jwks
+            .take()
+            .map(|source| JwksCache::new(source, config.jwks_min_refetch))
+            .transpose()?;
+        let dev_key = config
+            .dev_secret
+            .take()
+            .map(|s| DecodingKey::from_secret(&s));
+        Ok(Verifier {
+            config,
+            jwks,
+            dev_key,
+        })
+    }
+
+    /// Verifies the value of an `Authorization` header (`Bearer <jwt>`).
+    pub async fn verify_authorization(
+        &self,
+        header: Option<&str>,
+    ) -> Result<TenantContext, AuthError> {
+        let header = header
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .ok_or(AuthError::MissingToken)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                AuthError::Malformed("the Authorization header is not 'Bearer <token>'".into())
+            })?;
+        self.verify(token.trim()).await
+    }
+
+    /// Verifies a compact JWT.
+    pub async fn verify(&self, token: &str) -> Result<TenantContext, AuthError> {
+        let header = decode_header(token).map_err(|_| classify_bad_header(token))?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.dev_key.clone().ok_or(AuthError::HmacNotAccepted)?,
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let jwks = self.jwks.as_ref().ok_or_else(|| {
+                    AuthError::UnsupportedAlgorithm(format!(
+                        "{:?} (no JWKS configured)",
+                        header.alg
+                    ))
+                })?;
+                let kid = header.kid.as_deref().ok_or(AuthError::MissingKid)?;
+                let jwk = jwks.key_for(kid).await?;
+                let mismatch = || AuthError::KeyAlgorithmMismatch {
+                    kid: kid.to_owned(),
+                    alg: format!("{:?}", header.alg),
+                };
+                let key = DecodingKey::from_jwk(&jwk).map_err(|_| mismatch())?;
+                if key.family() != header.alg.family() {
+                    return Err(mismatch());
+                }
+                key
+            }
+            other => return Err(AuthError::UnsupportedAlgorithm(format!("{other:?}"))),
+        };
+
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.config.leeway_secs;
+        validation.validate_nbf = true;
+        validation.validate_aud = false; // checked below: `aud` or Cognito's `client_id`
+        let mut required = vec!["exp"];
+        if let Some(issuer) = &self.config.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+
+        let claims = decode::<Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::WrongIssuer,
+                ErrorKind::MissingRequiredClaim(c) if c == "exp" => AuthError::MissingExpiry,
+                ErrorKind::InvalidAlgorithm => {
+                    AuthError::UnsupportedAlgorithm(format!("{:?}", header.alg))
+                }
+                other => AuthError::Malformed(format!("{other:?}")),
+            })?
+            .claims;
+
+        self.check_audience(&claims)?;
+        if let Some(token_use) = claims.get("token_use") {
+            let token_use = token_use.as_str().unwrap_or_default();
+            if !self.config.token_uses.iter().any(|u| u == token_use) {
+                return Err(AuthError::WrongTokenUse(
+                    token_use.chars().take(32).collect(),
+                ));
+            }
+        }
+        let tenant = self.tenant_of(&claims)?;
+        let subject = ["sub", "client_id", "username"]
+            .iter()
+            .find_map(|c| claims.get(*c).and_then(Value::as_str))
+            .unwrap_or("anonymous")
+            .to_owned();
+        Ok(TenantContext {
+            tenant,
+            subject,
+            scopes: scopes_of(&claims),
+        })
+    }
+
+    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {
+        if self.config.audiences.is_empty() {
+            return Ok(());
+        }
+        let accepted = |v: &Value| {
+            v.as_str()
+                .is_some_and(|s| self.config.audiences.iter().any(|a| a == s))
+        };
+        let aud_ok = match claims.get("aud") {
+            Some(Value::Array(values)) => values.iter().any(accepted),
+            Some(v) => accepted(v),
+            None => false,
+        };
+        if aud_ok || claims.get("client_id").is_some_and(accepted) {
+            Ok(())
+        } else {
+            Err(AuthError::WrongAudience)
+        }
+    }
+
+    fn tenant_of(&self, claims: &Map<String, Value>) -> Result<TenantId, AuthError> {
+        let claim = &self.config.tenant_claim;
+        let raw = claims
+            .get(claim)
+            .ok_or_else(|| AuthError::MissingTenantClaim(claim.clone()))?
+            .as_str()
+            .ok_or_else(|| AuthError::MalformedTenantClaim(format!("'{claim}' is not a string")))?;
+        if raw == SHARED_OWNER {
+            return Err(AuthError::ReservedTenant);
+        }
+        TenantId::parse(raw).map_err(|e| AuthError::MalformedTenantClaim(e.to_string()))
+    }
+}
+
+fn scopes_of(claims: &Map<String, Value>) -> Scopes {
+    let from_scope = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .into_iter()
+        .flat_map(str::split_whitespace);
+    let from_groups = claims
+        .get("cognito:groups")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str);
+    Scopes::from_claims(from_scope.chain(from_groups))
+}
+
+/// Says why a header did not decode: an algorithm jsonwebtoken does not know (such as
+/// `none`) is reported as such, anything else as malformed.
+fn classify_bad_header(token: &str) -> AuthError {
+    let alg = token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+        .and_then(|h| h.get("alg").and_then(Value::as_str).map(str::to_owned));
+    match alg {
+        Some(alg) => AuthError::UnsupportedAlgorithm(alg.chars().take(16).collect()),
+        None => {
+            AuthError::Malformed("the header is not a base64url JSON object with an 'alg'".into())
+        }
+    }
+}

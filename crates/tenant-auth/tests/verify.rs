@@ -1,0 +1,382 @@
+//! Every way a token can be wrong is refused, each with its own error.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tenant_auth::{dev, AuthError, KeySource, Scope, Verifier, VerifierConfig};
+
+const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_test";
+const CLIENT: &str = "tagcfg-client";
+const DEV_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-dev";
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": ISSUER, "client_id": CLIENT, "sub": "user-1", "token_use": "access",
+        "exp": now() + 600, "nbf": now() - 10, "custom:tenantId": "acme",
+        "scope": "tagcfg/config:write",
+    })
+}
+
+fn sign(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    let bytes = std::fs::read(fixture(pem)).unwrap();
+    let key = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&bytes).unwrap(),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&bytes).unwrap(),
+        _ => unreachable!(),
+    };
+    encode(&header, claims, &key).unwrap()
+}
+
+fn rsa(claims: &Value) -> String {
+    sign(
+        Algorithm::RS256,
+        Some("test-rsa"),
+        "rsa-private.pem",
+        claims,
+    )
+}
+
+fn verifier() -> Verifier {
+    Verifier::new(VerifierConfig {
+        issuer: Some(ISSUER.into()),
+        audiences: vec![CLIENT.into()],
+        jwks: Some(KeySource::File(fixture("jwks.json"))),
+        ..VerifierConfig::default()
+    })
+    .unwrap()
+}
+
+async fn reject(token: &str) -> AuthError {
+    verifier()
+        .verify(token)
+        .await
+        .expect_err("the token must be refused")
+}
+
+fn with(field: &str, value: Value) -> Value {
+    let mut c = claims();
+    c[field] = value;
+    c
+}
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn valid_rs256_and_es256_tokens_are_accepted() {
+    let ctx = verifier().verify(&rsa(&claims())).await.unwrap();
+    assert_eq!(ctx.tenant.as_str(), "acme");
+    assert_eq!(ctx.subject, "user-1");
+    assert_eq!(ctx.scopes.highest(), Scope::Write);
+
+    // An ID token: `aud` instead of `client_id`, scopes from cognito:groups.
+    let mut id = claims();
+    id.as_object_mut().unwrap().remove("client_id");
+    id["aud"] = json!(CLIENT);
+    id["token_use"] = json!("id");
+    id["cognito:groups"] = json!(["config:admin"]);
+    id.as_object_mut().unwrap().remove("scope");
+    let ctx = verifier()
+        .verify(&sign(
+            Algorithm::ES256,
+            Some("test-ec"),
+            "ec-private.pem",
+            &id,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ctx.scopes.highest(), Scope::Admin);
+}
+
+#[tokio::test]
+async fn no_scope_means_read_only() {
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("scope");
+    assert_eq!(
+        verifier().verify(&rsa(&c)).await.unwrap().scopes.highest(),
+        Scope::Read
+    );
+}
+
+#[tokio::test]
+async fn alg_none_is_refused() {
+    let header = json!({"alg": "none", "typ": "JWT"});
+    let token = format!("{}.{}.", b64(&header), b64(&claims()));
+    assert_eq!(
+        reject(&token).await,
+        AuthError::UnsupportedAlgorithm("none".into())
+    );
+}
+
+#[tokio::test]
+async fn hs256_signed_with_the_public_key_is_refused() {
+    // Key confusion: an attacker signs HS256 with the RSA public key as the HMAC secret.
+    let jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).unwrap()).unwrap();
+    let public = jwks["keys"][0]["n"].as_str().unwrap();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("test-rsa".into());
+    let token = encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(reject(&token).await, AuthError::HmacNotAccepted);
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_are_refused_beyond_the_leeway() {
+    assert_eq!(
+        reject(&rsa(&with("exp", json!(now() - 120)))).await,
+        AuthError::Expired
+    );
+    assert_eq!(
+        reject(&rsa(&with("nbf", json!(now() + 120)))).await,
+        AuthError::NotYetValid
+    );
+    // Within the 60 s leeway both pass.
+    assert!(verifier()
+        .verify(&rsa(&with("exp", json!(now() - 30))))
+        .await
+        .is_ok());
+    assert!(verifier()
+        .verify(&rsa(&with("nbf", json!(now() + 30))))
+        .await
+        .is_ok());
+    let mut no_exp = claims();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert_eq!(reject(&rsa(&no_exp)).await, AuthError::MissingExpiry);
+}
+
+#[tokio::test]
+async fn wrong_issuer_audience_and_token_use_are_refused() {
+    assert_eq!(
+        reject(&rsa(&with("iss", json!("https://evil.example")))).await,
+        AuthError::WrongIssuer
+    );
+    assert_eq!(
+        reject(&rsa(&with("client_id", json!("other-client")))).await,
+        AuthError::WrongAudience
+    );
+    assert_eq!(
+        reject(&rsa(&with("token_use", json!("refresh")))).await,
+        AuthError::WrongTokenUse("refresh".into())
+    );
+}
+
+#[tokio::test]
+async fn bad_signature_and_unknown_kid_are_refused() {
+    let forged = sign(
+        Algorithm::RS256,
+        Some("test-rsa"),
+        "rsa-other-private.pem",
+        &claims(),
+    );
+    assert_eq!(reject(&forged).await, AuthError::BadSignature);
+    let unknown = sign(
+        Algorithm::RS256,
+        Some("rotated-away"),
+        "rsa-private.pem",
+        &claims(),
+    );
+    assert_eq!(
+        reject(&unknown).await,
+        AuthError::UnknownKid("rotated-away".into())
+    );
+    let no_kid = sign(Algorithm::RS256, None, "rsa-private.pem", &claims());
+    assert_eq!(reject(&no_kid).await, AuthError::MissingKid);
+    // An ES256 token naming the RSA key.
+    let crossed = sign(
+        Algorithm::ES256,
+        Some("test-rsa"),
+        "ec-private.pem",
+        &claims(),
+    );
+    assert!(matches!(
+        reject(&crossed).await,
+        AuthError::KeyAlgorithmMismatch { .. }
+    ));
+}
+
+#[tokio::test]
+async fn tenant_claim_must_be_present_well_formed_and_not_shared() {
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("custom:tenantId");
+    assert_eq!(
+        reject(&rsa(&c)).await,
+        AuthError::MissingTenantClaim("custom:tenantId".into())
+    );
+    assert!(matches!(
+        reject(&rsa(&with("custom:tenantId", json!("Acme Corp")))).await,
+        AuthError::MalformedTenantClaim(_)
+    ));
+    assert!(matches!(
+        reject(&rsa(&with("custom:tenantId", json!(42)))).await,
+        AuthError::MalformedTenantClaim(_)
+    ));
+    assert_eq!(
+        reject(&rsa(&with("custom:tenantId", json!("_shared")))).await,
+        AuthError::ReservedTenant
+    );
+}
+
+#[tokio::test]
+async fn garbage_is_malformed() {
+    assert!(matches!(reject("not-a-jwt").await, AuthError::Malformed(_)));
+    assert!(matches!(reject("a.b.c").await, AuthError::Malformed(_)));
+    let v = verifier();
+    assert_eq!(
+        v.verify_authorization(None).await.unwrap_err(),
+        AuthError::MissingToken
+    );
+    assert!(matches!(
+        v.verify_authorization(Some("Basic abc")).await,
+        Err(AuthError::Malformed(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_tenant_claim_name_is_configurable() {
+    let v = Verifier::new(VerifierConfig {
+        issuer: Some(ISSUER.into()),
+        tenant_claim: "tenant".into(),
+        jwks: Some(KeySource::File(fixture("jwks.json"))),
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    let ctx = v
+        .verify(&rsa(&with("tenant", json!("globex"))))
+        .await
+        .unwrap();
+    assert_eq!(ctx.tenant.as_str(), "globex");
+}
+
+#[tokio::test]
+async fn dev_tokens_need_the_dev_secret() {
+    let acme = tagged_routing::TenantId::parse("acme").unwrap();
+    let token = dev::mint(DEV_SECRET, &acme, "dev", &[Scope::Read], 60).unwrap();
+    // An RS256-only verifier refuses it.
+    assert_eq!(reject(&token).await, AuthError::HmacNotAccepted);
+    let dev_verifier = Verifier::new(VerifierConfig {
+        issuer: Some(dev::DEV_ISSUER.into()),
+        audiences: vec![dev::DEV_AUDIENCE.into()],
+        dev_secret: Some(DEV_SECRET.to_vec()),
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    assert_eq!(dev_verifier.verify(&token).await.unwrap().tenant, acme);
+    let other = dev::mint(
+        b"another-secret-another-secret-another",
+        &acme,
+        "dev",
+        &[],
+        60,
+    )
+    .unwrap();
+    assert_eq!(
+        dev_verifier.verify(&other).await.unwrap_err(),
+        AuthError::BadSignature
+    );
+}
+
+/// A one-route HTTP server that serves `body` and counts requests.
+async fn jwks_server(body: String) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (
+        format!("http://127.0.0.1:{}/.well-known/jwks.json", addr.port()),
+        hits,
+    )
+}
+
+#[tokio::test]
+async fn jwks_url_is_fetched_once_and_refetches_for_unknown_kids_at_a_limited_rate() {
+    let (url, hits) = jwks_server(std::fs::read_to_string(fixture("jwks.json")).unwrap()).await;
+    let v = Verifier::new(VerifierConfig {
+        issuer: Some(ISSUER.into()),
+        jwks: Some(KeySource::Url(url)),
+        jwks_min_refetch: Duration::from_secs(3600),
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    for _ in 0..5 {
+        v.verify(&rsa(&claims())).await.unwrap();
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "known kids are served from the cache"
+    );
+    // A flood of bogus kids: the first (after the interval) could refetch, none of these may.
+    for i in 0..20 {
+        let bogus = sign(
+            Algorithm::RS256,
+            Some(&format!("bogus-{i}")),
+            "rsa-private.pem",
+            &claims(),
+        );
+        assert!(matches!(
+            v.verify(&bogus).await,
+            Err(AuthError::UnknownKid(_))
+        ));
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "unknown kids must not hammer the issuer"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_is_unavailable_not_a_bad_token() {
+    let v = Verifier::new(VerifierConfig {
+        jwks: Some(KeySource::Url("http://127.0.0.1:9/jwks.json".into())),
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    let err = v.verify(&rsa(&claims())).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+}
