@@ -1,0 +1,7 @@
+//! The local all-in-one backends: an embedded redb store and an in-process change feed.
+
+mod feed;
+mod redb_store;
+
+pub use feed::InProcessFeed;
+pub use redb_store::RedbStore;

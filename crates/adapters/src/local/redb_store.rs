@@ -1,0 +1,341 @@
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tagged_routing::rules::{version_after_put, version_removed_by_delete};
+use tagged_routing::{
+    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry,
+    JsonText, Key, Layer, Owner, Page, Precondition, Result, Revision,
+};
+
+/// (owner, key) → ConfigItem as JSON
+const VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("values");
+/// owner → head revision
+const HEADS: TableDefinition<&str, u64> = TableDefinition::new("heads");
+/// (owner, revision) → Change as JSON
+const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("changes");
+
+/// The embedded store of `tagcfg serve`: one redb file holds values, head revisions and the
+/// change log. A write commits all three in one redb transaction, so a crash never leaves a
+/// value without its change record or a gap in the revisions.
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+    /// Held across commit + publish so subscribers see changes in revision order.
+    write_lock: Arc<Mutex<()>>,
+    sink: Option<Arc<dyn ChangeSink>>,
+}
+
+fn storage<E: std::fmt::Display>(e: E) -> Error {
+    Error::Backend(format!("embedded store: {e}"))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Backend(format!("embedded store holds a corrupt record: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(storage)
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| storage(format!("cannot open {}: {e}", path.display())))?;
+        Self::init(db)
+    }
+
+    /// A store that lives in memory only (tests).
+    pub fn in_memory() -> Result<Self> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(storage)?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Self> {
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(VALUES).map_err(storage)?;
+        txn.open_table(HEADS).map_err(storage)?;
+        txn.open_table(CHANGES).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        Ok(RedbStore {
+            db: Arc::new(db),
+            write_lock: Arc::new(Mutex::new(())),
+            sink: None,
+        })
+    }
+
+    /// Announces every committed change to `sink`.
+    pub fn with_sink(mut self, sink: Arc<dyn ChangeSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Runs blocking redb work off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(RedbStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || work(this))
+            .await
+            .map_err(|e| Error::Backend(format!("embedded store task failed: {e}")))?
+    }
+
+    /// One write: read the current version, apply the rules, commit value + head + change.
+    fn write(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        op: ChangeOp,
+        value: Option<&JsonText>,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<(Option<ConfigItem>, Change)> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = self.db.begin_write().map_err(storage)?;
+        let result = {
+            let mut values = txn.open_table(VALUES).map_err(storage)?;
+            let mut heads = txn.open_table(HEADS).map_err(storage)?;
+            let mut changes = txn.open_table(CHANGES).map_err(storage)?;
+            let id = (owner.as_str(), key.as_str());
+            let current: Option<ConfigItem> = match values.get(id).map_err(storage)? {
+                Some(bytes) => Some(decode(bytes.value())?),
+                None => None,
+            };
+            let current_version = current.as_ref().map(|i| i.version);
+            let version = match op {
+                ChangeOp::Put => version_after_put(current_version, precondition)?,
+                ChangeOp::Delete => version_removed_by_delete(current_version, precondition)?,
+            };
+            let revision = Revision(
+                heads
+                    .get(owner.as_str())
+                    .map_err(storage)?
+                    .map_or(0, |r| r.value())
+                    + 1,
+            );
+            let at = now_rfc3339();
+            let item = value.map(|value| ConfigItem {
+                key: key.as_str().to_owned(),
+                value: value.clone(),
+                version,
+                revision,
+                updated_at: at.clone(),
+                updated_by: actor.to_owned(),
+                layer: match owner {
+                    Owner::Shared => Layer::Shared,
+                    Owner::Tenant(_) => Layer::Tenant,
+                },
+            });
+            let change = Change::new(owner, revision, key, op, version, actor, at, value);
+            match &item {
+                Some(item) => values
+                    .insert(id, encode(item)?.as_slice())
+                    .map_err(storage)?,
+                None => values.remove(id).map_err(storage)?,
+            };
+            heads.insert(owner.as_str(), revision.0).map_err(storage)?;
+            changes
+                .insert((owner.as_str(), revision.0), encode(&change)?.as_slice())
+                .map_err(storage)?;
+            (item, change)
+        };
+        txn.commit().map_err(storage)?;
+        if let Some(sink) = &self.sink {
+            sink.publish(&result.1);
+        }
+        Ok(result)
+    }
+
+    fn changes_between(&self, owner: &Owner, from: u64, to: u64) -> Result<Vec<Change>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(CHANGES).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((owner.as_str(), from)..=(owner.as_str(), to))
+            .map_err(storage)?
+        {
+            let (_, bytes) = entry.map_err(storage)?;
+            out.push(decode(bytes.value())?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ConfigStore for RedbStore {
+    async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {
+        let (owner, key) = (owner.clone(), key.clone());
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(VALUES).map_err(storage)?;
+            let got = table.get((owner.as_str(), key.as_str())).map_err(storage)?;
+            got.map(|bytes| decode(bytes.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        value: &JsonText,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<ConfigItem> {
+        let (owner, key, value, actor) =
+            (owner.clone(), key.clone(), value.clone(), actor.to_owned());
+        self.blocking(move |s| {
+            let (item, _) = s.write(
+                &owner,
+                &key,
+                ChangeOp::Put,
+                Some(&value),
+                precondition,
+                &actor,
+            )?;
+            item.ok_or_else(|| Error::Backend("a put stored no item".into()))
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Change> {
+        let (owner, key, actor) = (owner.clone(), key.clone(), actor.to_owned());
+        self.blocking(move |s| {
+            Ok(
+                s.write(&owner, &key, ChangeOp::Delete, None, precondition, &actor)?
+                    .1,
+            )
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConfigItem>> {
+        if limit == 0 {
+            return Err(Error::InvalidValue("limit must be at least 1".into()));
+        }
+        let (owner, prefix, after) = (owner.clone(), prefix.to_owned(), after.map(str::to_owned));
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(VALUES).map_err(storage)?;
+            let start = match &after {
+                Some(a) if a.as_str() >= prefix.as_str() => a.as_str(),
+                _ => prefix.as_str(),
+            };
+            let mut items = Vec::new();
+            for entry in table.range((owner.as_str(), start)..).map_err(storage)? {
+                let (id, bytes) = entry.map_err(storage)?;
+                let (o, k) = id.value();
+                if o != owner.as_str() || !k.starts_with(prefix.as_str()) {
+                    break;
+                }
+                if after.as_deref().is_some_and(|a| k <= a) {
+                    continue;
+                }
+                items.push(decode::<ConfigItem>(bytes.value())?);
+                if items.len() > limit {
+                    break;
+                }
+            }
+            let next = (items.len() > limit).then(|| {
+                items.truncate(limit);
+                items.last().map(|i| i.key.clone()).unwrap_or_default()
+            });
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
+        let (owner, keys) = (owner.clone(), keys.to_vec());
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(VALUES).map_err(storage)?;
+            let mut items = Vec::new();
+            for key in &keys {
+                if let Some(bytes) = table.get((owner.as_str(), key.as_str())).map_err(storage)? {
+                    items.push(decode(bytes.value())?);
+                }
+            }
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn history(&self, owner: &Owner, key: &Key, limit: usize) -> Result<Vec<HistoryEntry>> {
+        let (owner, key) = (owner.clone(), key.clone());
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(CHANGES).map_err(storage)?;
+            let mut out = Vec::new();
+            // Newest first; stops as soon as `limit` versions of the key were found.
+            for entry in table
+                .range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX))
+                .map_err(storage)?
+                .rev()
+            {
+                let (_, bytes) = entry.map_err(storage)?;
+                let change: Change = decode(bytes.value())?;
+                if change.key == key.as_str() {
+                    out.push(HistoryEntry::from(change));
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn changes_since(
+        &self,
+        owner: &Owner,
+        since: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
+        let owner = owner.clone();
+        self.blocking(move |s| {
+            let from = since.0.saturating_add(1);
+            let to = from.saturating_add(limit as u64).saturating_sub(1);
+            s.changes_between(&owner, from, to)
+        })
+        .await
+    }
+
+    async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
+        let owner = owner.clone();
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(HEADS).map_err(storage)?;
+            Ok(Revision(
+                table
+                    .get(owner.as_str())
+                    .map_err(storage)?
+                    .map_or(0, |r| r.value()),
+            ))
+        })
+        .await
+    }
+}
