@@ -1,1 +1,79 @@
+//! # http-api: the tagcfg HTTP API as one axum [`Router`]
+//!
+//! The same router serves `tagcfg serve` locally and the `config-api` Lambda (through
+//! `lambda_http`), so both answer identically. Map of the crate:
+//!
+//! - [`router`] and [`AppState`]: the routes of DESIGN.md §4 over any
+//!   [`tagged_routing::ConfigStore`];
+//! - `auth`: the [`Caller`] extractor — the tenant comes only from the verified bearer
+//!   token, never from the path, query, body or a header of the client's choosing;
+//! - `conditional`: ETags and the `If-Match` / `If-None-Match` preconditions;
+//! - [`problem`]: the one place that maps every error to an HTTP status and an
+//!   `application/problem+json` body;
+//! - `handlers`: thin handlers: parse, check scope, call the store, shape the answer.
 
+mod auth;
+mod conditional;
+mod handlers;
+pub mod problem;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tagged_routing::{ConfigStore, RoutingTable};
+use tenant_auth::Verifier;
+
+pub use auth::Caller;
+pub use problem::ApiError;
+
+/// Requests larger than this are refused with 413 before any handler runs. Values are
+/// further limited per backend (DynamoDB 350 KiB, SSM 4 or 8 KB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The most items one list page or one batchGet may hold.
+pub const MAX_PAGE: usize = 1000;
+pub const MAX_BATCH_KEYS: usize = 100;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn ConfigStore>,
+    pub routes: Arc<RoutingTable>,
+    pub verifier: Arc<Verifier>,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn ConfigStore>, routes: RoutingTable, verifier: Arc<Verifier>) -> Self {
+        AppState {
+            store,
+            routes: Arc::new(routes),
+            verifier,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/openapi.json", get(handlers::openapi))
+        .route("/v1/config", get(handlers::list))
+        .route("/v1/config:batchGet", post(handlers::batch_get))
+        .route(
+            "/v1/config/{*key}",
+            get(handlers::get_or_history)
+                .put(handlers::put)
+                .delete(handlers::delete),
+        )
+        .route("/v1/changes", get(handlers::changes))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(handlers::access_log))
+        .with_state(state)
+}

@@ -1,0 +1,79 @@
+//! ETags and preconditions. A tenant-layer item's ETag is its version (`"3"`); a
+//! shared-layer item's is `"shared-3"`, so it never satisfies an `If-Match` on the
+//! tenant's own key.
+
+use axum::http::{HeaderMap, HeaderValue};
+use tagged_routing::{ConfigItem, Layer, Precondition, Version};
+
+use crate::ApiError;
+
+pub fn etag(item: &ConfigItem) -> String {
+    match item.layer {
+        Layer::Tenant => format!("\"{}\"", item.version),
+        Layer::Shared => format!("\"shared-{}\"", item.version),
+    }
+}
+
+pub fn etag_header(item: &ConfigItem) -> HeaderValue {
+    HeaderValue::from_str(&etag(item)).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_header(name, "is not ASCII"))
+        })
+        .transpose()
+}
+
+/// The precondition of a PUT or DELETE from `If-Match` / `If-None-Match`.
+pub fn write_precondition(
+    headers: &HeaderMap,
+    allow_create_only: bool,
+) -> Result<Precondition, ApiError> {
+    let if_match = header(headers, "if-match")?;
+    let if_none_match = header(headers, "if-none-match")?;
+    match (if_match, if_none_match) {
+        (Some(_), Some(_)) => Err(ApiError::bad_header(
+            "if-match",
+            "cannot be combined with If-None-Match",
+        )),
+        (Some(v), None) => {
+            let tag = v.trim();
+            let digits = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .unwrap_or(tag);
+            digits
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|n| Precondition::IfVersion(Version(n)))
+                .ok_or_else(|| {
+                    ApiError::bad_header(
+                        "if-match",
+                        "must be the ETag of the key's tenant-layer version, e.g. \"3\"",
+                    )
+                })
+        }
+        (None, Some(v)) if v.trim() == "*" && allow_create_only => Ok(Precondition::CreateOnly),
+        (None, Some(_)) => Err(ApiError::bad_header(
+            "if-none-match",
+            "only '*' (create-only) is supported on writes",
+        )),
+        (None, None) => Ok(Precondition::None),
+    }
+}
+
+/// Whether a GET's `If-None-Match` matches the item (→ 304).
+pub fn not_modified(headers: &HeaderMap, item: &ConfigItem) -> bool {
+    let Some(v) = headers.get("if-none-match").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let current = etag(item);
+    v.split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == current)
+}

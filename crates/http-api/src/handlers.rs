@@ -1,0 +1,336 @@
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use tagged_routing::{ConfigItem, Error, JsonText, Key, Owner, Revision};
+use tenant_auth::Scope;
+
+use crate::conditional::{etag_header, not_modified, write_precondition};
+use crate::{ApiError, AppState, Caller, MAX_BATCH_KEYS, MAX_PAGE};
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+const OPENAPI: &str = include_str!("../openapi.json");
+const HISTORY_SUFFIX: &str = "/history";
+
+/// The layer a request addresses: the caller's tenant (default) or the shared layer, which
+/// anyone may read and only `config:admin` may write.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum LayerParam {
+    #[default]
+    Tenant,
+    Shared,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    min_revision: Option<u64>,
+    #[serde(default)]
+    layer: LayerParam,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WriteQuery {
+    #[serde(default)]
+    layer: LayerParam,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    prefix: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchGetBody {
+    keys: Vec<String>,
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
+}
+
+fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
+    b.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::bad_request("bad_body", e.body_text())
+        }
+    })
+}
+
+fn page_limit(limit: Option<usize>, default: usize) -> ApiResult<usize> {
+    match limit.unwrap_or(default) {
+        n @ 1..=MAX_PAGE => Ok(n),
+        n => Err(ApiError::bad_request(
+            "bad_query",
+            format!("limit {n} is outside 1..={MAX_PAGE}"),
+        )),
+    }
+}
+
+fn owner_for(caller: &Caller, layer: &LayerParam, writing: bool) -> ApiResult<Owner> {
+    match layer {
+        LayerParam::Tenant => Ok(Owner::Tenant(caller.0.tenant.clone())),
+        LayerParam::Shared => {
+            if writing {
+                caller.require(Scope::Admin)?;
+            }
+            Ok(Owner::Shared)
+        }
+    }
+}
+
+fn parse_key(state: &AppState, raw: &str) -> ApiResult<Key> {
+    Ok(state.routes.parse_key(raw)?)
+}
+
+fn item_response(status: StatusCode, item: &ConfigItem, body: serde_json::Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag_header(item));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    response
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NoRoute
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// `GET /v1/config/{key}`, or `GET /v1/config/{key}/history`.
+pub async fn get_or_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    q: Result<Query<ReadQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    caller.require(Scope::Read)?;
+    let q = query(q)?;
+    let owner = owner_for(&caller, &q.layer, false)?;
+    if let Some(raw) = raw.strip_suffix(HISTORY_SUFFIX) {
+        let key = parse_key(&state, raw)?;
+        let limit = page_limit(q.limit, 50)?;
+        let versions = state.store.history(&owner, &key, limit).await?;
+        return Ok(Json(json!({"key": key.as_str(), "versions": versions})).into_response());
+    }
+    let key = parse_key(&state, &raw)?;
+    if let Some(min) = q.min_revision {
+        let head = state.store.head_revision(&owner).await?;
+        if head < Revision(min) {
+            return Err(Error::RevisionNotReached {
+                requested: Revision(min),
+                head,
+            }
+            .into());
+        }
+    }
+    let item = state
+        .store
+        .get(&owner, &key)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if not_modified(&headers, &item) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response
+            .headers_mut()
+            .insert(header::ETAG, etag_header(&item));
+        return Ok(response);
+    }
+    let body = serde_json::to_value(&item).map_err(|e| Error::Backend(e.to_string()))?;
+    Ok(item_response(StatusCode::OK, &item, body))
+}
+
+/// `PUT /v1/config/{key}`: the body is the JSON value.
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    q: Result<Query<WriteQuery>, QueryRejection>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    caller.require(Scope::Write)?;
+    let q = query(q)?;
+    let owner = owner_for(&caller, &q.layer, true)?;
+    let key = parse_key(&state, &raw)?;
+    let precondition = write_precondition(&headers, true)?;
+    let bytes = body(bytes, state.max_body_bytes)?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::InvalidValue("the body is not UTF-8".into()))?;
+    let value = JsonText::parse(text)?;
+    let item = state
+        .store
+        .put(&owner, &key, &value, precondition, &caller.0.subject)
+        .await?;
+    let status = if item.version.0 == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "key": item.key, "version": item.version, "revision": item.revision,
+        "updated_at": item.updated_at, "layer": item.layer,
+    });
+    Ok(item_response(status, &item, body))
+}
+
+/// `DELETE /v1/config/{key}` (optional `If-Match`).
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    q: Result<Query<WriteQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    caller.require(Scope::Write)?;
+    let q = query(q)?;
+    let owner = owner_for(&caller, &q.layer, true)?;
+    let key = parse_key(&state, &raw)?;
+    let precondition = write_precondition(&headers, false)?;
+    let change = state
+        .store
+        .delete(&owner, &key, precondition, &caller.0.subject)
+        .await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&change.revision.to_string()) {
+        response.headers_mut().insert("x-tagcfg-revision", v);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/config?prefix=&limit=&cursor=`
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult {
+    caller.require(Scope::Read)?;
+    let q = query(q)?;
+    let limit = page_limit(q.limit, 100)?;
+    let prefix = q.prefix.unwrap_or_default();
+    if prefix.len() > 300 {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "prefix is longer than 300 characters",
+        ));
+    }
+    let owner = Owner::Tenant(caller.0.tenant.clone());
+    let page = state
+        .store
+        .list(&owner, &prefix, q.cursor.as_deref(), limit)
+        .await?;
+    Ok(Json(json!({"items": page.items, "next_cursor": page.next})).into_response())
+}
+
+/// `POST /v1/config:batchGet` with `{"keys": [...]}` → `{"items": [...], "missing": [...]}`.
+pub async fn batch_get(
+    State(state): State<AppState>,
+    caller: Caller,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    caller.require(Scope::Read)?;
+    let bytes = body(bytes, state.max_body_bytes)?;
+    let request: BatchGetBody = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request("bad_body", format!("expected {{\"keys\": [\"...\"]}}: {e}"))
+    })?;
+    if request.keys.is_empty() || request.keys.len() > MAX_BATCH_KEYS {
+        return Err(ApiError::bad_request(
+            "bad_body",
+            format!(
+                "keys must hold 1 to {MAX_BATCH_KEYS} keys, not {}",
+                request.keys.len()
+            ),
+        ));
+    }
+    let mut keys: Vec<Key> = Vec::with_capacity(request.keys.len());
+    for raw in &request.keys {
+        let key = parse_key(&state, raw)?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let owner = Owner::Tenant(caller.0.tenant.clone());
+    let mut found = state.store.batch_get(&owner, &keys).await?;
+    // Answer in request order.
+    let mut items = Vec::with_capacity(found.len());
+    let mut missing = Vec::new();
+    for key in &keys {
+        match found.iter().position(|i| i.key == key.as_str()) {
+            Some(i) => items.push(found.swap_remove(i)),
+            None => missing.push(key.as_str().to_owned()),
+        }
+    }
+    Ok(Json(json!({"items": items, "missing": missing})).into_response())
+}
+
+/// `GET /v1/changes?since=&limit=`: the caller's change log, oldest first.
+pub async fn changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ChangesQuery>, QueryRejection>,
+) -> ApiResult {
+    caller.require(Scope::Read)?;
+    let q = query(q)?;
+    let limit = page_limit(q.limit, 100)?;
+    let owner = Owner::Tenant(caller.0.tenant.clone());
+    let since = Revision(q.since.unwrap_or(0));
+    let changes = state.store.changes_since(&owner, since, limit).await?;
+    let head = state.store.head_revision(&owner).await?;
+    Ok(Json(json!({"changes": changes, "head": head})).into_response())
+}
+
+/// One line per request: method, path, status, latency. Never bodies, never tokens.
+pub async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
