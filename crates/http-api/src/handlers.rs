@@ -7,9 +7,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tagged_routing::{ConfigItem, Error, JsonText, Key, Owner, Revision};
+use tagged_routing::{Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Revision};
 use tenant_auth::Scope;
 
 use crate::conditional::{etag_header, not_modified, write_precondition};
@@ -67,6 +67,33 @@ struct BatchGetBody {
     keys: Vec<String>,
 }
 
+// Response bodies are typed structs, serialised directly: going through `serde_json::Value`
+// (as `json!` does) would reparse every value through f64 and lose its exact text.
+
+#[derive(Serialize)]
+struct HistoryPage<'a> {
+    key: &'a str,
+    versions: Vec<HistoryEntry>,
+}
+
+#[derive(Serialize)]
+struct ListPage {
+    items: Vec<ConfigItem>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BatchGetResult {
+    items: Vec<ConfigItem>,
+    missing: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ChangesPage {
+    changes: Vec<Change>,
+    head: Revision,
+}
+
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
     q.map(|Query(q)| q)
         .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
@@ -108,7 +135,9 @@ fn parse_key(state: &AppState, raw: &str) -> ApiResult<Key> {
     Ok(state.routes.parse_key(raw)?)
 }
 
-fn item_response(status: StatusCode, item: &ConfigItem, body: serde_json::Value) -> Response {
+/// Serialises `body` directly (never through `serde_json::Value`, which would round values
+/// through f64 and lose the exact text).
+fn item_response(status: StatusCode, item: &ConfigItem, body: impl Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
     response
         .headers_mut()
@@ -151,7 +180,11 @@ pub async fn get_or_history(
         let key = parse_key(&state, raw)?;
         let limit = page_limit(q.limit, 50)?;
         let versions = state.store.history(&owner, &key, limit).await?;
-        return Ok(Json(json!({"key": key.as_str(), "versions": versions})).into_response());
+        return Ok(Json(HistoryPage {
+            key: key.as_str(),
+            versions,
+        })
+        .into_response());
     }
     let key = parse_key(&state, &raw)?;
     if let Some(min) = q.min_revision {
@@ -176,8 +209,7 @@ pub async fn get_or_history(
             .insert(header::ETAG, etag_header(&item));
         return Ok(response);
     }
-    let body = serde_json::to_value(&item).map_err(|e| Error::Backend(e.to_string()))?;
-    Ok(item_response(StatusCode::OK, &item, body))
+    Ok(item_response(StatusCode::OK, &item, &item))
 }
 
 /// `PUT /v1/config/{key}`: the body is the JSON value.
@@ -259,7 +291,11 @@ pub async fn list(
         .store
         .list(&owner, &prefix, q.cursor.as_deref(), limit)
         .await?;
-    Ok(Json(json!({"items": page.items, "next_cursor": page.next})).into_response())
+    Ok(Json(ListPage {
+        items: page.items,
+        next_cursor: page.next,
+    })
+    .into_response())
 }
 
 /// `POST /v1/config:batchGet` with `{"keys": [...]}` → `{"items": [...], "missing": [...]}`.
@@ -300,7 +336,7 @@ pub async fn batch_get(
             None => missing.push(key.as_str().to_owned()),
         }
     }
-    Ok(Json(json!({"items": items, "missing": missing})).into_response())
+    Ok(Json(BatchGetResult { items, missing }).into_response())
 }
 
 /// `GET /v1/changes?since=&limit=`: the caller's change log, oldest first.
@@ -316,7 +352,7 @@ pub async fn changes(
     let since = Revision(q.since.unwrap_or(0));
     let changes = state.store.changes_since(&owner, since, limit).await?;
     let head = state.store.head_revision(&owner).await?;
-    Ok(Json(json!({"changes": changes, "head": head})).into_response())
+    Ok(Json(ChangesPage { changes, head }).into_response())
 }
 
 /// One line per request: method, path, status, latency. Never bodies, never tokens.

@@ -620,3 +620,34 @@ async fn health_and_openapi_need_no_token() {
         assert!(r.body["paths"].get(path).is_some(), "{path} documented");
     }
 }
+
+#[tokio::test]
+async fn every_response_keeps_values_exact() {
+    let app = app();
+    let w = token("acme", &[Scope::Write]);
+    let value = "[123456789012345678901234567890,0.10,1e400]";
+    call(
+        &app,
+        "PUT",
+        "/v1/config/tenant_config_exact",
+        Some(&w),
+        &[],
+        value.into(),
+    )
+    .await;
+    let batch = json!({"keys": ["tenant_config_exact"]}).to_string();
+    for (method, uri, body) in [
+        ("GET", "/v1/config/tenant_config_exact", vec![]),
+        ("GET", "/v1/config/tenant_config_exact/history", vec![]),
+        ("GET", "/v1/config?prefix=tenant_config_exact", vec![]),
+        ("POST", "/v1/config:batchGet", batch.into_bytes()),
+        ("GET", "/v1/changes", vec![]),
+    ] {
+        let r = call(&app, method, uri, Some(&w), &[], body).await;
+        assert!(
+            r.raw.contains(&format!("\"value\":{value}")),
+            "{uri}: {}",
+            r.raw
+        );
+    }
+}
