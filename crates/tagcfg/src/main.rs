@@ -1,1 +1,393 @@
-fn main() {}
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use reqwest::Method;
+use tagcfg::local::{self, LocalConfig, LocalServer, DEMO_TENANTS};
+use tagcfg::remote::{Remote, RemoteError, RequestOptions};
+use tagged_routing::{RoutingTable, TenantId, DEFAULT_ROUTES};
+use tenant_auth::{dev, Scope};
+
+/// tagcfg: multitenant configuration, routed by tag to DynamoDB or SSM Parameter Store.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Connection {
+    /// Base URL of a tagcfg API (the local server or API Gateway).
+    #[arg(long, env = "TAGCFG_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Bearer token (`tagcfg token` mints a local one).
+    #[arg(long, env = "TAGCFG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the local all-in-one server (embedded store, dev tokens, demo data).
+    Serve {
+        #[arg(long, env = "TAGCFG_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Where the store and the dev secret live.
+        #[arg(long, env = "TAGCFG_DATA_DIR", default_value = ".tagcfg")]
+        data_dir: PathBuf,
+        /// Tag → backend table, e.g. `tenant_config_=dynamodb,param_config_=ssm`.
+        #[arg(long, env = "TAGCFG_ROUTES", default_value = DEFAULT_ROUTES)]
+        routes: String,
+        /// Do not write the demo keys on first start.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Mint a dev token signed with the local server's secret.
+    Token {
+        #[arg(long)]
+        tenant: String,
+        /// config:read, config:write or config:admin (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long, default_value = "dev-user")]
+        subject: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+        #[arg(long, env = "TAGCFG_DATA_DIR", default_value = ".tagcfg")]
+        data_dir: PathBuf,
+    },
+    /// Read one key.
+    Get {
+        key: String,
+        /// Read the shared layer instead of the tenant's.
+        #[arg(long)]
+        shared: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Write one key; VALUE is JSON (`-` reads it from stdin).
+    Put {
+        key: String,
+        value: String,
+        /// Only if the current version is this one.
+        #[arg(long, conflicts_with = "create_only")]
+        if_match: Option<u64>,
+        /// Only if the key does not exist yet.
+        #[arg(long)]
+        create_only: bool,
+        /// Write the shared layer (needs config:admin).
+        #[arg(long)]
+        shared: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Delete one key.
+    Rm {
+        key: String,
+        #[arg(long)]
+        if_match: Option<u64>,
+        #[arg(long)]
+        shared: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List keys by prefix.
+    Ls {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Versions of one key, newest first.
+    History {
+        key: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The tenant's change log after a revision.
+    Changes {
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn scope_list(names: &[String]) -> Result<Vec<Scope>, CliError> {
+    names
+        .iter()
+        .map(|n| {
+            Scope::parse(n).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "unknown scope '{n}' (use config:read, config:write or config:admin)"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn layer_query(shared: bool) -> &'static str {
+    if shared {
+        "?layer=shared"
+    } else {
+        ""
+    }
+}
+
+fn remote(conn: &Connection) -> Result<Remote, CliError> {
+    if conn.token.is_none() {
+        return Err(CliError::Usage(
+            "no token: pass --token or set TAGCFG_TOKEN (for the local server: `tagcfg token --tenant acme --scope config:write`)".into(),
+        ));
+    }
+    Ok(Remote::new(&conn.url, conn.token.clone())?)
+}
+
+fn print(body: String) {
+    if !body.is_empty() {
+        println!("{body}");
+    }
+}
+
+async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Serve {
+            addr,
+            data_dir,
+            routes,
+            no_demo,
+        } => serve(addr, data_dir, &routes, !no_demo).await,
+        Command::Token {
+            tenant,
+            scopes,
+            subject,
+            ttl,
+            data_dir,
+        } => {
+            let tenant = TenantId::parse(&tenant).map_err(|e| CliError::Usage(e.to_string()))?;
+            let secret = local::dev_secret(&data_dir)?;
+            let token = dev::mint(&secret, &tenant, &subject, &scope_list(&scopes)?, ttl)
+                .map_err(local::LocalError::from)?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Get { key, shared, conn } => {
+            let path = format!("/v1/config/{key}{}", layer_query(shared));
+            print(
+                remote(&conn)?
+                    .call(Method::GET, &path, RequestOptions::default())
+                    .await?,
+            );
+            Ok(())
+        }
+        Command::Put {
+            key,
+            value,
+            if_match,
+            create_only,
+            shared,
+            conn,
+        } => {
+            let value = if value == "-" {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text).map_err(|e| {
+                    CliError::Usage(format!("cannot read the value from stdin: {e}"))
+                })?;
+                text
+            } else {
+                value
+            };
+            let mut headers = Vec::new();
+            if let Some(v) = if_match {
+                headers.push(("if-match", format!("\"{v}\"")));
+            }
+            if create_only {
+                headers.push(("if-none-match", "*".to_owned()));
+            }
+            let path = format!("/v1/config/{key}{}", layer_query(shared));
+            print(
+                remote(&conn)?
+                    .call(
+                        Method::PUT,
+                        &path,
+                        RequestOptions {
+                            body: Some(value),
+                            headers,
+                        },
+                    )
+                    .await?,
+            );
+            Ok(())
+        }
+        Command::Rm {
+            key,
+            if_match,
+            shared,
+            conn,
+        } => {
+            let headers = if_match
+                .map(|v| vec![("if-match", format!("\"{v}\""))])
+                .unwrap_or_default();
+            let path = format!("/v1/config/{key}{}", layer_query(shared));
+            remote(&conn)?
+                .call(
+                    Method::DELETE,
+                    &path,
+                    RequestOptions {
+                        body: None,
+                        headers,
+                    },
+                )
+                .await?;
+            println!("deleted {key}");
+            Ok(())
+        }
+        Command::Ls {
+            prefix,
+            limit,
+            cursor,
+            conn,
+        } => {
+            let mut path = format!("/v1/config?prefix={prefix}&limit={limit}");
+            if let Some(c) = cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            print(
+                remote(&conn)?
+                    .call(Method::GET, &path, RequestOptions::default())
+                    .await?,
+            );
+            Ok(())
+        }
+        Command::History { key, conn } => {
+            print(
+                remote(&conn)?
+                    .call(
+                        Method::GET,
+                        &format!("/v1/config/{key}/history"),
+                        RequestOptions::default(),
+                    )
+                    .await?,
+            );
+            Ok(())
+        }
+        Command::Changes { since, conn } => {
+            print(
+                remote(&conn)?
+                    .call(
+                        Method::GET,
+                        &format!("/v1/changes?since={since}"),
+                        RequestOptions::default(),
+                    )
+                    .await?,
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    routes: &str,
+    seed: bool,
+) -> Result<(), CliError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TAGCFG_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let routes =
+        RoutingTable::parse(routes).map_err(|e| CliError::Usage(format!("TAGCFG_ROUTES: {e}")))?;
+    let server = LocalServer::start(LocalConfig {
+        addr,
+        data_dir: data_dir.clone(),
+        routes: routes.clone(),
+        seed_demo_data: seed,
+    })
+    .await?;
+    let url = server.url();
+    println!("tagcfg local server");
+    println!("  HTTP API   {url}   (OpenAPI: {url}/openapi.json)");
+    println!("  store      {}", data_dir.join("store.redb").display());
+    println!("  routes     {routes}");
+    if server.seeded {
+        println!(
+            "  demo data  written for {} and the shared layer",
+            DEMO_TENANTS.join(", ")
+        );
+    }
+    println!();
+    for tenant in DEMO_TENANTS {
+        let var = format!("{}_TOKEN", tenant.to_uppercase());
+        println!("# {tenant} (config:write)");
+        println!("export {var}={}", server.token(tenant, &[Scope::Write])?);
+    }
+    println!("# acme, read only");
+    println!(
+        "export ACME_READ_TOKEN={}",
+        server.token("acme", &[Scope::Read])?
+    );
+    println!("# acme, admin (may write the shared layer)");
+    println!(
+        "export ACME_ADMIN_TOKEN={}",
+        server.token("acme", &[Scope::Admin])?
+    );
+    println!();
+    for tenant in DEMO_TENANTS {
+        let var = format!("{}_TOKEN", tenant.to_uppercase());
+        println!("curl -s -H \"Authorization: Bearer ${var}\" {url}/v1/config/tenant_config_flags/checkout");
+    }
+    println!();
+    println!(
+        "Ctrl-C stops the server; the data stays in {}.",
+        data_dir.display()
+    );
+
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("cannot listen for Ctrl-C ({e}); stopping");
+    }
+    println!("stopping");
+    server.shutdown().await?;
+    Ok(())
+}

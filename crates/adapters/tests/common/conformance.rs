@@ -371,7 +371,7 @@ pub async fn tenant_isolation(store: &TaggedStore) {
             .unwrap();
         assert!(store.get(&globex, &k).await.unwrap().is_none(), "{raw}");
         assert!(store
-            .batch_get(&globex, &[k.clone()])
+            .batch_get(&globex, std::slice::from_ref(&k))
             .await
             .unwrap()
             .is_empty());

@@ -1,0 +1,35 @@
+# tagcfg: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Integration tests reach DynamoDB Local and moto through the real AWS SDK.
+FEATURES := --features adapters/aws
+
+.PHONY: run test test-unit lint fmt check emulators clean-tools
+
+## run: build and start the local all-in-one server (embedded store, no AWS, no Docker)
+run:
+	$(CARGO) run -p tagcfg -- serve
+
+## test: unit + integration tests; installs and starts DynamoDB Local and moto itself
+test:
+	infra/with-emulators.sh $(CARGO) test --workspace $(FEATURES)
+
+## test-unit: the tests that need no emulator (AWS integration tests report themselves skipped)
+test-unit:
+	$(CARGO) test --workspace $(FEATURES)
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets $(FEATURES) -- -D warnings
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all
+
+## emulators: start DynamoDB Local and moto and open a shell with the endpoints exported
+emulators:
+	infra/with-emulators.sh $$SHELL
+
+clean-tools:
+	rm -rf .tools

@@ -1,0 +1,244 @@
+//! The local all-in-one server: the same router as the Lambda, over an embedded store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use adapters::local::{InProcessFeed, RedbStore};
+use tagged_routing::{
+    ConfigStore, JsonText, Owner, Precondition, RoutingTable, StoreLimits, TaggedStore, TenantId,
+};
+use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The tenants `tagcfg serve` seeds and prints tokens for.
+pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
+
+const SECRET_FILE: &str = "dev-secret";
+const STORE_FILE: &str = "store.redb";
+
+/// Everything `tagcfg serve` needs.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub routes: RoutingTable,
+    pub seed_demo_data: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(#[from] tagged_routing::Error),
+    #[error("{0}")]
+    Auth(#[from] tenant_auth::AuthError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Reads the dev secret kept in `data_dir`, creating a random one on first use. It is the
+/// key of every dev token, so it is written owner-readable only.
+pub fn dev_secret(data_dir: &Path) -> Result<Vec<u8>, LocalError> {
+    let path = data_dir.join(SECRET_FILE);
+    let io = |source| LocalError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &secret).map_err(io)?;
+    Ok(secret.into_bytes())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+/// The verifier of the local server: dev HS256 tokens signed with `secret`.
+pub fn dev_verifier(secret: &[u8]) -> Result<Verifier, LocalError> {
+    Ok(Verifier::new(VerifierConfig {
+        issuer: Some(dev::DEV_ISSUER.into()),
+        audiences: vec![dev::DEV_AUDIENCE.into()],
+        dev_secret: Some(secret.to_vec()),
+        ..VerifierConfig::default()
+    })?)
+}
+
+/// A running local server. Dropping it does not stop it; call [`LocalServer::shutdown`].
+pub struct LocalServer {
+    pub addr: SocketAddr,
+    pub store: Arc<TaggedStore>,
+    pub feed: InProcessFeed,
+    pub secret: Vec<u8>,
+    pub seeded: bool,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<Result<(), std::io::Error>>,
+}
+
+impl LocalServer {
+    /// Opens the store, seeds the demo data on first start, binds and starts serving.
+    pub async fn start(config: LocalConfig) -> Result<Self, LocalError> {
+        let secret = dev_secret(&config.data_dir)?;
+        let feed = InProcessFeed::new(4096);
+        let redb =
+            RedbStore::open(&config.data_dir.join(STORE_FILE))?.with_sink(Arc::new(feed.clone()));
+        let store = Arc::new(TaggedStore::single(
+            config.routes.clone(),
+            Arc::new(redb),
+            StoreLimits::default(),
+        ));
+        let seeded = config.seed_demo_data && seed_demo_data(&store).await?;
+        let verifier = Arc::new(dev_verifier(&secret)?);
+        let app = http_api::router(http_api::AppState::new(
+            store.clone(),
+            config.routes,
+            verifier,
+        ));
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| LocalError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(LocalError::Serve)?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(LocalServer {
+            addr,
+            store,
+            feed,
+            secret,
+            seeded,
+            shutdown,
+            task,
+        })
+    }
+
+    /// A dev token for `tenant`.
+    pub fn token(&self, tenant: &str, scopes: &[Scope]) -> Result<String, LocalError> {
+        let tenant = TenantId::parse(tenant)?;
+        Ok(dev::mint(
+            &self.secret,
+            &tenant,
+            &format!("{tenant}-dev"),
+            scopes,
+            7 * 24 * 3600,
+        )?)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes in-flight requests and closes the store.
+    pub async fn shutdown(self) -> Result<(), LocalError> {
+        let _ = self.shutdown.send(());
+        match self.task.await {
+            Ok(result) => result.map_err(LocalError::Serve),
+            Err(e) => Err(LocalError::Serve(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// Writes the demo keys when the store has never been written; returns whether it did.
+pub async fn seed_demo_data(store: &TaggedStore) -> Result<bool, LocalError> {
+    for owner in DEMO_TENANTS
+        .iter()
+        .map(|t| TenantId::parse(t).map(Owner::Tenant))
+        .chain([Ok(Owner::Shared)])
+    {
+        if store.head_revision(&owner?).await?.0 > 0 {
+            return Ok(false);
+        }
+    }
+    let shared_region = ("_shared", "param_config_region/default", r#""eu-west-1""#);
+    let demo = [
+        (
+            "acme",
+            "tenant_config_flags/checkout",
+            r#"{"enabled":true,"rollout_percent":25}"#,
+        ),
+        (
+            "acme",
+            "tenant_config_limits/api",
+            r#"{"requests_per_minute":600}"#,
+        ),
+        (
+            "acme",
+            "param_config_payments/endpoint",
+            r#""https://payments.acme.example/v2""#,
+        ),
+        (
+            "acme",
+            "secret_config_payments/api-key",
+            r#""sk_demo_acme_not_a_real_key""#,
+        ),
+        (
+            "globex",
+            "tenant_config_flags/checkout",
+            r#"{"enabled":false,"rollout_percent":0}"#,
+        ),
+        (
+            "globex",
+            "param_config_payments/endpoint",
+            r#""https://payments.globex.example/v1""#,
+        ),
+        shared_region,
+    ];
+    for (owner, key, value) in demo {
+        let owner = Owner::parse(owner)?;
+        let Ok(key) = store.routes().parse_key(key) else {
+            // A custom routing table may not route the demo tags; skip those keys.
+            continue;
+        };
+        store
+            .put(
+                &owner,
+                &key,
+                &JsonText::parse(value)?,
+                Precondition::CreateOnly,
+                "tagcfg-demo",
+            )
+            .await?;
+    }
+    Ok(true)
+}
