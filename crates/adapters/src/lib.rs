@@ -11,3 +11,6 @@ pub use tagged_routing::memory;
 
 #[cfg(feature = "local")]
 pub mod local;
+
+#[cfg(feature = "aws")]
+pub mod aws;

@@ -1,0 +1,69 @@
+//! The AWS backends: [`DynamoStore`] (values, head revisions, the change log of every
+//! backend) and [`SsmStore`] (Parameter Store values with a shared layer), wired into one
+//! [`TaggedStore`] by [`tagged_store`], the function every binary calls.
+
+mod dynamodb;
+pub mod error;
+mod retry;
+mod ssm;
+pub mod table;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use dynamodb::DynamoStore;
+pub use ssm::{SsmSettings, SsmStore};
+use tagged_routing::{BackendKind, ConfigStore, RoutingTable, StoreLimits, TaggedStore};
+
+/// How the AWS store is set up.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub table: String,
+    pub ssm: SsmSettings,
+    /// How long change-log items live (DynamoDB TTL), default 7 days.
+    pub change_retention: Duration,
+}
+
+impl AwsSettings {
+    pub fn new(table: impl Into<String>) -> Self {
+        AwsSettings {
+            table: table.into(),
+            ssm: SsmSettings::default(),
+            change_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The store of the AWS deployment: DynamoDB-tagged keys in the table, SSM-tagged keys
+/// in Parameter Store, one change log (in the table) for both.
+pub fn tagged_store(
+    sdk: &aws_config::SdkConfig,
+    routes: RoutingTable,
+    settings: &AwsSettings,
+) -> tagged_routing::Result<TaggedStore> {
+    let dynamo = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        &settings.table,
+        settings.change_retention,
+    );
+    let ssm: Arc<dyn ConfigStore> = Arc::new(SsmStore::new(
+        aws_sdk_ssm::Client::new(sdk),
+        dynamo.clone(),
+        routes.clone(),
+        settings.ssm.clone(),
+    ));
+    let dynamo: Arc<dyn ConfigStore> = Arc::new(dynamo);
+    let limits = StoreLimits {
+        ssm_advanced_tier: settings.ssm.advanced_tier,
+    };
+    TaggedStore::new(
+        routes,
+        dynamo.clone(),
+        [
+            (BackendKind::Dynamodb, dynamo),
+            (BackendKind::Ssm, ssm.clone()),
+            (BackendKind::SsmSecure, ssm),
+        ],
+        limits,
+    )
+}

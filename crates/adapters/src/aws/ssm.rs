@@ -1,0 +1,513 @@
+//! The SSM Parameter Store store: `/<root>/<owner>/<tag without trailing _>/<name>`, the
+//! shared layer under `/<root>/_shared/...`.
+//!
+//! SSM keeps the value and its version; every write also appends a change to the
+//! DynamoDB change log and records the revision in a pointer item (`P#<key>`), so both
+//! backends share one feed and one revision sequence and reads can report the revision.
+//!
+//! SSM has no conditional write on a version: `If-Match` is checked against the version
+//! read just before `PutParameter` (a small window in which a concurrent writer can slip
+//! in), create-only uses `Overwrite=false`, which SSM enforces atomically.
+
+use async_trait::async_trait;
+use aws_sdk_ssm::operation::delete_parameter::DeleteParameterError;
+use aws_sdk_ssm::operation::get_parameter::GetParameterError;
+use aws_sdk_ssm::operation::put_parameter::PutParameterError;
+use aws_sdk_ssm::primitives::DateTimeFormat;
+use aws_sdk_ssm::types::{Parameter, ParameterTier, ParameterType};
+use aws_sdk_ssm::Client;
+use tagged_routing::rules::{version_after_put, version_removed_by_delete};
+use tagged_routing::{
+    now_rfc3339, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key,
+    Layer, Owner, Page, Precondition, Result, Revision, RoutingTable, ValueOmitted, Version,
+};
+
+use super::dynamodb::{pk, pointer_sk, DynamoStore, PointerItem};
+use super::error::{corrupt, from_sdk};
+
+const SERVICE: &str = "SSM";
+/// SSM's deepest hierarchy.
+const MAX_PATH_LEVELS: usize = 15;
+/// GetParameters takes at most 10 names.
+const GET_PARAMETERS_LIMIT: usize = 10;
+
+/// How SSM parameters are written.
+#[derive(Debug, Clone)]
+pub struct SsmSettings {
+    /// First path segment, default `tagcfg`.
+    pub root: String,
+    /// KMS key for SecureString parameters (`None` = the account's `alias/aws/ssm`).
+    pub kms_key_id: Option<String>,
+    /// Advanced-tier parameters (8 KB values, and a cost).
+    pub advanced_tier: bool,
+}
+
+impl Default for SsmSettings {
+    fn default() -> Self {
+        SsmSettings {
+            root: "tagcfg".into(),
+            kms_key_id: None,
+            advanced_tier: false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SsmStore {
+    client: Client,
+    log: DynamoStore,
+    routes: RoutingTable,
+    settings: SsmSettings,
+}
+
+fn layer_of(owner: &Owner) -> Layer {
+    match owner {
+        Owner::Shared => Layer::Shared,
+        Owner::Tenant(_) => Layer::Tenant,
+    }
+}
+
+fn format_date(p: Option<&aws_sdk_ssm::primitives::DateTime>) -> String {
+    p.and_then(|d| d.fmt(DateTimeFormat::DateTime).ok())
+        .unwrap_or_default()
+}
+
+impl SsmStore {
+    pub fn new(
+        client: Client,
+        log: DynamoStore,
+        routes: RoutingTable,
+        settings: SsmSettings,
+    ) -> Self {
+        SsmStore {
+            client,
+            log,
+            routes,
+            settings,
+        }
+    }
+
+    fn owner_path(&self, owner: &Owner) -> String {
+        format!("/{}/{}/", self.settings.root, owner.as_str())
+    }
+
+    /// The parameter name of `key`, checked against SSM's depth limit.
+    pub fn parameter_name(&self, owner: &Owner, key: &Key) -> Result<String> {
+        let name = format!(
+            "{}{}/{}",
+            self.owner_path(owner),
+            key.tag().trimmed(),
+            key.name()
+        );
+        let levels = name.matches('/').count();
+        if levels > MAX_PATH_LEVELS {
+            return Err(Error::InvalidKey(format!(
+                "SSM allows at most {MAX_PATH_LEVELS} path levels; '{}' would need {levels}",
+                key.as_str()
+            )));
+        }
+        Ok(name)
+    }
+
+    /// The key a parameter name under `owner` stands for, if a route still maps it.
+    fn key_of(&self, owner: &Owner, name: &str) -> Option<Key> {
+        let rest = name.strip_prefix(&self.owner_path(owner))?;
+        let (segment, key_name) = rest.split_once('/')?;
+        let (tag, _) = self
+            .routes
+            .routes()
+            .find(|(tag, kind)| kind.has_shared_layer() && tag.trimmed() == segment)?;
+        self.routes.parse_key(&format!("{tag}{key_name}")).ok()
+    }
+
+    async fn get_parameter(&self, name: &str) -> Result<Option<Parameter>> {
+        match self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.parameter),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(GetParameterError::ParameterNotFound(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(from_sdk(SERVICE, "GetParameter", e)),
+        }
+    }
+
+    async fn pointer(&self, owner: &Owner, key: &Key) -> Result<Option<PointerItem>> {
+        self.log.get_item(pk(owner), pointer_sk(key.as_str())).await
+    }
+
+    /// Joins a parameter with the pointer the API recorded for it. A version written
+    /// outside the API (console, CLI) has no matching pointer until the change feed
+    /// ingests it: its revision reads as 0 and its author as `ssm`.
+    fn item(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        p: &Parameter,
+        pointer: Option<&PointerItem>,
+    ) -> Result<ConfigItem> {
+        let version = Version(u64::try_from(p.version()).map_err(corrupt)?);
+        let value = JsonText::parse(p.value().unwrap_or_default())
+            .map_err(|_| corrupt(format!("parameter of {} is not JSON", key.as_str())))?;
+        let (revision, updated_by) = match pointer {
+            Some(ptr) if ptr.version == version.0 => {
+                (Revision(ptr.revision), ptr.updated_by.clone())
+            }
+            _ => (Revision(0), "ssm".to_owned()),
+        };
+        Ok(ConfigItem {
+            key: key.as_str().to_owned(),
+            value,
+            version,
+            revision,
+            updated_at: format_date(p.last_modified_date()),
+            updated_by,
+            layer: layer_of(owner),
+        })
+    }
+
+    /// Records a change in the shared log, with the pointer for a put.
+    async fn record(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        op: ChangeOp,
+        version: Version,
+        value: Option<&JsonText>,
+        actor: &str,
+    ) -> Result<Change> {
+        let at = now_rfc3339();
+        self.log
+            .append_change(
+                owner,
+                |revision| Change::new(owner, revision, key, op, version, actor, at.clone(), value),
+                |change| match op {
+                    ChangeOp::Put => {
+                        let pointer = PointerItem {
+                            pk: pk(owner),
+                            sk: pointer_sk(key.as_str()),
+                            key: key.as_str().to_owned(),
+                            version: version.0,
+                            revision: change.revision.0,
+                            updated_at: change.at.clone(),
+                            updated_by: actor.to_owned(),
+                        };
+                        let item = serde_dynamo::aws_sdk_dynamodb_1::to_item(&pointer)
+                            .map_err(|e| Error::Backend(format!("cannot encode a pointer: {e}")))?;
+                        Ok(vec![self.log.put_item(item)?])
+                    }
+                    ChangeOp::Delete => Ok(vec![self
+                        .log
+                        .delete_item(pk(owner), pointer_sk(key.as_str()))?]),
+                },
+            )
+            .await
+    }
+}
+
+#[async_trait]
+impl ConfigStore for SsmStore {
+    async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {
+        let name = self.parameter_name(owner, key)?;
+        let (parameter, pointer) =
+            tokio::try_join!(self.get_parameter(&name), self.pointer(owner, key))?;
+        parameter
+            .map(|p| self.item(owner, key, &p, pointer.as_ref()))
+            .transpose()
+    }
+
+    async fn put(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        value: &JsonText,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<ConfigItem> {
+        let name = self.parameter_name(owner, key)?;
+        if precondition != Precondition::CreateOnly {
+            let current = self
+                .get_parameter(&name)
+                .await?
+                .map(|p| Version(p.version() as u64));
+            version_after_put(current, precondition)?;
+        }
+        let secure = key.backend().is_secret();
+        let request = self
+            .client
+            .put_parameter()
+            .name(&name)
+            .value(value.as_str())
+            .r#type(if secure {
+                ParameterType::SecureString
+            } else {
+                ParameterType::String
+            })
+            .set_key_id(if secure {
+                self.settings.kms_key_id.clone()
+            } else {
+                None
+            })
+            .tier(if self.settings.advanced_tier {
+                ParameterTier::Advanced
+            } else {
+                ParameterTier::Standard
+            })
+            .overwrite(precondition != Precondition::CreateOnly);
+        let version = match request.send().await {
+            Ok(out) => Version(u64::try_from(out.version).map_err(corrupt)?),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutParameterError::ParameterAlreadyExists(_))
+                ) =>
+            {
+                let current = self
+                    .get_parameter(&name)
+                    .await?
+                    .map_or(1, |p| p.version() as u64);
+                return Err(Error::AlreadyExists(Version(current)));
+            }
+            Err(e) => return Err(from_sdk(SERVICE, "PutParameter", e)),
+        };
+        // The value is stored; should the append fail, the Parameter Store Change event of
+        // this write heals the feed (see docs/ARCHITECTURE.md).
+        let change = self
+            .record(owner, key, ChangeOp::Put, version, Some(value), actor)
+            .await?;
+        Ok(ConfigItem {
+            key: key.as_str().to_owned(),
+            value: value.clone(),
+            version,
+            revision: change.revision,
+            updated_at: change.at,
+            updated_by: actor.to_owned(),
+            layer: layer_of(owner),
+        })
+    }
+
+    async fn delete(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        precondition: Precondition,
+        actor: &str,
+    ) -> Result<Change> {
+        let name = self.parameter_name(owner, key)?;
+        let current = self
+            .get_parameter(&name)
+            .await?
+            .map(|p| Version(p.version() as u64));
+        let version = version_removed_by_delete(current, precondition)?;
+        match self.client.delete_parameter().name(&name).send().await {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DeleteParameterError::ParameterNotFound(_))
+                ) =>
+            {
+                return Err(Error::NotFound)
+            }
+            Err(e) => return Err(from_sdk(SERVICE, "DeleteParameter", e)),
+        }
+        self.record(owner, key, ChangeOp::Delete, version, None, actor)
+            .await
+    }
+
+    async fn list(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConfigItem>> {
+        if limit == 0 {
+            return Err(Error::InvalidValue("limit must be at least 1".into()));
+        }
+        // Narrow the path to one tag when the prefix names it.
+        let path = match self.routes.parse_key(&format!("{prefix}x")) {
+            Ok(k) if k.backend().has_shared_layer() && prefix.len() >= k.tag().as_str().len() => {
+                format!("{}{}", self.owner_path(owner), k.tag().trimmed())
+            }
+            _ => self.owner_path(owner).trim_end_matches('/').to_owned(),
+        };
+        let mut parameters = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .get_parameters_by_path()
+                .path(&path)
+                .recursive(true)
+                .with_decryption(true)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk(SERVICE, "GetParametersByPath", e))?;
+            parameters.extend(out.parameters.unwrap_or_default());
+            match out.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        let mut keyed: Vec<(Key, Parameter)> = parameters
+            .into_iter()
+            .filter_map(|p| Some((self.key_of(owner, p.name()?)?, p)))
+            .filter(|(k, _)| k.as_str().starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+            .collect();
+        keyed.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let more = keyed.len() > limit;
+        keyed.truncate(limit);
+        let pointers: Vec<PointerItem> = self
+            .log
+            .batch_get_items(
+                keyed
+                    .iter()
+                    .map(|(k, _)| (pk(owner), pointer_sk(k.as_str())))
+                    .collect(),
+            )
+            .await?;
+        let items = keyed
+            .iter()
+            .map(|(k, p)| {
+                self.item(
+                    owner,
+                    k,
+                    p,
+                    pointers.iter().find(|ptr| ptr.key == k.as_str()),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next = if more {
+            items.last().map(|i| i.key.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(GET_PARAMETERS_LIMIT) {
+            let names = chunk
+                .iter()
+                .map(|k| self.parameter_name(owner, k))
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .get_parameters()
+                .set_names(Some(names.clone()))
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| from_sdk(SERVICE, "GetParameters", e))?;
+            for p in out.parameters.unwrap_or_default() {
+                if let Some(i) = names.iter().position(|n| Some(n.as_str()) == p.name()) {
+                    found.push((chunk[i].clone(), p));
+                }
+            }
+        }
+        let pointers: Vec<PointerItem> = self
+            .log
+            .batch_get_items(
+                found
+                    .iter()
+                    .map(|(k, _)| (pk(owner), pointer_sk(k.as_str())))
+                    .collect(),
+            )
+            .await?;
+        found
+            .iter()
+            .map(|(k, p)| {
+                self.item(
+                    owner,
+                    k,
+                    p,
+                    pointers.iter().find(|ptr| ptr.key == k.as_str()),
+                )
+            })
+            .collect()
+    }
+
+    async fn history(&self, owner: &Owner, key: &Key, limit: usize) -> Result<Vec<HistoryEntry>> {
+        let name = self.parameter_name(owner, key)?;
+        let mut versions = Vec::new();
+        let mut token = None;
+        loop {
+            let result = self
+                .client
+                .get_parameter_history()
+                .name(&name)
+                .with_decryption(!key.backend().is_secret())
+                .set_next_token(token.take())
+                .send()
+                .await;
+            let out = match result {
+                Ok(out) => out,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_parameter_not_found()) =>
+                {
+                    return Ok(Vec::new())
+                }
+                Err(e) => return Err(from_sdk(SERVICE, "GetParameterHistory", e)),
+            };
+            versions.extend(out.parameters.unwrap_or_default());
+            match out.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        // SSM lists oldest first and keeps versions of earlier lives of a deleted name only
+        // until it is recreated; newest first here.
+        let secret = key.backend().is_secret();
+        versions
+            .into_iter()
+            .rev()
+            .take(limit)
+            .map(|h| {
+                let value = if secret {
+                    None
+                } else {
+                    Some(
+                        JsonText::parse(h.value().unwrap_or_default())
+                            .map_err(|_| corrupt("a parameter version is not JSON"))?,
+                    )
+                };
+                Ok(HistoryEntry {
+                    version: Version(h.version as u64),
+                    revision: None,
+                    op: ChangeOp::Put,
+                    actor: h.last_modified_user().unwrap_or("ssm").to_owned(),
+                    at: format_date(h.last_modified_date()),
+                    value,
+                    value_omitted: secret.then_some(ValueOmitted::Secret),
+                })
+            })
+            .collect()
+    }
+
+    async fn changes_since(
+        &self,
+        owner: &Owner,
+        since: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
+        self.log.changes_since(owner, since, limit).await
+    }
+
+    async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
+        self.log.head_revision(owner).await
+    }
+}
