@@ -10,9 +10,11 @@
 //! - `conditional`: ETags and the `If-Match` / `If-None-Match` preconditions;
 //! - [`problem`]: the one place that maps every error to an HTTP status and an
 //!   `application/problem+json` body;
+//! - [`cache`]: the revision-validated read cache the Lambda wraps its store in;
 //! - `handlers`: thin handlers: parse, check scope, call the store, shape the answer.
 
 mod auth;
+pub mod cache;
 mod conditional;
 mod handlers;
 pub mod problem;
@@ -26,6 +28,7 @@ use tagged_routing::{ConfigStore, RoutingTable};
 use tenant_auth::Verifier;
 
 pub use auth::Caller;
+pub use cache::{CacheCounts, CacheMetrics, CachedStore};
 pub use problem::ApiError;
 
 /// Requests larger than this are refused with 413 before any handler runs. Values are

@@ -1,0 +1,320 @@
+//! The revision-validated read cache, counted (never timed) against the in-memory store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http_api::CachedStore;
+use tagged_routing::memory::MemoryStore;
+use tagged_routing::{
+    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition,
+    Result, Revision, RoutingTable, StoreLimits, TaggedStore, TenantId,
+};
+
+/// Counts the `get` calls that reach the backend.
+struct Counting {
+    inner: TaggedStore,
+    gets: AtomicU64,
+}
+
+#[async_trait]
+impl ConfigStore for Counting {
+    async fn get(&self, o: &Owner, k: &Key) -> Result<Option<ConfigItem>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(o, k).await
+    }
+    async fn put(
+        &self,
+        o: &Owner,
+        k: &Key,
+        v: &JsonText,
+        p: Precondition,
+        a: &str,
+    ) -> Result<ConfigItem> {
+        self.inner.put(o, k, v, p, a).await
+    }
+    async fn delete(&self, o: &Owner, k: &Key, p: Precondition, a: &str) -> Result<Change> {
+        self.inner.delete(o, k, p, a).await
+    }
+    async fn list(
+        &self,
+        o: &Owner,
+        p: &str,
+        a: Option<&str>,
+        l: usize,
+    ) -> Result<Page<ConfigItem>> {
+        self.inner.list(o, p, a, l).await
+    }
+    async fn batch_get(&self, o: &Owner, k: &[Key]) -> Result<Vec<ConfigItem>> {
+        self.inner.batch_get(o, k).await
+    }
+    async fn history(&self, o: &Owner, k: &Key, l: usize) -> Result<Vec<HistoryEntry>> {
+        self.inner.history(o, k, l).await
+    }
+    async fn changes_since(&self, o: &Owner, s: Revision, l: usize) -> Result<Vec<Change>> {
+        self.inner.changes_since(o, s, l).await
+    }
+    async fn head_revision(&self, o: &Owner) -> Result<Revision> {
+        self.inner.head_revision(o).await
+    }
+}
+
+fn backend() -> Arc<Counting> {
+    let inner = TaggedStore::single(
+        RoutingTable::default(),
+        Arc::new(MemoryStore::new()),
+        StoreLimits::default(),
+    );
+    Arc::new(Counting {
+        inner,
+        gets: AtomicU64::new(0),
+    })
+}
+
+fn acme() -> Owner {
+    Owner::Tenant(TenantId::parse("acme").unwrap())
+}
+
+fn key(raw: &str) -> Key {
+    RoutingTable::default().parse_key(raw).unwrap()
+}
+
+fn json(s: &str) -> JsonText {
+    JsonText::parse(s).unwrap()
+}
+
+const LONG: Duration = Duration::from_secs(3600);
+
+#[tokio::test]
+async fn a_thousand_reads_of_an_unchanged_key_make_one_backend_read() {
+    let backend = backend();
+    let k = key("param_config_endpoint");
+    backend
+        .put(&acme(), &k, &json("\"v1\""), Precondition::None, "a")
+        .await
+        .unwrap();
+    let cache = CachedStore::new(backend.clone(), LONG);
+    for _ in 0..1000 {
+        assert_eq!(
+            cache
+                .get(&acme(), &k)
+                .await
+                .unwrap()
+                .unwrap()
+                .value
+                .as_str(),
+            "\"v1\""
+        );
+    }
+    assert_eq!(backend.gets.load(Ordering::SeqCst), 1);
+    let counts = cache.metrics().take();
+    // Two head checks: acme's, and the shared layer's (an SSM-tagged key may answer from it).
+    assert_eq!(
+        (
+            counts.hits,
+            counts.misses,
+            counts.backend_reads,
+            counts.head_checks
+        ),
+        (999, 1, 1, 2)
+    );
+    // Absent keys are remembered too.
+    let missing = key("tenant_config_nothing");
+    for _ in 0..100 {
+        assert!(cache.get(&acme(), &missing).await.unwrap().is_none());
+    }
+    assert_eq!(backend.gets.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn another_environments_write_is_seen_after_the_freshness_window() {
+    let backend = backend();
+    let k = key("param_config_endpoint");
+    let other = key("tenant_config_untouched");
+    backend
+        .put(&acme(), &k, &json("1"), Precondition::None, "a")
+        .await
+        .unwrap();
+    backend
+        .put(&acme(), &other, &json("\"same\""), Precondition::None, "a")
+        .await
+        .unwrap();
+    let window = Duration::from_millis(100);
+    let first = CachedStore::new(backend.clone(), window);
+    let second = CachedStore::new(backend.clone(), window);
+    assert_eq!(
+        first
+            .get(&acme(), &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "1"
+    );
+    first.get(&acme(), &other).await.unwrap();
+    let reads_before = backend.gets.load(Ordering::SeqCst);
+
+    second
+        .put(&acme(), &k, &json("2"), Precondition::None, "b")
+        .await
+        .unwrap();
+    tokio::time::sleep(window + Duration::from_millis(20)).await;
+    assert_eq!(
+        first
+            .get(&acme(), &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "2"
+    );
+    assert_eq!(
+        first
+            .get(&acme(), &other)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "\"same\""
+    );
+    assert_eq!(
+        backend.gets.load(Ordering::SeqCst) - reads_before,
+        1,
+        "only the changed key is read again; the change log named it"
+    );
+}
+
+#[tokio::test]
+async fn min_revision_reads_see_another_environments_write_at_once() {
+    let backend = backend();
+    let k = key("tenant_config_flag");
+    backend
+        .put(&acme(), &k, &json("false"), Precondition::None, "a")
+        .await
+        .unwrap();
+    let first = CachedStore::new(backend.clone(), LONG);
+    let second = CachedStore::new(backend.clone(), LONG);
+    first.get(&acme(), &k).await.unwrap();
+    let written = second
+        .put(&acme(), &k, &json("true"), Precondition::None, "b")
+        .await
+        .unwrap();
+    // Without min_revision the first environment may still answer from its window.
+    assert_eq!(
+        first
+            .get(&acme(), &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "false"
+    );
+    // With it, the handler asks for the head first: at or past the write, fresh at once.
+    assert!(first.head_revision(&acme()).await.unwrap() >= written.revision);
+    assert_eq!(
+        first
+            .get(&acme(), &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "true"
+    );
+}
+
+#[tokio::test]
+async fn own_writes_are_visible_immediately_and_shared_layer_writes_invalidate_layered_keys() {
+    let backend = backend();
+    let cache = CachedStore::new(backend.clone(), LONG);
+    let k = key("param_config_region");
+    backend
+        .put(
+            &Owner::Shared,
+            &k,
+            &json("\"eu\""),
+            Precondition::None,
+            "ops",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cache
+            .get(&acme(), &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "\"eu\""
+    );
+    cache
+        .put(&acme(), &k, &json("\"us\""), Precondition::None, "a")
+        .await
+        .unwrap();
+    assert_eq!(
+        cache
+            .get(&acme(), &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "\"us\""
+    );
+    cache
+        .delete(&acme(), &k, Precondition::None, "a")
+        .await
+        .unwrap();
+    assert_eq!(
+        cache
+            .get(&acme(), &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "\"eu\"",
+        "the shared value shows again"
+    );
+
+    // An admin changes the shared layer from another environment.
+    let window = Duration::from_millis(50);
+    let reader = CachedStore::new(backend.clone(), window);
+    assert_eq!(
+        reader
+            .get(&acme(), &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "\"eu\""
+    );
+    backend
+        .put(
+            &Owner::Shared,
+            &k,
+            &json("\"ap\""),
+            Precondition::None,
+            "ops",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(window + Duration::from_millis(20)).await;
+    assert_eq!(
+        reader
+            .get(&acme(), &k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_str(),
+        "\"ap\""
+    );
+}
