@@ -52,7 +52,12 @@ async fn store(sdk: &aws_config::SdkConfig, label: &str) -> (TaggedStore, AwsSet
         .await
         .expect("create the config table in DynamoDB Local");
     (
-        adapters::aws::tagged_store(sdk, RoutingTable::default(), &settings).unwrap(),
+        adapters::aws::tagged_store(
+            &adapters::aws::Clients::from_sdk(sdk),
+            RoutingTable::default(),
+            &settings,
+        )
+        .unwrap(),
         settings,
     )
 }

@@ -34,20 +34,37 @@ impl AwsSettings {
     }
 }
 
+/// The AWS clients, built once per process and shared.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+impl Clients {
+    /// Clients from the shared SDK configuration (`AWS_ENDPOINT_URL_*` included).
+    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+        Clients {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+        }
+    }
+}
+
 /// The store of the AWS deployment: DynamoDB-tagged keys in the table, SSM-tagged keys
 /// in Parameter Store, one change log (in the table) for both.
 pub fn tagged_store(
-    sdk: &aws_config::SdkConfig,
+    clients: &Clients,
     routes: RoutingTable,
     settings: &AwsSettings,
 ) -> tagged_routing::Result<TaggedStore> {
     let dynamo = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(sdk),
+        clients.dynamodb.clone(),
         &settings.table,
         settings.change_retention,
     );
     let ssm: Arc<dyn ConfigStore> = Arc::new(SsmStore::new(
-        aws_sdk_ssm::Client::new(sdk),
+        clients.ssm.clone(),
         dynamo.clone(),
         routes.clone(),
         settings.ssm.clone(),
