@@ -125,7 +125,9 @@ fn body(response: &Value) -> Value {
 }
 
 /// (event, status, [(JSON pointer into the body, expected value)]), replayed in order.
-fn expectations() -> Vec<(&'static str, u16, Vec<(&'static str, Value)>)> {
+type Expectation = (&'static str, u16, Vec<(&'static str, Value)>);
+
+fn expectations() -> Vec<Expectation> {
     vec![
         (
             "put-flag",
