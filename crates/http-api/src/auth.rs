@@ -1,9 +1,22 @@
+use std::sync::{Arc, OnceLock};
+
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use tenant_auth::{Scope, TenantContext};
 
 use crate::{ApiError, AppState};
+
+/// A slot the access log puts in each request and the [`Caller`] extractor fills, so the
+/// log line names the verified tenant.
+#[derive(Clone, Default)]
+pub(crate) struct RequestTenant(Arc<OnceLock<String>>);
+
+impl RequestTenant {
+    pub(crate) fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
 
 /// The verified caller of a request. Extracting it verifies the bearer token; a handler
 /// that takes a `Caller` cannot run for an unauthenticated request.
@@ -43,7 +56,9 @@ impl FromRequestParts<AppState> for Caller {
             .verify_authorization(header)
             .await
             .map_err(ApiError::Auth)?;
-        parts.extensions.insert(ctx.tenant.clone());
+        if let Some(slot) = parts.extensions.get::<RequestTenant>() {
+            let _ = slot.0.set(ctx.tenant.to_string());
+        }
         Ok(Caller(ctx))
     }
 }

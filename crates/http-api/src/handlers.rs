@@ -12,6 +12,7 @@ use serde_json::json;
 use tagged_routing::{Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Revision};
 use tenant_auth::Scope;
 
+use crate::auth::RequestTenant;
 use crate::conditional::{etag_header, not_modified, write_precondition};
 use crate::{ApiError, AppState, Caller, MAX_BATCH_KEYS, MAX_PAGE};
 
@@ -355,15 +356,19 @@ pub async fn changes(
     Ok(Json(ChangesPage { changes, head }).into_response())
 }
 
-/// One line per request: method, path, status, latency. Never bodies, never tokens.
-pub async fn access_log(request: Request, next: Next) -> Response {
+/// One line per request: method, path (the key), tenant, status, latency. Never bodies
+/// (values, secrets included), never tokens.
+pub async fn access_log(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let tenant = RequestTenant::default();
+    request.extensions_mut().insert(tenant.clone());
     let response = next.run(request).await;
     tracing::info!(
         %method,
         path,
+        tenant = tenant.get().unwrap_or("-"),
         status = response.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"

@@ -1,1 +1,5 @@
+#[cfg(feature = "aws")]
+#[allow(dead_code)]
+pub mod aws;
+#[allow(dead_code)]
 pub mod conformance;
