@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Integration tests reach DynamoDB Local and moto through the real AWS SDK.
 FEATURES := --features adapters/aws
 
-.PHONY: run test test-unit lint fmt check emulators clean-tools
+.PHONY: run test test-unit lint fmt emulators lambda-invoke bench clean-tools
 
 ## run: build and start the local all-in-one server (embedded store, no AWS, no Docker)
 run:
@@ -30,6 +30,11 @@ fmt:
 ## emulators: start DynamoDB Local and moto and open a shell with the endpoints exported
 emulators:
 	infra/with-emulators.sh $$SHELL
+
+## lambda-invoke: config-api under `cargo lambda watch` on the emulators, fed every events/api event
+##                (or EVENTS="get-flag list"); cargo-lambda comes from PyPI, no zig needed
+lambda-invoke:
+	infra/with-emulators.sh infra/lambda-local.sh $(EVENTS)
 
 clean-tools:
 	rm -rf .tools

@@ -38,9 +38,7 @@ pub struct RequestOptions<'a> {
 
 impl Remote {
     pub fn new(base: &str, token: Option<String>) -> Result<Self, RemoteError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
+        let http = tenant_auth::http_client(Duration::from_secs(30))
             .map_err(|e| RemoteError::Usage(format!("HTTP client: {e}")))?;
         Ok(Remote {
             base: base.trim_end_matches('/').to_owned(),

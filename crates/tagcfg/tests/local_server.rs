@@ -66,7 +66,7 @@ async fn the_quick_start_scenario_works_over_http() {
     assert!(server.seeded, "first start seeds the demo data");
     let http = Http {
         base: server.url(),
-        client: reqwest::Client::new(),
+        client: tenant_auth::http_client(std::time::Duration::from_secs(30)).unwrap(),
     };
     let acme = server.token("acme", &[Scope::Write]).unwrap();
     let globex = server.token("globex", &[Scope::Write]).unwrap();
@@ -166,7 +166,7 @@ async fn the_quick_start_scenario_works_over_http() {
     assert!(!server.seeded, "a restart does not seed again");
     let http = Http {
         base: server.url(),
-        client: reqwest::Client::new(),
+        client: tenant_auth::http_client(std::time::Duration::from_secs(30)).unwrap(),
     };
     let acme = server.token("acme", &[Scope::Read]).unwrap();
     let (status, again, _) = http.send("GET", key, Some(&acme), &[], None).await;
@@ -183,7 +183,7 @@ async fn writes_reach_the_in_process_change_feed() {
     let mut feed = server.feed.subscribe();
     let http = Http {
         base: server.url(),
-        client: reqwest::Client::new(),
+        client: tenant_auth::http_client(std::time::Duration::from_secs(30)).unwrap(),
     };
     let acme = server.token("acme", &[Scope::Write]).unwrap();
     let (_, put, _) = http
@@ -327,7 +327,7 @@ fn tagcfg_serve_prints_working_tokens() {
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
-        reqwest::Client::new()
+        tenant_auth::http_client(std::time::Duration::from_secs(30)).unwrap()
             .get(format!("{url}/v1/config/tenant_config_flags/checkout"))
             .bearer_auth(token)
             .send()

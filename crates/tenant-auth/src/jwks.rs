@@ -58,9 +58,7 @@ impl JwksCache {
                 (Some(url), JwkSet { keys: Vec::new() })
             }
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
+        let http = crate::http_client(Duration::from_secs(5))
             .map_err(|e| AuthError::Config(format!("HTTP client: {e}")))?;
         Ok(JwksCache {
             url,

@@ -21,3 +21,11 @@ pub use context::{Scope, Scopes, TenantContext};
 pub use error::AuthError;
 pub use jwks::KeySource;
 pub use verifier::{Verifier, VerifierConfig, DEFAULT_TENANT_CLAIM};
+
+/// An HTTPS client on rustls with the aws-lc-rs provider — the one the AWS SDK already
+/// links, so the binaries carry a single crypto library. Installs that provider as the
+/// process default first (reqwest needs one; a second call is a no-op).
+pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder().timeout(timeout).build()
+}
