@@ -29,13 +29,7 @@ async fn concurrent_if_match_writers_lose_no_update_and_revisions_are_gap_free()
     let acme = common::conformance::fresh_tenant("race");
     let key = store.routes().parse_key("tenant_config_counter").unwrap();
     store
-        .put(
-            &acme,
-            &key,
-            &JsonText::parse("0").unwrap(),
-            Precondition::None,
-            "init",
-        )
+        .put(&acme, &key, &JsonText::parse("0").unwrap(), Precondition::None, "init")
         .await
         .unwrap();
 
@@ -73,17 +67,10 @@ async fn concurrent_if_match_writers_lose_no_update_and_revisions_are_gap_free()
     let successes = revisions.len() as u64;
     assert!(successes > 0);
     let last = store.get(&acme, &key).await.unwrap().unwrap();
-    assert_eq!(
-        last.version,
-        Version(1 + successes),
-        "version = 1 + successful writes"
-    );
+    assert_eq!(last.version, Version(1 + successes), "version = 1 + successful writes");
     assert_eq!(last.value.as_str(), successes.to_string(), "no lost update");
 
-    let log = store
-        .changes_since(&acme, Revision(0), 10_000)
-        .await
-        .unwrap();
+    let log = store.changes_since(&acme, Revision(0), 10_000).await.unwrap();
     let logged: Vec<u64> = log.iter().map(|c| c.revision.0).collect();
     assert_eq!(
         logged,
@@ -98,10 +85,7 @@ async fn concurrent_if_match_writers_lose_no_update_and_revisions_are_gap_free()
             "exactly one change item per successful write"
         );
     }
-    assert_eq!(
-        store.head_revision(&acme).await.unwrap(),
-        Revision(1 + successes)
-    );
+    assert_eq!(store.head_revision(&acme).await.unwrap(), Revision(1 + successes));
     eprintln!("8 writers x 50 If-Match updates: {successes} succeeded");
 }
 
@@ -117,13 +101,7 @@ async fn ssm_path_depth_is_checked_before_calling_aws() {
         .parse_key(&format!("param_config_{}", vec!["d"; 14].join("/")))
         .unwrap();
     let err = store
-        .put(
-            &acme,
-            &deep,
-            &JsonText::parse("1").unwrap(),
-            Precondition::None,
-            "a",
-        )
+        .put(&acme, &deep, &JsonText::parse("1").unwrap(), Precondition::None, "a")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidKey(_)), "{err:?}");

@@ -64,14 +64,7 @@ async fn ssm_round_trip_shared_layer_and_secure_strings() {
         settings.ssm.root,
         acme.as_str()
     );
-    let raw = ssm
-        .get_parameter()
-        .name(&path)
-        .send()
-        .await
-        .unwrap()
-        .parameter
-        .unwrap();
+    let raw = ssm.get_parameter().name(&path).send().await.unwrap().parameter.unwrap();
     assert_eq!(raw.value(), Some("\"https://pay.example/v2\""));
 
     // A tenant without a value reads the shared layer, and is told so.
@@ -111,31 +104,14 @@ async fn ssm_round_trip_shared_layer_and_secure_strings() {
         settings.ssm.root,
         acme.as_str()
     );
-    let raw = ssm
-        .get_parameter()
-        .name(&path)
-        .send()
-        .await
-        .unwrap()
-        .parameter
-        .unwrap();
+    let raw = ssm.get_parameter().name(&path).send().await.unwrap().parameter.unwrap();
     assert_eq!(raw.r#type(), Some(&ParameterType::SecureString));
     assert_eq!(
-        store
-            .get(&acme, &api_key)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
+        store.get(&acme, &api_key).await.unwrap().unwrap().value.as_str(),
         format!("\"{secret}\"")
     );
     let log = store.changes_since(&acme, Revision(0), 100).await.unwrap();
-    assert_eq!(
-        log.len(),
-        2,
-        "both SSM writes entered the shared change log"
-    );
+    assert_eq!(log.len(), 2, "both SSM writes entered the shared change log");
     assert!(!serde_json::to_string(&log).unwrap().contains(secret));
     let history = store.history(&acme, &api_key, 10).await.unwrap();
     assert!(!serde_json::to_string(&history).unwrap().contains(secret));
@@ -153,8 +129,5 @@ async fn ssm_round_trip_shared_layer_and_secure_strings() {
         logs.contains("GetParameter") || logs.contains("PutParameter"),
         "the SDK's debug logs were captured"
     );
-    assert!(
-        !logs.contains(secret),
-        "a SecureString value reached the logs"
-    );
+    assert!(!logs.contains(secret), "a SecureString value reached the logs");
 }

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use adapters::local::{InProcessFeed, RedbStore};
 use adapters::memory::MemoryStore;
 use tagged_routing::{
-    ConfigStore, JsonText, Owner, Precondition, Revision, RoutingTable, StoreLimits, TaggedStore,
-    TenantId,
+    ConfigStore, JsonText, Owner, Precondition, Revision, RoutingTable, StoreLimits, TaggedStore, TenantId,
 };
 
 fn tagged(store: Arc<dyn ConfigStore>) -> TaggedStore {
@@ -36,13 +35,7 @@ async fn redb_store_keeps_data_across_reopen() {
     {
         let store = RedbStore::open(&path).unwrap();
         store
-            .put(
-                &acme,
-                &k,
-                &JsonText::parse("[1,2]").unwrap(),
-                Precondition::None,
-                "a",
-            )
+            .put(&acme, &k, &JsonText::parse("[1,2]").unwrap(), Precondition::None, "a")
             .await
             .unwrap();
     }
@@ -59,17 +52,9 @@ async fn concurrent_writers_see_no_lost_update_and_the_feed_is_in_revision_order
     let mut rx = feed.subscribe();
     let store = Arc::new(RedbStore::in_memory().unwrap().with_sink(Arc::new(feed)));
     let acme = Owner::Tenant(TenantId::parse("acme").unwrap());
-    let k = RoutingTable::default()
-        .parse_key("tenant_config_counter")
-        .unwrap();
+    let k = RoutingTable::default().parse_key("tenant_config_counter").unwrap();
     store
-        .put(
-            &acme,
-            &k,
-            &JsonText::parse("0").unwrap(),
-            Precondition::None,
-            "init",
-        )
+        .put(&acme, &k, &JsonText::parse("0").unwrap(), Precondition::None, "init")
         .await
         .unwrap();
 
@@ -104,11 +89,7 @@ async fn concurrent_writers_see_no_lost_update_and_the_feed_is_in_revision_order
         successes += t.await.unwrap();
     }
     let last = store.get(&acme, &k).await.unwrap().unwrap();
-    assert_eq!(
-        last.version.0,
-        1 + successes,
-        "one version per successful write"
-    );
+    assert_eq!(last.version.0, 1 + successes, "one version per successful write");
     assert_eq!(last.value.as_str(), successes.to_string(), "no lost update");
     let mut expected = 1;
     while let Ok(change) = rx.try_recv() {

@@ -72,11 +72,12 @@ impl ApiConfig {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let table = get("TAGCFG_TABLE").ok_or(ConfigError::Missing("TAGCFG_TABLE"))?;
         let routes =
-            RoutingTable::parse(&get("TAGCFG_ROUTES").unwrap_or_else(|| DEFAULT_ROUTES.into()))
-                .map_err(|e| ConfigError::Invalid {
+            RoutingTable::parse(&get("TAGCFG_ROUTES").unwrap_or_else(|| DEFAULT_ROUTES.into())).map_err(|e| {
+                ConfigError::Invalid {
                     var: "TAGCFG_ROUTES",
                     problem: e.to_string(),
-                })?;
+                }
+            })?;
         let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
             get(var).map_or(Ok(default), |v| {
                 v.trim().parse().map_err(|_| ConfigError::Invalid {
@@ -107,8 +108,7 @@ impl ApiConfig {
                 problem: "must be one path segment without '/'".into(),
             });
         }
-        aws.change_retention =
-            Duration::from_secs(number("TAGCFG_CHANGE_RETENTION_DAYS", 7)? * 24 * 3600);
+        aws.change_retention = Duration::from_secs(number("TAGCFG_CHANGE_RETENTION_DAYS", 7)? * 24 * 3600);
 
         let pool = get("TAGCFG_COGNITO_USER_POOL_ID");
         let cognito_issuer = pool
@@ -121,16 +121,10 @@ impl ApiConfig {
                 Ok::<_, ConfigError>(format!("https://cognito-idp.{region}.amazonaws.com/{pool}"))
             })
             .transpose()?;
-        let jwks = match (
-            get("TAGCFG_JWKS_URL"),
-            get("TAGCFG_JWKS_FILE"),
-            &cognito_issuer,
-        ) {
+        let jwks = match (get("TAGCFG_JWKS_URL"), get("TAGCFG_JWKS_FILE"), &cognito_issuer) {
             (Some(url), _, _) => Some(KeySource::Url(url)),
             (None, Some(file), _) => Some(KeySource::File(file.into())),
-            (None, None, Some(issuer)) => {
-                Some(KeySource::Url(format!("{issuer}/.well-known/jwks.json")))
-            }
+            (None, None, Some(issuer)) => Some(KeySource::Url(format!("{issuer}/.well-known/jwks.json"))),
             (None, None, None) => None,
         };
         let dev_secret = get("TAGCFG_DEV_SECRET").map(String::into_bytes);
@@ -180,28 +174,25 @@ pub fn build(config: ApiConfig, clients: &adapters::aws::Clients) -> Result<App,
     let cached = CachedStore::new(Arc::new(store), config.freshness);
     let metrics = cached.metrics();
     let state = AppState::new(Arc::new(cached), config.routes, Arc::new(verifier));
-    let function =
-        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "config-api".into());
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "config-api".into());
     let emit_metrics = metrics.clone();
-    let router = http_api::router(state).layer(axum::middleware::from_fn(
-        move |request: Request, next: Next| {
-            let metrics = emit_metrics.clone();
-            let function = function.clone();
-            async move {
-                let request_id = request
-                    .lambda_context_ref()
-                    .map(|c| c.request_id.clone())
-                    .unwrap_or_default();
-                let response: Response = next
-                    .run(request)
-                    .instrument(tracing::info_span!("invocation", request_id))
-                    .await;
-                if let Some(line) = metrics::emf_line(&function, metrics.take()) {
-                    println!("{line}");
-                }
-                response
+    let router = http_api::router(state).layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+        let metrics = emit_metrics.clone();
+        let function = function.clone();
+        async move {
+            let request_id = request
+                .lambda_context_ref()
+                .map(|c| c.request_id.clone())
+                .unwrap_or_default();
+            let response: Response = next
+                .run(request)
+                .instrument(tracing::info_span!("invocation", request_id))
+                .await;
+            if let Some(line) = metrics::emf_line(&function, metrics.take()) {
+                println!("{line}");
             }
-        },
-    ));
+            response
+        }
+    }));
     Ok(App { router, metrics })
 }

@@ -57,10 +57,7 @@ mod tests {
         assert_eq!(v["CacheHits"], 3);
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "tagcfg");
         assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-                .as_array()
-                .unwrap()
-                .len(),
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(),
             4
         );
     }

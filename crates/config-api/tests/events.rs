@@ -20,21 +20,18 @@ fn root() -> PathBuf {
 }
 
 async fn emulators(test: &str) -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none()
-        || std::env::var_os("AWS_ENDPOINT_URL_SSM").is_none()
-    {
+    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none() || std::env::var_os("AWS_ENDPOINT_URL_SSM").is_none() {
         assert!(
             std::env::var_os("TAGCFG_EMULATORS").is_none(),
             "TAGCFG_EMULATORS is set but the endpoints are not"
         );
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: no emulators (AWS_ENDPOINT_URL_DYNAMODB / _SSM unset); run `make test`");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: no emulators (AWS_ENDPOINT_URL_DYNAMODB / _SSM unset); run `make test`"
+        );
         return None;
     }
-    Some(
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await,
-    )
+    Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
 }
 
 /// Counts the SSM operations a client starts.
@@ -101,8 +98,7 @@ async fn fresh_names(sdk: &aws_config::SdkConfig, label: &str) -> (String, Strin
 
 /// Sends one API Gateway event through the Lambda adapter; returns the API Gateway response.
 async fn invoke(app: &App, event: Value) -> Value {
-    let request: LambdaRequest =
-        serde_json::from_value(event).expect("a valid API Gateway HTTP API event");
+    let request: LambdaRequest = serde_json::from_value(event).expect("a valid API Gateway HTTP API event");
     let mut handler = lambda_http::Adapter::from(app.router.clone());
     let response = handler
         .call(LambdaEvent::new(request, Context::default()))
@@ -113,8 +109,7 @@ async fn invoke(app: &App, event: Value) -> Value {
 
 fn load(name: &str) -> Value {
     let path = root().join("events/api").join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn body(response: &Value) -> Value {
@@ -153,11 +148,7 @@ fn expectations() -> Vec<Expectation> {
             200,
             vec![("/version", json!(2)), ("/revision", json!(2))],
         ),
-        (
-            "put-param",
-            201,
-            vec![("/version", json!(1)), ("/revision", json!(3))],
-        ),
+        ("put-param", 201, vec![("/version", json!(1)), ("/revision", json!(3))]),
         (
             "get-param",
             200,
@@ -173,11 +164,7 @@ fn expectations() -> Vec<Expectation> {
             200,
             vec![("/layer", json!("shared")), ("/value", json!("eu-west-1"))],
         ),
-        (
-            "get-flag-other-tenant",
-            404,
-            vec![("/code", json!("not_found"))],
-        ),
+        ("get-flag-other-tenant", 404, vec![("/code", json!("not_found"))]),
         (
             "list",
             200,
@@ -205,60 +192,21 @@ fn expectations() -> Vec<Expectation> {
         (
             "history",
             200,
-            vec![
-                ("/versions/0/version", json!(2)),
-                ("/versions/1/version", json!(1)),
-            ],
+            vec![("/versions/0/version", json!(2)), ("/versions/1/version", json!(1))],
         ),
         ("delete-flag", 204, vec![]),
         ("healthz", 200, vec![("/status", json!("ok"))]),
         ("openapi", 200, vec![("/openapi", json!("3.0.3"))]),
-        (
-            "error-no-token",
-            401,
-            vec![("/code", json!("missing_token"))],
-        ),
-        (
-            "error-bad-token",
-            401,
-            vec![("/code", json!("malformed_token"))],
-        ),
-        (
-            "error-expired-token",
-            401,
-            vec![("/code", json!("token_expired"))],
-        ),
-        (
-            "error-read-only-write",
-            403,
-            vec![("/code", json!("forbidden"))],
-        ),
+        ("error-no-token", 401, vec![("/code", json!("missing_token"))]),
+        ("error-bad-token", 401, vec![("/code", json!("malformed_token"))]),
+        ("error-expired-token", 401, vec![("/code", json!("token_expired"))]),
+        ("error-read-only-write", 403, vec![("/code", json!("forbidden"))]),
         ("error-bad-key", 400, vec![("/code", json!("invalid_key"))]),
-        (
-            "error-unknown-tag",
-            400,
-            vec![("/code", json!("unknown_tag"))],
-        ),
-        (
-            "error-stale-if-match",
-            412,
-            vec![("/code", json!("version_mismatch"))],
-        ),
-        (
-            "error-oversize-value",
-            413,
-            vec![("/code", json!("value_too_large"))],
-        ),
-        (
-            "error-malformed-json",
-            400,
-            vec![("/code", json!("invalid_value"))],
-        ),
-        (
-            "error-tenant-in-query",
-            400,
-            vec![("/code", json!("bad_query"))],
-        ),
+        ("error-unknown-tag", 400, vec![("/code", json!("unknown_tag"))]),
+        ("error-stale-if-match", 412, vec![("/code", json!("version_mismatch"))]),
+        ("error-oversize-value", 413, vec![("/code", json!("value_too_large"))]),
+        ("error-malformed-json", 400, vec![("/code", json!("invalid_value"))]),
+        ("error-tenant-in-query", 400, vec![("/code", json!("bad_query"))]),
     ]
 }
 
@@ -273,13 +221,7 @@ async fn every_sample_event_through_the_lambda_handler() {
     let expected = expectations();
     let mut files: Vec<String> = std::fs::read_dir(root().join("events/api"))
         .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".json")
-                .map(str::to_owned)
-        })
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json").map(str::to_owned))
         .collect();
     files.sort();
     let mut covered: Vec<String> = expected.iter().map(|(n, _, _)| n.to_string()).collect();
@@ -294,15 +236,9 @@ async fn every_sample_event_through_the_lambda_handler() {
         assert_eq!(response["statusCode"], status, "{name}: {response}");
         let body = body(&response);
         for (pointer, value) in checks {
-            assert_eq!(
-                body.pointer(pointer),
-                Some(&value),
-                "{name}: {pointer} in {body}"
-            );
+            assert_eq!(body.pointer(pointer), Some(&value), "{name}: {pointer} in {body}");
         }
-        let content_type = response["headers"]["content-type"]
-            .as_str()
-            .unwrap_or_default();
+        let content_type = response["headers"]["content-type"].as_str().unwrap_or_default();
         if status >= 400 {
             assert_eq!(content_type, "application/problem+json", "{name}");
         }
@@ -376,10 +312,7 @@ fn configuration_errors_name_the_variable() {
         (&[], "TAGCFG_TABLE"),
         (&[("TAGCFG_TABLE", "t")], "TAGCFG_COGNITO_USER_POOL_ID"),
         (
-            &[
-                ("TAGCFG_TABLE", "t"),
-                ("TAGCFG_COGNITO_USER_POOL_ID", "nounderscore"),
-            ],
+            &[("TAGCFG_TABLE", "t"), ("TAGCFG_COGNITO_USER_POOL_ID", "nounderscore")],
             "TAGCFG_COGNITO_USER_POOL_ID",
         ),
         (

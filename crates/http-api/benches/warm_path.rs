@@ -24,13 +24,22 @@ fn fixtures() -> PathBuf {
 }
 
 fn warm_path(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let routes = RoutingTable::default();
     let backend = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
     let acme = Owner::Tenant(TenantId::parse("acme").unwrap());
     let key = routes.parse_key("param_config_payments/endpoint").unwrap();
-    rt.block_on(backend.put(&acme, &key, &JsonText::parse("\"https://pay.example/v2\"").unwrap(), Precondition::None, "b"))
-        .unwrap();
+    rt.block_on(backend.put(
+        &acme,
+        &key,
+        &JsonText::parse("\"https://pay.example/v2\"").unwrap(),
+        Precondition::None,
+        "b",
+    ))
+    .unwrap();
     let cache = CachedStore::new(Arc::new(backend), Duration::from_secs(3600));
     let verifier = Verifier::new(VerifierConfig {
         issuer: Some(ISSUER.into()),
@@ -39,7 +48,8 @@ fn warm_path(c: &mut Criterion) {
     })
     .unwrap();
     let app = http_api::router(AppState::new(Arc::new(cache), routes, Arc::new(verifier)));
-    let claims = json!({"iss": ISSUER, "sub": "bench", "exp": 4102444800u64, "custom:tenantId": "acme", "token_use": "access"});
+    let claims =
+        json!({"iss": ISSUER, "sub": "bench", "exp": 4102444800u64, "custom:tenantId": "acme", "token_use": "access"});
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("test-rsa".into());
     let pem = std::fs::read(fixtures().join("rsa-private.pem")).unwrap();

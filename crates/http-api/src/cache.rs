@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tagged_routing::{
-    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition,
-    Result, Revision,
+    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
 };
 
 /// How many changes one re-validation reads; more than this and the owner's cache is dropped.
@@ -101,9 +100,7 @@ impl CachedStore {
     }
 
     fn is_fresh(&self, owner: &Owner) -> bool {
-        self.with_owner(owner, |c| {
-            c.confirmed_at.is_some_and(|t| t.elapsed() < self.freshness)
-        })
+        self.with_owner(owner, |c| c.confirmed_at.is_some_and(|t| t.elapsed() < self.freshness))
     }
 
     /// Reads the owner's head and drops what changed since the last confirmation.
@@ -116,8 +113,8 @@ impl CachedStore {
                 .inner
                 .changes_since(owner, known, MAX_CHANGES_PER_VALIDATION)
                 .await?;
-            let complete = changes.len() < MAX_CHANGES_PER_VALIDATION
-                && changes.last().is_some_and(|c| c.revision >= head);
+            let complete =
+                changes.len() < MAX_CHANGES_PER_VALIDATION && changes.last().is_some_and(|c| c.revision >= head);
             Some((changes, complete))
         } else {
             None
@@ -142,21 +139,14 @@ impl CachedStore {
 
     /// Keeps a value just written (or removed) here, and advances the confirmed head when
     /// this write is the very next revision (nothing else can have happened in between).
-    fn remember_write(
-        &self,
-        owner: &Owner,
-        key: &Key,
-        item: Option<ConfigItem>,
-        revision: Revision,
-    ) {
+    fn remember_write(&self, owner: &Owner, key: &Key, item: Option<ConfigItem>, revision: Revision) {
         self.with_owner(owner, |c| {
             if revision.0 == c.head.0 + 1 {
                 c.head = revision;
                 let layered = key.backend().has_shared_layer();
                 // A delete of a layered key may uncover the shared value: read it again.
                 if item.is_some() || !layered {
-                    c.entries
-                        .insert(key.as_str().to_owned(), Entry { item, layered });
+                    c.entries.insert(key.as_str().to_owned(), Entry { item, layered });
                     return;
                 }
             }
@@ -167,10 +157,7 @@ impl CachedStore {
     /// Shared-layer changes live in the `_shared` log: a tenant's cached SSM-tagged keys
     /// (which may have answered from the shared layer) are validated against it too.
     async fn validate_with_shared(&self, owner: &Owner, key: &Key) -> Result<()> {
-        if key.backend().has_shared_layer()
-            && matches!(owner, Owner::Tenant(_))
-            && !self.is_fresh(&Owner::Shared)
-        {
+        if key.backend().has_shared_layer() && matches!(owner, Owner::Tenant(_)) && !self.is_fresh(&Owner::Shared) {
             let before = self.with_owner(&Owner::Shared, |c| c.head);
             let shared_head = self.validate(&Owner::Shared).await?;
             if shared_head > before {
@@ -223,33 +210,18 @@ impl ConfigStore for CachedStore {
         precondition: Precondition,
         actor: &str,
     ) -> Result<ConfigItem> {
-        let item = self
-            .inner
-            .put(owner, key, value, precondition, actor)
-            .await?;
+        let item = self.inner.put(owner, key, value, precondition, actor).await?;
         self.remember_write(owner, key, Some(item.clone()), item.revision);
         Ok(item)
     }
 
-    async fn delete(
-        &self,
-        owner: &Owner,
-        key: &Key,
-        precondition: Precondition,
-        actor: &str,
-    ) -> Result<Change> {
+    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
         let change = self.inner.delete(owner, key, precondition, actor).await?;
         self.remember_write(owner, key, None, change.revision);
         Ok(change)
     }
 
-    async fn list(
-        &self,
-        owner: &Owner,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<ConfigItem>> {
+    async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>> {
         self.metrics.backend_reads.fetch_add(1, Ordering::Relaxed);
         self.inner.list(owner, prefix, after, limit).await
     }
@@ -264,12 +236,7 @@ impl ConfigStore for CachedStore {
         self.inner.history(owner, key, limit).await
     }
 
-    async fn changes_since(
-        &self,
-        owner: &Owner,
-        since: Revision,
-        limit: usize,
-    ) -> Result<Vec<Change>> {
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
         self.inner.changes_since(owner, since, limit).await
     }
 

@@ -21,18 +21,12 @@ pub fn etag_header(item: &ConfigItem) -> HeaderValue {
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
     headers
         .get(name)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::bad_header(name, "is not ASCII"))
-        })
+        .map(|v| v.to_str().map_err(|_| ApiError::bad_header(name, "is not ASCII")))
         .transpose()
 }
 
 /// The precondition of a PUT or DELETE from `If-Match` / `If-None-Match`.
-pub fn write_precondition(
-    headers: &HeaderMap,
-    allow_create_only: bool,
-) -> Result<Precondition, ApiError> {
+pub fn write_precondition(headers: &HeaderMap, allow_create_only: bool) -> Result<Precondition, ApiError> {
     let if_match = header(headers, "if-match")?;
     let if_none_match = header(headers, "if-none-match")?;
     match (if_match, if_none_match) {
@@ -42,10 +36,7 @@ pub fn write_precondition(
         )),
         (Some(v), None) => {
             let tag = v.trim();
-            let digits = tag
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .unwrap_or(tag);
+            let digits = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
             digits
                 .parse::<u64>()
                 .ok()

@@ -140,13 +140,10 @@ fn parse_key(state: &AppState, raw: &str) -> ApiResult<Key> {
 /// through f64 and lose the exact text).
 fn item_response(status: StatusCode, item: &ConfigItem, body: impl Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(header::ETAG, etag_header(item));
     response
         .headers_mut()
-        .insert(header::ETAG, etag_header(item));
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     response
 }
 
@@ -198,16 +195,10 @@ pub async fn get_or_history(
             .into());
         }
     }
-    let item = state
-        .store
-        .get(&owner, &key)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let item = state.store.get(&owner, &key).await?.ok_or(Error::NotFound)?;
     if not_modified(&headers, &item) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
-        response
-            .headers_mut()
-            .insert(header::ETAG, etag_header(&item));
+        response.headers_mut().insert(header::ETAG, etag_header(&item));
         return Ok(response);
     }
     Ok(item_response(StatusCode::OK, &item, &item))
@@ -228,8 +219,7 @@ pub async fn put(
     let key = parse_key(&state, &raw)?;
     let precondition = write_precondition(&headers, true)?;
     let bytes = body(bytes, state.max_body_bytes)?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| Error::InvalidValue("the body is not UTF-8".into()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::InvalidValue("the body is not UTF-8".into()))?;
     let value = JsonText::parse(text)?;
     let item = state
         .store
@@ -288,10 +278,7 @@ pub async fn list(
         ));
     }
     let owner = Owner::Tenant(caller.0.tenant.clone());
-    let page = state
-        .store
-        .list(&owner, &prefix, q.cursor.as_deref(), limit)
-        .await?;
+    let page = state.store.list(&owner, &prefix, q.cursor.as_deref(), limit).await?;
     Ok(Json(ListPage {
         items: page.items,
         next_cursor: page.next,
@@ -307,16 +294,12 @@ pub async fn batch_get(
 ) -> ApiResult {
     caller.require(Scope::Read)?;
     let bytes = body(bytes, state.max_body_bytes)?;
-    let request: BatchGetBody = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request("bad_body", format!("expected {{\"keys\": [\"...\"]}}: {e}"))
-    })?;
+    let request: BatchGetBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("expected {{\"keys\": [\"...\"]}}: {e}")))?;
     if request.keys.is_empty() || request.keys.len() > MAX_BATCH_KEYS {
         return Err(ApiError::bad_request(
             "bad_body",
-            format!(
-                "keys must hold 1 to {MAX_BATCH_KEYS} keys, not {}",
-                request.keys.len()
-            ),
+            format!("keys must hold 1 to {MAX_BATCH_KEYS} keys, not {}", request.keys.len()),
         ));
     }
     let mut keys: Vec<Key> = Vec::with_capacity(request.keys.len());

@@ -48,9 +48,7 @@ impl ApiError {
                 Error::InvalidValue(_) => (StatusCode::BAD_REQUEST, "invalid_value"),
                 Error::ValueTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"),
                 Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-                Error::VersionMismatch { .. } => {
-                    (StatusCode::PRECONDITION_FAILED, "version_mismatch")
-                }
+                Error::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
                 Error::AlreadyExists(_) => (StatusCode::PRECONDITION_FAILED, "already_exists"),
                 Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
                 Error::RevisionNotReached { .. } => (StatusCode::CONFLICT, "revision_not_reached"),
@@ -62,9 +60,7 @@ impl ApiError {
             ApiError::Auth(e) if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, e.code()),
             ApiError::Auth(e) => (StatusCode::UNAUTHORIZED, e.code()),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
-            ApiError::PayloadTooLarge { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-            }
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
@@ -73,9 +69,7 @@ impl ApiError {
     fn detail(&self) -> String {
         match self {
             // Internal details stay in the logs.
-            ApiError::Domain(Error::Backend(_)) => {
-                "the backend failed; the request id is in the logs".into()
-            }
+            ApiError::Domain(Error::Backend(_)) => "the backend failed; the request id is in the logs".into(),
             other => other.to_string(),
         }
     }
@@ -103,9 +97,7 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match &self {
-            ApiError::Domain(Error::Throttled {
-                retry_after_secs, ..
-            }) => {
+            ApiError::Domain(Error::Throttled { retry_after_secs, .. }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::Domain(Error::Unavailable(_)) => {

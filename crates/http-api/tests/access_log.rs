@@ -36,11 +36,7 @@ async fn the_access_log_names_the_tenant_and_never_a_value_or_token() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let routes = RoutingTable::default();
-    let store = TaggedStore::single(
-        routes.clone(),
-        Arc::new(MemoryStore::new()),
-        StoreLimits::default(),
-    );
+    let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
     let verifier = Verifier::new(VerifierConfig {
         issuer: Some(dev::DEV_ISSUER.into()),
         audiences: vec![dev::DEV_AUDIENCE.into()],
@@ -48,11 +44,7 @@ async fn the_access_log_names_the_tenant_and_never_a_value_or_token() {
         ..VerifierConfig::default()
     })
     .unwrap();
-    let app = http_api::router(http_api::AppState::new(
-        Arc::new(store),
-        routes,
-        Arc::new(verifier),
-    ));
+    let app = http_api::router(http_api::AppState::new(Arc::new(store), routes, Arc::new(verifier)));
     let w = dev::mint(
         SECRET,
         &TenantId::parse("acme").unwrap(),

@@ -16,11 +16,7 @@ const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
 fn app() -> Router {
     let routes = RoutingTable::default();
-    let store = TaggedStore::single(
-        routes.clone(),
-        Arc::new(MemoryStore::new()),
-        StoreLimits::default(),
-    );
+    let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
     let verifier = Verifier::new(VerifierConfig {
         issuer: Some(dev::DEV_ISSUER.into()),
         audiences: vec![dev::DEV_AUDIENCE.into()],
@@ -28,11 +24,7 @@ fn app() -> Router {
         ..VerifierConfig::default()
     })
     .unwrap();
-    http_api::router(http_api::AppState::new(
-        Arc::new(store),
-        routes,
-        Arc::new(verifier),
-    ))
+    http_api::router(http_api::AppState::new(Arc::new(store), routes, Arc::new(verifier)))
 }
 
 fn token(tenant: &str, scopes: &[Scope]) -> String {
@@ -68,19 +60,14 @@ async fn call(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let response = app
-        .clone()
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
+    let response = app.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
     };
     Reply {
         status,
@@ -162,24 +149,8 @@ async fn put_then_get_round_trips_with_etag_and_304() {
 async fn preconditions_give_412() {
     let app = app();
     let w = token("acme", &[Scope::Write]);
-    call(
-        &app,
-        "PUT",
-        "/v1/config/tenant_config_x",
-        Some(&w),
-        &[],
-        b"1".to_vec(),
-    )
-    .await;
-    call(
-        &app,
-        "PUT",
-        "/v1/config/tenant_config_x",
-        Some(&w),
-        &[],
-        b"2".to_vec(),
-    )
-    .await;
+    call(&app, "PUT", "/v1/config/tenant_config_x", Some(&w), &[], b"1".to_vec()).await;
+    call(&app, "PUT", "/v1/config/tenant_config_x", Some(&w), &[], b"2".to_vec()).await;
     let r = call(
         &app,
         "PUT",
@@ -220,15 +191,7 @@ async fn preconditions_give_412() {
     )
     .await;
     assert_problem(&r, 400, "bad_header");
-    let r = call(
-        &app,
-        "GET",
-        "/v1/config/tenant_config_x",
-        Some(&w),
-        &[],
-        vec![],
-    )
-    .await;
+    let r = call(&app, "GET", "/v1/config/tenant_config_x", Some(&w), &[], vec![]).await;
     assert_eq!(r.body["value"], 2, "failed writes changed nothing");
     let r = call(
         &app,
@@ -240,15 +203,7 @@ async fn preconditions_give_412() {
     )
     .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let r = call(
-        &app,
-        "GET",
-        "/v1/config/tenant_config_x",
-        Some(&w),
-        &[],
-        vec![],
-    )
-    .await;
+    let r = call(&app, "GET", "/v1/config/tenant_config_x", Some(&w), &[], vec![]).await;
     assert_problem(&r, 404, "not_found");
 }
 
@@ -265,15 +220,7 @@ async fn tenants_are_isolated_with_404_not_403() {
     )
     .await;
     let globex = token("globex", &[Scope::Admin]);
-    let r = call(
-        &app,
-        "GET",
-        "/v1/config/tenant_config_plan",
-        Some(&globex),
-        &[],
-        vec![],
-    )
-    .await;
+    let r = call(&app, "GET", "/v1/config/tenant_config_plan", Some(&globex), &[], vec![]).await;
     assert_problem(&r, 404, "not_found");
     let r = call(&app, "GET", "/v1/config", Some(&globex), &[], vec![]).await;
     assert_eq!(r.body["items"], json!([]));
@@ -287,15 +234,7 @@ async fn auth_and_scopes() {
     let r = call(&app, "GET", "/v1/config/tenant_config_a", None, &[], vec![]).await;
     assert_problem(&r, 401, "missing_token");
     assert_eq!(r.headers["www-authenticate"], "Bearer");
-    let r = call(
-        &app,
-        "GET",
-        "/v1/config/tenant_config_a",
-        Some("garbage"),
-        &[],
-        vec![],
-    )
-    .await;
+    let r = call(&app, "GET", "/v1/config/tenant_config_a", Some("garbage"), &[], vec![]).await;
     assert_problem(&r, 401, "malformed_token");
     let read_only = token("acme", &[]);
     let r = call(
@@ -392,15 +331,7 @@ async fn bad_input_is_400_or_413_never_5xx() {
     )
     .await;
     assert_problem(&r, 400, "invalid_value");
-    let r = call(
-        &app,
-        "PUT",
-        "/v1/config/tenant_config_a",
-        Some(&w),
-        &[],
-        vec![],
-    )
-    .await;
+    let r = call(&app, "PUT", "/v1/config/tenant_config_a", Some(&w), &[], vec![]).await;
     assert_problem(&r, 400, "invalid_value");
     let huge = format!("\"{}\"", "x".repeat(2 * 1024 * 1024));
     let r = call(
@@ -464,15 +395,7 @@ async fn bad_input_is_400_or_413_never_5xx() {
     assert_problem(&r, 400, "bad_body");
     let r = call(&app, "GET", "/v1/nothing", Some(&w), &[], vec![]).await;
     assert_problem(&r, 404, "no_route");
-    let r = call(
-        &app,
-        "PATCH",
-        "/v1/config/tenant_config_a",
-        Some(&w),
-        &[],
-        vec![],
-    )
-    .await;
+    let r = call(&app, "PATCH", "/v1/config/tenant_config_a", Some(&w), &[], vec![]).await;
     assert_problem(&r, 405, "method_not_allowed");
     // Nothing was written by any of these.
     let r = call(&app, "GET", "/v1/changes", Some(&w), &[], vec![]).await;
@@ -489,25 +412,9 @@ async fn list_batch_changes_history_and_min_revision() {
         ("tenant_config_b", "3"),
         ("param_config_p", "4"),
     ] {
-        call(
-            &app,
-            "PUT",
-            &format!("/v1/config/{k}"),
-            Some(&w),
-            &[],
-            v.into(),
-        )
-        .await;
+        call(&app, "PUT", &format!("/v1/config/{k}"), Some(&w), &[], v.into()).await;
     }
-    call(
-        &app,
-        "PUT",
-        "/v1/config/tenant_config_b",
-        Some(&w),
-        &[],
-        b"5".to_vec(),
-    )
-    .await;
+    call(&app, "PUT", "/v1/config/tenant_config_b", Some(&w), &[], b"5".to_vec()).await;
 
     let r = call(
         &app,
@@ -538,17 +445,8 @@ async fn list_batch_changes_history_and_min_revision() {
     assert_eq!(r.body["items"][0]["key"], "tenant_config_b");
     assert_eq!(r.body["next_cursor"], Value::Null);
 
-    let body =
-        json!({"keys": ["param_config_p", "tenant_config_zz", "tenant_config_b"]}).to_string();
-    let r = call(
-        &app,
-        "POST",
-        "/v1/config:batchGet",
-        Some(&w),
-        &[],
-        body.into(),
-    )
-    .await;
+    let body = json!({"keys": ["param_config_p", "tenant_config_zz", "tenant_config_b"]}).to_string();
+    let r = call(&app, "POST", "/v1/config:batchGet", Some(&w), &[], body.into()).await;
     assert_eq!(r.body["items"][0]["key"], "param_config_p");
     assert_eq!(r.body["items"][1]["value"], 5);
     assert_eq!(r.body["missing"], json!(["tenant_config_zz"]));
@@ -563,15 +461,7 @@ async fn list_batch_changes_history_and_min_revision() {
     assert_eq!(revs, [4, 5]);
     assert_eq!(r.body["head"], 5);
 
-    let r = call(
-        &app,
-        "GET",
-        "/v1/config/tenant_config_b/history",
-        Some(&w),
-        &[],
-        vec![],
-    )
-    .await;
+    let r = call(&app, "GET", "/v1/config/tenant_config_b/history", Some(&w), &[], vec![]).await;
     let versions: Vec<u64> = r.body["versions"]
         .as_array()
         .unwrap()
@@ -644,10 +534,6 @@ async fn every_response_keeps_values_exact() {
         ("GET", "/v1/changes", vec![]),
     ] {
         let r = call(&app, method, uri, Some(&w), &[], body).await;
-        assert!(
-            r.raw.contains(&format!("\"value\":{value}")),
-            "{uri}: {}",
-            r.raw
-        );
+        assert!(r.raw.contains(&format!("\"value\":{value}")), "{uri}: {}", r.raw);
     }
 }

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use http_api::CachedStore;
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{
-    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition,
-    Result, Revision, RoutingTable, StoreLimits, TaggedStore, TenantId,
+    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
+    RoutingTable, StoreLimits, TaggedStore, TenantId,
 };
 
 /// Counts the `get` calls that reach the backend.
@@ -24,26 +24,13 @@ impl ConfigStore for Counting {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(o, k).await
     }
-    async fn put(
-        &self,
-        o: &Owner,
-        k: &Key,
-        v: &JsonText,
-        p: Precondition,
-        a: &str,
-    ) -> Result<ConfigItem> {
+    async fn put(&self, o: &Owner, k: &Key, v: &JsonText, p: Precondition, a: &str) -> Result<ConfigItem> {
         self.inner.put(o, k, v, p, a).await
     }
     async fn delete(&self, o: &Owner, k: &Key, p: Precondition, a: &str) -> Result<Change> {
         self.inner.delete(o, k, p, a).await
     }
-    async fn list(
-        &self,
-        o: &Owner,
-        p: &str,
-        a: Option<&str>,
-        l: usize,
-    ) -> Result<Page<ConfigItem>> {
+    async fn list(&self, o: &Owner, p: &str, a: Option<&str>, l: usize) -> Result<Page<ConfigItem>> {
         self.inner.list(o, p, a, l).await
     }
     async fn batch_get(&self, o: &Owner, k: &[Key]) -> Result<Vec<ConfigItem>> {
@@ -96,27 +83,13 @@ async fn a_thousand_reads_of_an_unchanged_key_make_one_backend_read() {
         .unwrap();
     let cache = CachedStore::new(backend.clone(), LONG);
     for _ in 0..1000 {
-        assert_eq!(
-            cache
-                .get(&acme(), &k)
-                .await
-                .unwrap()
-                .unwrap()
-                .value
-                .as_str(),
-            "\"v1\""
-        );
+        assert_eq!(cache.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"v1\"");
     }
     assert_eq!(backend.gets.load(Ordering::SeqCst), 1);
     let counts = cache.metrics().take();
     // Two head checks: acme's, and the shared layer's (an SSM-tagged key may answer from it).
     assert_eq!(
-        (
-            counts.hits,
-            counts.misses,
-            counts.backend_reads,
-            counts.head_checks
-        ),
+        (counts.hits, counts.misses, counts.backend_reads, counts.head_checks),
         (999, 1, 1, 2)
     );
     // Absent keys are remembered too.
@@ -143,16 +116,7 @@ async fn another_environments_write_is_seen_after_the_freshness_window() {
     let window = Duration::from_millis(100);
     let first = CachedStore::new(backend.clone(), window);
     let second = CachedStore::new(backend.clone(), window);
-    assert_eq!(
-        first
-            .get(&acme(), &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
-        "1"
-    );
+    assert_eq!(first.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "1");
     first.get(&acme(), &other).await.unwrap();
     let reads_before = backend.gets.load(Ordering::SeqCst);
 
@@ -161,24 +125,9 @@ async fn another_environments_write_is_seen_after_the_freshness_window() {
         .await
         .unwrap();
     tokio::time::sleep(window + Duration::from_millis(20)).await;
+    assert_eq!(first.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "2");
     assert_eq!(
-        first
-            .get(&acme(), &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
-        "2"
-    );
-    assert_eq!(
-        first
-            .get(&acme(), &other)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
+        first.get(&acme(), &other).await.unwrap().unwrap().value.as_str(),
         "\"same\""
     );
     assert_eq!(
@@ -204,28 +153,10 @@ async fn min_revision_reads_see_another_environments_write_at_once() {
         .await
         .unwrap();
     // Without min_revision the first environment may still answer from its window.
-    assert_eq!(
-        first
-            .get(&acme(), &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
-        "false"
-    );
+    assert_eq!(first.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "false");
     // With it, the handler asks for the head first: at or past the write, fresh at once.
     assert!(first.head_revision(&acme()).await.unwrap() >= written.revision);
-    assert_eq!(
-        first
-            .get(&acme(), &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
-        "true"
-    );
+    assert_eq!(first.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "true");
 }
 
 #[tokio::test]
@@ -234,51 +165,18 @@ async fn own_writes_are_visible_immediately_and_shared_layer_writes_invalidate_l
     let cache = CachedStore::new(backend.clone(), LONG);
     let k = key("param_config_region");
     backend
-        .put(
-            &Owner::Shared,
-            &k,
-            &json("\"eu\""),
-            Precondition::None,
-            "ops",
-        )
+        .put(&Owner::Shared, &k, &json("\"eu\""), Precondition::None, "ops")
         .await
         .unwrap();
-    assert_eq!(
-        cache
-            .get(&acme(), &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
-        "\"eu\""
-    );
+    assert_eq!(cache.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"eu\"");
     cache
         .put(&acme(), &k, &json("\"us\""), Precondition::None, "a")
         .await
         .unwrap();
+    assert_eq!(cache.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"us\"");
+    cache.delete(&acme(), &k, Precondition::None, "a").await.unwrap();
     assert_eq!(
-        cache
-            .get(&acme(), &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
-        "\"us\""
-    );
-    cache
-        .delete(&acme(), &k, Precondition::None, "a")
-        .await
-        .unwrap();
-    assert_eq!(
-        cache
-            .get(&acme(), &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
+        cache.get(&acme(), &k).await.unwrap().unwrap().value.as_str(),
         "\"eu\"",
         "the shared value shows again"
     );
@@ -286,35 +184,11 @@ async fn own_writes_are_visible_immediately_and_shared_layer_writes_invalidate_l
     // An admin changes the shared layer from another environment.
     let window = Duration::from_millis(50);
     let reader = CachedStore::new(backend.clone(), window);
-    assert_eq!(
-        reader
-            .get(&acme(), &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
-        "\"eu\""
-    );
+    assert_eq!(reader.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"eu\"");
     backend
-        .put(
-            &Owner::Shared,
-            &k,
-            &json("\"ap\""),
-            Precondition::None,
-            "ops",
-        )
+        .put(&Owner::Shared, &k, &json("\"ap\""), Precondition::None, "ops")
         .await
         .unwrap();
     tokio::time::sleep(window + Duration::from_millis(20)).await;
-    assert_eq!(
-        reader
-            .get(&acme(), &k)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-            .as_str(),
-        "\"ap\""
-    );
+    assert_eq!(reader.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"ap\"");
 }

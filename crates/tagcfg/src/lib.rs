@@ -4,7 +4,9 @@
 //!   in-process change feed, with a dev HS256 secret and demo data, in one process.
 //!   Integration tests start it on a random port through [`local::LocalServer`].
 //! - [`remote`]: the small HTTP client behind `tagcfg get|put|rm|ls|history|changes`.
+//! - [`watch`]: `tagcfg watch`, a Watch stream printed as JSON lines.
 //! - `main.rs`: the clap command line; it only parses arguments and calls these.
 
 pub mod local;
 pub mod remote;
+pub mod watch;

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use adapters::local::{InProcessFeed, RedbStore};
-use tagged_routing::{
-    ConfigStore, JsonText, Owner, Precondition, RoutingTable, StoreLimits, TaggedStore, TenantId,
-};
+use tagged_routing::{ConfigStore, JsonText, Owner, Precondition, RoutingTable, StoreLimits, TaggedStore, TenantId};
 use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use watch::{Hub, HubConfig, WatchServer, WatchService};
 
 /// The tenants `tagcfg serve` seeds and prints tokens for.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
@@ -25,20 +24,16 @@ pub struct LocalConfig {
     pub data_dir: PathBuf,
     pub routes: RoutingTable,
     pub seed_demo_data: bool,
+    /// Where the gRPC watch server listens.
+    pub grpc_addr: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Store(#[from] tagged_routing::Error),
     #[error("{0}")]
@@ -100,33 +95,51 @@ pub fn dev_verifier(secret: &[u8]) -> Result<Verifier, LocalError> {
 /// A running local server. Dropping it does not stop it; call [`LocalServer::shutdown`].
 pub struct LocalServer {
     pub addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub hub: Arc<Hub>,
     pub store: Arc<TaggedStore>,
     pub feed: InProcessFeed,
     pub secret: Vec<u8>,
     pub seeded: bool,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: JoinHandle<Result<(), std::io::Error>>,
+    watch_server: WatchServer,
+    forwarder: JoinHandle<()>,
 }
 
 impl LocalServer {
-    /// Opens the store, seeds the demo data on first start, binds and starts serving.
+    /// Opens the store, starts the watch server, seeds the demo data on first start,
+    /// binds and starts serving HTTP.
     pub async fn start(config: LocalConfig) -> Result<Self, LocalError> {
         let secret = dev_secret(&config.data_dir)?;
         let feed = InProcessFeed::new(4096);
-        let redb =
-            RedbStore::open(&config.data_dir.join(STORE_FILE))?.with_sink(Arc::new(feed.clone()));
+        let redb = RedbStore::open(&config.data_dir.join(STORE_FILE))?.with_sink(Arc::new(feed.clone()));
         let store = Arc::new(TaggedStore::single(
             config.routes.clone(),
             Arc::new(redb),
             StoreLimits::default(),
         ));
-        let seeded = config.seed_demo_data && seed_demo_data(&store).await?;
         let verifier = Arc::new(dev_verifier(&secret)?);
-        let app = http_api::router(http_api::AppState::new(
-            store.clone(),
-            config.routes,
-            verifier,
-        ));
+
+        // The watch server, fed by the in-process feed (subscribed before anything writes).
+        let hub = Arc::new(Hub::new(store.clone(), HubConfig::default()));
+        let forwarder = tokio::spawn(forward(feed.subscribe(), hub.clone()));
+        let service = WatchService::new(
+            hub.clone(),
+            Arc::new(config.routes.clone()),
+            verifier.clone(),
+            None,
+            HEARTBEAT,
+        );
+        let watch_server = WatchServer::start(config.grpc_addr, service)
+            .await
+            .map_err(|source| LocalError::Bind {
+                addr: config.grpc_addr,
+                source,
+            })?;
+
+        let seeded = config.seed_demo_data && seed_demo_data(&store).await?;
+        let app = http_api::router(http_api::AppState::new(store.clone(), config.routes, verifier));
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| LocalError::Bind {
@@ -144,12 +157,16 @@ impl LocalServer {
         });
         Ok(LocalServer {
             addr,
+            grpc_addr: watch_server.addr,
+            hub,
             store,
             feed,
             secret,
             seeded,
             shutdown,
             task,
+            watch_server,
+            forwarder,
         })
     }
 
@@ -170,11 +187,47 @@ impl LocalServer {
     }
 
     /// Stops accepting, finishes in-flight requests and closes the store.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
     pub async fn shutdown(self) -> Result<(), LocalError> {
+        self.forwarder.abort();
+        self.watch_server.shutdown().await.map_err(LocalError::Serve)?;
         let _ = self.shutdown.send(());
         match self.task.await {
             Ok(result) => result.map_err(LocalError::Serve),
             Err(e) => Err(LocalError::Serve(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// How often an idle watch stream gets a heartbeat.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Moves changes from the in-process feed into the hub. A lagging receiver lost some:
+/// the hub reads them back from the store's change log.
+async fn forward(mut feed: tokio::sync::broadcast::Receiver<tagged_routing::Change>, hub: Arc<Hub>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match feed.recv().await {
+            Ok(change) => {
+                if let Err(e) = hub.publish(change).await {
+                    tracing::warn!(error = %e, "the watch hub refused a change");
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "the watch hub lagged behind the feed; catching up from the store"
+                );
+                for owner in hub.known_owners() {
+                    if let Err(e) = hub.catch_up(&owner).await {
+                        tracing::warn!(error = %e, %owner, "catch-up failed");
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
         }
     }
 }
@@ -197,11 +250,7 @@ pub async fn seed_demo_data(store: &TaggedStore) -> Result<bool, LocalError> {
             "tenant_config_flags/checkout",
             r#"{"enabled":true,"rollout_percent":25}"#,
         ),
-        (
-            "acme",
-            "tenant_config_limits/api",
-            r#"{"requests_per_minute":600}"#,
-        ),
+        ("acme", "tenant_config_limits/api", r#"{"requests_per_minute":600}"#),
         (
             "acme",
             "param_config_payments/endpoint",

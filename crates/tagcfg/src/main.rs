@@ -34,6 +34,9 @@ enum Command {
     Serve {
         #[arg(long, env = "TAGCFG_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        /// Where the gRPC watch server listens.
+        #[arg(long, env = "TAGCFG_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+        grpc_addr: SocketAddr,
         /// Where the store and the dev secret live.
         #[arg(long, env = "TAGCFG_DATA_DIR", default_value = ".tagcfg")]
         data_dir: PathBuf,
@@ -111,6 +114,22 @@ enum Command {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Print the tenant's changes live, as JSON lines (gRPC Watch).
+    Watch {
+        /// Only keys under these prefixes (default: all).
+        prefixes: Vec<String>,
+        /// First replay every change after this revision.
+        #[arg(long)]
+        since: Option<u64>,
+        /// The watch server.
+        #[arg(long, env = "TAGCFG_GRPC_URL", default_value = "http://127.0.0.1:50051")]
+        grpc_url: String,
+        #[arg(long, env = "TAGCFG_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Stop after this many changes (default: run until interrupted).
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// The tenant's change log after a revision.
     Changes {
         #[arg(long, default_value_t = 0)]
@@ -126,16 +145,15 @@ enum CliError {
     Local(#[from] local::LocalError),
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Watch(#[from] tagcfg::watch::WatchError),
     #[error("{0}")]
     Usage(String),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -189,12 +207,14 @@ fn print(body: String) {
 
 async fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Serve {
-            addr,
-            data_dir,
-            routes,
-            no_demo,
-        } => serve(addr, data_dir, &routes, !no_demo).await,
+        Command::Serve { addr, grpc_addr, data_dir, routes, no_demo } => {
+            serve(addr, grpc_addr, data_dir, &routes, !no_demo).await
+        }
+        Command::Watch { prefixes, since, grpc_url, token, count } => {
+            let token = token.ok_or_else(|| CliError::Usage("no token: pass --token or set TAGCFG_TOKEN".into()))?;
+            tagcfg::watch::print_changes(&grpc_url, &token, prefixes, since, count).await?;
+            Ok(())
+        }
         Command::Token {
             tenant,
             scopes,
@@ -204,8 +224,8 @@ async fn run(command: Command) -> Result<(), CliError> {
         } => {
             let tenant = TenantId::parse(&tenant).map_err(|e| CliError::Usage(e.to_string()))?;
             let secret = local::dev_secret(&data_dir)?;
-            let token = dev::mint(&secret, &tenant, &subject, &scope_list(&scopes)?, ttl)
-                .map_err(local::LocalError::from)?;
+            let token =
+                dev::mint(&secret, &tenant, &subject, &scope_list(&scopes)?, ttl).map_err(local::LocalError::from)?;
             println!("{token}");
             Ok(())
         }
@@ -228,9 +248,9 @@ async fn run(command: Command) -> Result<(), CliError> {
         } => {
             let value = if value == "-" {
                 let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).map_err(|e| {
-                    CliError::Usage(format!("cannot read the value from stdin: {e}"))
-                })?;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(|e| CliError::Usage(format!("cannot read the value from stdin: {e}")))?;
                 text
             } else {
                 value
@@ -268,14 +288,7 @@ async fn run(command: Command) -> Result<(), CliError> {
                 .unwrap_or_default();
             let path = format!("/v1/config/{key}{}", layer_query(shared));
             remote(&conn)?
-                .call(
-                    Method::DELETE,
-                    &path,
-                    RequestOptions {
-                        body: None,
-                        headers,
-                    },
-                )
+                .call(Method::DELETE, &path, RequestOptions { body: None, headers })
                 .await?;
             println!("deleted {key}");
             Ok(())
@@ -324,12 +337,7 @@ async fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
-async fn serve(
-    addr: SocketAddr,
-    data_dir: PathBuf,
-    routes: &str,
-    seed: bool,
-) -> Result<(), CliError> {
+async fn serve(addr: SocketAddr, grpc_addr: SocketAddr, data_dir: PathBuf, routes: &str, seed: bool) -> Result<(), CliError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TAGCFG_LOG")
@@ -337,10 +345,10 @@ async fn serve(
         )
         .with_target(false)
         .init();
-    let routes =
-        RoutingTable::parse(routes).map_err(|e| CliError::Usage(format!("TAGCFG_ROUTES: {e}")))?;
+    let routes = RoutingTable::parse(routes).map_err(|e| CliError::Usage(format!("TAGCFG_ROUTES: {e}")))?;
     let server = LocalServer::start(LocalConfig {
         addr,
+        grpc_addr,
         data_dir: data_dir.clone(),
         routes: routes.clone(),
         seed_demo_data: seed,
@@ -349,6 +357,10 @@ async fn serve(
     let url = server.url();
     println!("tagcfg local server");
     println!("  HTTP API   {url}   (OpenAPI: {url}/openapi.json)");
+    println!(
+        "  gRPC watch {}   (tagcfg.v1.ConfigWatch, health, reflection)",
+        server.grpc_url()
+    );
     println!("  store      {}", data_dir.join("store.redb").display());
     println!("  routes     {routes}");
     if server.seeded {
@@ -364,25 +376,16 @@ async fn serve(
         println!("export {var}={}", server.token(tenant, &[Scope::Write])?);
     }
     println!("# acme, read only");
-    println!(
-        "export ACME_READ_TOKEN={}",
-        server.token("acme", &[Scope::Read])?
-    );
+    println!("export ACME_READ_TOKEN={}", server.token("acme", &[Scope::Read])?);
     println!("# acme, admin (may write the shared layer)");
-    println!(
-        "export ACME_ADMIN_TOKEN={}",
-        server.token("acme", &[Scope::Admin])?
-    );
+    println!("export ACME_ADMIN_TOKEN={}", server.token("acme", &[Scope::Admin])?);
     println!();
     for tenant in DEMO_TENANTS {
         let var = format!("{}_TOKEN", tenant.to_uppercase());
         println!("curl -s -H \"Authorization: Bearer ${var}\" {url}/v1/config/tenant_config_flags/checkout");
     }
     println!();
-    println!(
-        "Ctrl-C stops the server; the data stays in {}.",
-        data_dir.display()
-    );
+    println!("Ctrl-C stops the server; the data stays in {}.", data_dir.display());
 
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("cannot listen for Ctrl-C ({e}); stopping");

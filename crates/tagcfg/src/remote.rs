@@ -11,11 +11,7 @@ pub enum RemoteError {
     #[error("cannot reach {url}: {source}")]
     Unreachable { url: String, source: reqwest::Error },
     #[error("{status} {code}: {detail}")]
-    Problem {
-        status: u16,
-        code: String,
-        detail: String,
-    },
+    Problem { status: u16, code: String, detail: String },
     #[error("unexpected answer ({status}): {body}")]
     Unexpected { status: u16, body: String },
     #[error("{0}")]
@@ -49,12 +45,7 @@ impl Remote {
 
     /// Sends one request; returns the body exactly as received (empty for 204 / 304), so
     /// values are printed with the same text they were written with.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        options: RequestOptions<'_>,
-    ) -> Result<String, RemoteError> {
+    pub async fn call(&self, method: Method, path: &str, options: RequestOptions<'_>) -> Result<String, RemoteError> {
         let url = format!("{}{}", self.base, path);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -64,17 +55,12 @@ impl Remote {
             request = request.header(name, value);
         }
         if let Some(body) = options.body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body);
+            request = request.header("content-type", "application/json").body(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| RemoteError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+        let response = request.send().await.map_err(|source| RemoteError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {

@@ -17,6 +17,7 @@ async fn start(dir: &Path) -> LocalServer {
         data_dir: dir.to_path_buf(),
         routes: RoutingTable::default(),
         seed_demo_data: true,
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
     })
     .await
     .unwrap()
@@ -51,11 +52,7 @@ impl Http {
         let resp = req.send().await.unwrap();
         let (status, headers) = (resp.status(), resp.headers().clone());
         let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-            headers,
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null), headers)
     }
 }
 
@@ -93,10 +90,7 @@ async fn the_quick_start_scenario_works_over_http() {
     assert_eq!(version, 2);
     assert_eq!(headers["etag"], "\"2\"");
     let (_, got, _) = http.send("GET", key, Some(&acme), &[], None).await;
-    assert_eq!(
-        got["value"],
-        json!({"enabled": false, "rollout_percent": 50})
-    );
+    assert_eq!(got["value"], json!({"enabled": false, "rollout_percent": 50}));
     assert_eq!(
         (got["version"].clone(), got["revision"].clone()),
         (put["version"].clone(), put["revision"].clone())
@@ -104,13 +98,7 @@ async fn the_quick_start_scenario_works_over_http() {
 
     // Stale If-Match → 412.
     let (status, body, _) = http
-        .send(
-            "PUT",
-            key,
-            Some(&acme),
-            &[("if-match", "\"1\"")],
-            Some("true".into()),
-        )
+        .send("PUT", key, Some(&acme), &[("if-match", "\"1\"")], Some("true".into()))
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -119,22 +107,14 @@ async fn the_quick_start_scenario_works_over_http() {
 
     // globex cannot see acme's key: 404, not 403.
     let (status, _, _) = http
-        .send(
-            "GET",
-            "/v1/config/tenant_config_limits/api",
-            Some(&globex),
-            &[],
-            None,
-        )
+        .send("GET", "/v1/config/tenant_config_limits/api", Some(&globex), &[], None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // No token → 401; read-only token writing → 403.
     let (status, _, _) = http.send("GET", key, None, &[], None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, _) = http
-        .send("PUT", key, Some(&acme_read), &[], Some("1".into()))
-        .await;
+    let (status, _, _) = http.send("PUT", key, Some(&acme_read), &[], Some("1".into())).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Bad keys → 400.
@@ -143,9 +123,7 @@ async fn the_quick_start_scenario_works_over_http() {
         "/v1/config/tenant_config_",
         "/v1/config/unknown_tag_x",
     ] {
-        let (status, body, _) = http
-            .send("PUT", bad, Some(&acme), &[], Some("1".into()))
-            .await;
+        let (status, body, _) = http.send("PUT", bad, Some(&acme), &[], Some("1".into())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
     // 2 MiB body → 413.
@@ -240,17 +218,10 @@ async fn the_cli_talks_to_the_server() {
     );
     assert!(ok, "{err}");
     let token = token.trim().to_owned();
-    let env = [
-        ("TAGCFG_URL", url.as_str()),
-        ("TAGCFG_TOKEN", token.as_str()),
-    ];
+    let env = [("TAGCFG_URL", url.as_str()), ("TAGCFG_TOKEN", token.as_str())];
 
     let (ok, out, err) = tagcfg(
-        &[
-            "put",
-            "tenant_config_cli/x",
-            "[1, 2.50, 12345678901234567890123]",
-        ],
+        &["put", "tenant_config_cli/x", "[1, 2.50, 12345678901234567890123]"],
         &env,
     );
     assert!(ok, "{err}");
@@ -261,10 +232,7 @@ async fn the_cli_talks_to_the_server() {
         out.contains("\"value\":[1, 2.50, 12345678901234567890123]"),
         "values print exactly: {out}"
     );
-    let (ok, _, err) = tagcfg(
-        &["put", "tenant_config_cli/x", "3", "--if-match", "7"],
-        &env,
-    );
+    let (ok, _, err) = tagcfg(&["put", "tenant_config_cli/x", "3", "--if-match", "7"], &env);
     assert!(!ok);
     assert!(err.contains("412 version_mismatch"), "{err}");
     let (ok, out, _) = tagcfg(&["ls", "tenant_config_cli/"], &env);
@@ -275,18 +243,12 @@ async fn the_cli_talks_to_the_server() {
     assert!(ok && out.contains("deleted"), "{out}");
     let (ok, _, err) = tagcfg(&["get", "tenant_config_cli/x"], &env);
     assert!(!ok && err.contains("404"), "{err}");
-    let (ok, _, err) = tagcfg(
-        &["get", "tenant_config_cli/x"],
-        &[("TAGCFG_URL", url.as_str())],
-    );
+    let (ok, _, err) = tagcfg(&["get", "tenant_config_cli/x"], &[("TAGCFG_URL", url.as_str())]);
     assert!(
         !ok && err.contains("no token"),
         "a helpful message without a token: {err}"
     );
-    let (ok, _, err) = tagcfg(
-        &["token", "--tenant", "Not_Valid", "--data-dir", data_dir],
-        &[],
-    );
+    let (ok, _, err) = tagcfg(&["token", "--tenant", "Not_Valid", "--data-dir", data_dir], &[]);
     assert!(!ok && err.contains("invalid tenant"), "{err}");
     server.shutdown().await.unwrap();
 }
@@ -327,7 +289,8 @@ fn tagcfg_serve_prints_working_tokens() {
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
-        tenant_auth::http_client(std::time::Duration::from_secs(30)).unwrap()
+        tenant_auth::http_client(std::time::Duration::from_secs(30))
+            .unwrap()
             .get(format!("{url}/v1/config/tenant_config_flags/checkout"))
             .bearer_auth(token)
             .send()

@@ -21,21 +21,14 @@ pub enum Error {
     InvalidValue(String),
     /// The value exceeds the limit of the backend it routes to.
     #[error("value is {size} bytes; {backend} accepts at most {limit} bytes")]
-    ValueTooLarge {
-        size: usize,
-        limit: usize,
-        backend: String,
-    },
+    ValueTooLarge { size: usize, limit: usize, backend: String },
     /// The key (or the requested page) does not exist for this owner.
     #[error("not found")]
     NotFound,
     /// `If-Match` named a version that is not the current one (`actual` is `None` when the
     /// key does not exist).
     #[error("version mismatch: expected {expected}, current {}", .actual.map(|v| v.to_string()).unwrap_or_else(|| "none (key absent)".into()))]
-    VersionMismatch {
-        expected: Version,
-        actual: Option<Version>,
-    },
+    VersionMismatch { expected: Version, actual: Option<Version> },
     /// A create-only write (`If-None-Match: *`) found the key present.
     #[error("key already exists at version {0}")]
     AlreadyExists(Version),
@@ -50,10 +43,7 @@ pub enum Error {
     Forbidden(String),
     /// The backend throttled the call; retry after the given seconds.
     #[error("throttled by {backend}; retry after {retry_after_secs}s")]
-    Throttled {
-        backend: String,
-        retry_after_secs: u64,
-    },
+    Throttled { backend: String, retry_after_secs: u64 },
     /// A transient backend failure (network, 5xx): retryable.
     #[error("backend unavailable: {0}")]
     Unavailable(String),

@@ -23,11 +23,7 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 3] = [
-        BackendKind::Dynamodb,
-        BackendKind::Ssm,
-        BackendKind::SsmSecure,
-    ];
+    pub const ALL: [BackendKind; 3] = [BackendKind::Dynamodb, BackendKind::Ssm, BackendKind::SsmSecure];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,14 +53,11 @@ impl fmt::Display for BackendKind {
 impl FromStr for BackendKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        BackendKind::ALL
-            .into_iter()
-            .find(|b| b.as_str() == s)
-            .ok_or_else(|| {
-                Error::InvalidRoutingTable(format!(
-                    "unknown backend '{s}' (expected one of: dynamodb, ssm, ssm-secure)"
-                ))
-            })
+        BackendKind::ALL.into_iter().find(|b| b.as_str() == s).ok_or_else(|| {
+            Error::InvalidRoutingTable(format!(
+                "unknown backend '{s}' (expected one of: dynamodb, ssm, ssm-secure)"
+            ))
+        })
     }
 }
 
@@ -168,11 +161,7 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
                     "empty path segment (leading, trailing or doubled '/')".into(),
                 ))
             }
-            "." | ".." => {
-                return Err(Error::InvalidKey(format!(
-                    "path segment '{segment}' is not allowed"
-                )))
-            }
+            "." | ".." => return Err(Error::InvalidKey(format!("path segment '{segment}' is not allowed"))),
             _ => {}
         }
     }
@@ -185,13 +174,7 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in [
-            "a",
-            "flags/checkout",
-            "a.b-c_d/E9",
-            "..a/b..",
-            &"x".repeat(256),
-        ] {
+        for ok in ["a", "flags/checkout", "a.b-c_d/E9", "..a/b..", &"x".repeat(256)] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -213,10 +196,7 @@ mod tests {
 
     #[test]
     fn tags() {
-        assert_eq!(
-            Tag::parse("tenant_config_").unwrap().trimmed(),
-            "tenant_config"
-        );
+        assert_eq!(Tag::parse("tenant_config_").unwrap().trimmed(), "tenant_config");
         for bad in ["", "_", "tenant", "Tenant_", "1x_", "a-b_"] {
             assert!(Tag::parse(bad).is_err(), "{bad}");
         }

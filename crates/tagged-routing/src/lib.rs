@@ -31,8 +31,8 @@ mod tenant;
 pub use error::{Error, Result};
 pub use key::{validate_name, BackendKind, Key, Tag, MAX_NAME_LEN};
 pub use model::{
-    now_rfc3339, Change, ChangeOp, ConfigItem, HistoryEntry, JsonText, Layer, Page, Precondition,
-    Revision, ValueOmitted, Version, INLINE_VALUE_LIMIT,
+    now_rfc3339, Change, ChangeOp, ConfigItem, HistoryEntry, JsonText, Layer, Page, Precondition, Revision,
+    ValueOmitted, Version, INLINE_VALUE_LIMIT,
 };
 pub use ports::{ChangeSink, ConfigStore};
 pub use routing::{RoutingTable, DEFAULT_ROUTES};

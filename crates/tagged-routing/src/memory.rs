@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::rules::{version_after_put, version_removed_by_delete};
 use crate::{
-    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry,
-    JsonText, Key, Layer, Owner, Page, Precondition, Result, Revision,
+    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer,
+    Owner, Page, Precondition, Result, Revision,
 };
 
 #[derive(Default)]
@@ -45,26 +45,16 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn commit(
-        &self,
-        state: &mut State,
-        owner: &Owner,
-        key: &Key,
-        item: Option<ConfigItem>,
-        change: Change,
-    ) {
+    fn commit(&self, state: &mut State, owner: &Owner, key: &Key, item: Option<ConfigItem>, change: Change) {
         let id = (owner.as_str().to_owned(), key.as_str().to_owned());
         match item {
             Some(item) => state.values.insert(id, item),
             None => state.values.remove(&id),
         };
+        state.heads.insert(owner.as_str().to_owned(), change.revision);
         state
-            .heads
-            .insert(owner.as_str().to_owned(), change.revision);
-        state.changes.insert(
-            (owner.as_str().to_owned(), change.revision.0),
-            change.clone(),
-        );
+            .changes
+            .insert((owner.as_str().to_owned(), change.revision.0), change.clone());
         if let Some(sink) = &self.sink {
             sink.publish(&change);
         }
@@ -113,27 +103,12 @@ impl ConfigStore for MemoryStore {
             updated_by: actor.to_owned(),
             layer: layer_of(owner),
         };
-        let change = Change::new(
-            owner,
-            revision,
-            key,
-            ChangeOp::Put,
-            version,
-            actor,
-            at,
-            Some(value),
-        );
+        let change = Change::new(owner, revision, key, ChangeOp::Put, version, actor, at, Some(value));
         self.commit(&mut state, owner, key, Some(item.clone()), change);
         Ok(item)
     }
 
-    async fn delete(
-        &self,
-        owner: &Owner,
-        key: &Key,
-        precondition: Precondition,
-        actor: &str,
-    ) -> Result<Change> {
+    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
         let mut state = self.lock();
         let current = state
             .values
@@ -155,13 +130,7 @@ impl ConfigStore for MemoryStore {
         Ok(change)
     }
 
-    async fn list(
-        &self,
-        owner: &Owner,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<ConfigItem>> {
+    async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>> {
         if limit == 0 {
             return Err(Error::InvalidValue("limit must be at least 1".into()));
         }
@@ -209,12 +178,7 @@ impl ConfigStore for MemoryStore {
             .collect())
     }
 
-    async fn changes_since(
-        &self,
-        owner: &Owner,
-        since: Revision,
-        limit: usize,
-    ) -> Result<Vec<Change>> {
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
         let state = self.lock();
         let owner = owner.as_str().to_owned();
         Ok(state
@@ -226,11 +190,6 @@ impl ConfigStore for MemoryStore {
     }
 
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
-        Ok(self
-            .lock()
-            .heads
-            .get(owner.as_str())
-            .copied()
-            .unwrap_or_default())
+        Ok(self.lock().heads.get(owner.as_str()).copied().unwrap_or_default())
     }
 }

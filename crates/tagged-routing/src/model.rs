@@ -17,9 +17,7 @@ pub struct Version(pub u64);
 
 /// A tenant's change counter: +1 for every change of any of its keys, on any backend.
 /// Gap-free and monotonic per owner; revision 0 means "nothing yet".
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct Revision(pub u64);
 
@@ -254,10 +252,7 @@ mod tests {
         }
         assert_eq!(JsonText::parse("  [1, 2]\n").unwrap().as_str(), "[1, 2]");
         for bad in ["", "{", "01", "[1,]", "1 2", "nul"] {
-            assert!(
-                matches!(JsonText::parse(bad), Err(Error::InvalidValue(_))),
-                "{bad}"
-            );
+            assert!(matches!(JsonText::parse(bad), Err(Error::InvalidValue(_))), "{bad}");
         }
     }
 }

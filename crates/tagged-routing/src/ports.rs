@@ -1,8 +1,6 @@
 use async_trait::async_trait;
 
-use crate::{
-    Change, ConfigItem, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
-};
+use crate::{Change, ConfigItem, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision};
 
 /// The store port: everything the API needs from a backend. Implemented by each adapter
 /// (DynamoDB, SSM, redb, memory) and by [`crate::TaggedStore`], which dispatches to them.
@@ -30,22 +28,10 @@ pub trait ConfigStore: Send + Sync {
     ) -> Result<ConfigItem>;
 
     /// Removes `key` (`NotFound` when absent); returns the change recorded.
-    async fn delete(
-        &self,
-        owner: &Owner,
-        key: &Key,
-        precondition: Precondition,
-        actor: &str,
-    ) -> Result<Change>;
+    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change>;
 
     /// Up to `limit` items whose key starts with `prefix`, after the key `after`.
-    async fn list(
-        &self,
-        owner: &Owner,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<ConfigItem>>;
+    async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>>;
 
     /// The items that exist among `keys`, in no particular order.
     async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>>;
@@ -54,12 +40,7 @@ pub trait ConfigStore: Send + Sync {
     async fn history(&self, owner: &Owner, key: &Key, limit: usize) -> Result<Vec<HistoryEntry>>;
 
     /// Up to `limit` changes with a revision greater than `since`, oldest first.
-    async fn changes_since(
-        &self,
-        owner: &Owner,
-        since: Revision,
-        limit: usize,
-    ) -> Result<Vec<Change>>;
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>>;
 
     /// The owner's latest revision (0 when it never changed).
     async fn head_revision(&self, owner: &Owner) -> Result<Revision>;

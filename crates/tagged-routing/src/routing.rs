@@ -5,8 +5,7 @@ use crate::{validate_name, BackendKind, Error, Key, Tag};
 
 /// The routing table tagcfg starts with when `TAGCFG_ROUTES` is not set: the prefixes of
 /// the AWS tagged-storage article.
-pub const DEFAULT_ROUTES: &str =
-    "tenant_config_=dynamodb,param_config_=ssm,secret_config_=ssm-secure";
+pub const DEFAULT_ROUTES: &str = "tenant_config_=dynamodb,param_config_=ssm,secret_config_=ssm-secure";
 
 /// Tag → backend. Built once at start-up from a string such as
 /// `tenant_config_=dynamodb,param_config_=ssm`; a malformed table fails there, never at the
@@ -24,16 +23,12 @@ impl RoutingTable {
         let mut ssm_segments = HashSet::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (tag, backend) = entry.split_once('=').ok_or_else(|| {
-                Error::InvalidRoutingTable(format!(
-                    "entry '{entry}' is not of the form <tag>=<backend>"
-                ))
+                Error::InvalidRoutingTable(format!("entry '{entry}' is not of the form <tag>=<backend>"))
             })?;
             let tag = Tag::parse(tag.trim())?;
             let backend: BackendKind = backend.trim().parse()?;
             if !seen.insert(tag.clone()) {
-                return Err(Error::InvalidRoutingTable(format!(
-                    "tag '{tag}' appears twice"
-                )));
+                return Err(Error::InvalidRoutingTable(format!("tag '{tag}' appears twice")));
             }
             // Two SSM tags must not share a path segment once their trailing '_' is trimmed.
             if backend.has_shared_layer() && !ssm_segments.insert(tag.trimmed().to_owned()) {
@@ -46,12 +41,7 @@ impl RoutingTable {
         if routes.is_empty() {
             return Err(Error::InvalidRoutingTable("the table has no routes".into()));
         }
-        routes.sort_by(|a, b| {
-            b.0.as_str()
-                .len()
-                .cmp(&a.0.as_str().len())
-                .then(a.0.cmp(&b.0))
-        });
+        routes.sort_by(|a, b| b.0.as_str().len().cmp(&a.0.as_str().len()).then(a.0.cmp(&b.0)));
         Ok(RoutingTable { routes })
     }
 
@@ -100,11 +90,7 @@ impl Default for RoutingTable {
 
 impl fmt::Display for RoutingTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .routes
-            .iter()
-            .map(|(t, b)| format!("{t}={b}"))
-            .collect();
+        let parts: Vec<String> = self.routes.iter().map(|(t, b)| format!("{t}={b}")).collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -120,10 +106,7 @@ mod tests {
             t.parse_key("tenant_secret_db").unwrap().backend(),
             BackendKind::SsmSecure
         );
-        assert_eq!(
-            t.parse_key("tenant_x").unwrap().backend(),
-            BackendKind::Dynamodb
-        );
+        assert_eq!(t.parse_key("tenant_x").unwrap().backend(), BackendKind::Dynamodb);
         let k = t.parse_key("tenant_secret_db/url").unwrap();
         assert_eq!(k.tag().as_str(), "tenant_secret_");
         assert_eq!(k.name(), "db/url");
@@ -133,14 +116,8 @@ mod tests {
     fn errors() {
         let t = RoutingTable::default();
         assert!(matches!(t.parse_key("nope_x"), Err(Error::UnknownTag(_))));
-        assert!(matches!(
-            t.parse_key("tenant_config_"),
-            Err(Error::InvalidKey(_))
-        ));
-        assert!(matches!(
-            t.parse_key("tenant_config_../x"),
-            Err(Error::InvalidKey(_))
-        ));
+        assert!(matches!(t.parse_key("tenant_config_"), Err(Error::InvalidKey(_))));
+        assert!(matches!(t.parse_key("tenant_config_../x"), Err(Error::InvalidKey(_))));
     }
 
     #[test]
@@ -162,16 +139,9 @@ mod tests {
 
     #[test]
     fn adding_a_tag_needs_no_code() {
-        let t = RoutingTable::parse("tenant_config_=dynamodb,flags_=dynamodb, param_config_ = ssm")
-            .unwrap();
-        assert_eq!(
-            t.parse_key("flags_beta").unwrap().backend(),
-            BackendKind::Dynamodb
-        );
-        assert_eq!(
-            t.parse_key("param_config_db").unwrap().backend(),
-            BackendKind::Ssm
-        );
+        let t = RoutingTable::parse("tenant_config_=dynamodb,flags_=dynamodb, param_config_ = ssm").unwrap();
+        assert_eq!(t.parse_key("flags_beta").unwrap().backend(), BackendKind::Dynamodb);
+        assert_eq!(t.parse_key("param_config_db").unwrap().backend(), BackendKind::Ssm);
         assert_eq!(
             t.to_string(),
             "tenant_config_=dynamodb,param_config_=ssm,flags_=dynamodb"
@@ -181,10 +151,7 @@ mod tests {
     #[test]
     fn prefix_candidates() {
         let t = RoutingTable::default();
-        assert_eq!(
-            t.backends_for_prefix("tenant_config_fl"),
-            vec![BackendKind::Dynamodb]
-        );
+        assert_eq!(t.backends_for_prefix("tenant_config_fl"), vec![BackendKind::Dynamodb]);
         assert_eq!(t.backends_for_prefix(""), BackendKind::ALL.to_vec());
         assert_eq!(t.backends_for_prefix("param"), vec![BackendKind::Ssm]);
     }

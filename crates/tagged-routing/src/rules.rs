@@ -16,18 +16,13 @@ pub fn version_after_put(current: Option<Version>, precondition: Precondition) -
 }
 
 /// Checks a delete's precondition; returns the version being removed.
-pub fn version_removed_by_delete(
-    current: Option<Version>,
-    precondition: Precondition,
-) -> Result<Version> {
+pub fn version_removed_by_delete(current: Option<Version>, precondition: Precondition) -> Result<Version> {
     match (precondition, current) {
         (_, None) => Err(Error::NotFound),
-        (Precondition::IfVersion(expected), Some(actual)) if actual != expected => {
-            Err(Error::VersionMismatch {
-                expected,
-                actual: Some(actual),
-            })
-        }
+        (Precondition::IfVersion(expected), Some(actual)) if actual != expected => Err(Error::VersionMismatch {
+            expected,
+            actual: Some(actual),
+        }),
         (Precondition::CreateOnly, Some(v)) => Err(Error::AlreadyExists(v)),
         (_, Some(v)) => Ok(v),
     }
@@ -40,10 +35,7 @@ mod tests {
     #[test]
     fn put_rules() {
         assert_eq!(version_after_put(None, Precondition::None), Ok(Version(1)));
-        assert_eq!(
-            version_after_put(Some(Version(4)), Precondition::None),
-            Ok(Version(5))
-        );
+        assert_eq!(version_after_put(Some(Version(4)), Precondition::None), Ok(Version(5)));
         assert_eq!(
             version_after_put(Some(Version(4)), Precondition::IfVersion(Version(4))),
             Ok(Version(5))
@@ -62,10 +54,7 @@ mod tests {
                 actual: None
             })
         );
-        assert_eq!(
-            version_after_put(None, Precondition::CreateOnly),
-            Ok(Version(1))
-        );
+        assert_eq!(version_after_put(None, Precondition::CreateOnly), Ok(Version(1)));
         assert_eq!(
             version_after_put(Some(Version(2)), Precondition::CreateOnly),
             Err(Error::AlreadyExists(Version(2)))
@@ -82,9 +71,6 @@ mod tests {
             version_removed_by_delete(Some(Version(3)), Precondition::None),
             Ok(Version(3))
         );
-        assert!(
-            version_removed_by_delete(Some(Version(3)), Precondition::IfVersion(Version(2)))
-                .is_err()
-        );
+        assert!(version_removed_by_delete(Some(Version(3)), Precondition::IfVersion(Version(2))).is_err());
     }
 }

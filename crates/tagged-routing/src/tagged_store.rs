@@ -4,8 +4,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    BackendKind, Change, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer, Owner,
-    Page, Precondition, Result, Revision, RoutingTable,
+    BackendKind, Change, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer, Owner, Page, Precondition,
+    Result, Revision, RoutingTable,
 };
 
 /// Size limits that depend on how the backends are provisioned.
@@ -56,10 +56,7 @@ impl TaggedStore {
         limits: StoreLimits,
     ) -> Result<Self> {
         let backends: HashMap<_, _> = backends.into_iter().collect();
-        if let Some((tag, kind)) = routes
-            .routes()
-            .find(|(_, kind)| !backends.contains_key(kind))
-        {
+        if let Some((tag, kind)) = routes.routes().find(|(_, kind)| !backends.contains_key(kind)) {
             return Err(Error::InvalidRoutingTable(format!(
                 "tag '{tag}' routes to '{kind}', but no {kind} store is configured"
             )));
@@ -119,13 +116,10 @@ impl ConfigStore for TaggedStore {
             return Ok(Some(item));
         }
         if key.backend().has_shared_layer() && matches!(owner, Owner::Tenant(_)) {
-            return Ok(store
-                .get(&Owner::Shared, key)
-                .await?
-                .map(|item| ConfigItem {
-                    layer: Layer::Shared,
-                    ..item
-                }));
+            return Ok(store.get(&Owner::Shared, key).await?.map(|item| ConfigItem {
+                layer: Layer::Shared,
+                ..item
+            }));
         }
         Ok(None)
     }
@@ -146,30 +140,14 @@ impl ConfigStore for TaggedStore {
                 backend: key.backend().to_string(),
             });
         }
-        self.store_for(key)?
-            .put(owner, key, value, precondition, actor)
-            .await
+        self.store_for(key)?.put(owner, key, value, precondition, actor).await
     }
 
-    async fn delete(
-        &self,
-        owner: &Owner,
-        key: &Key,
-        precondition: Precondition,
-        actor: &str,
-    ) -> Result<Change> {
-        self.store_for(key)?
-            .delete(owner, key, precondition, actor)
-            .await
+    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
+        self.store_for(key)?.delete(owner, key, precondition, actor).await
     }
 
-    async fn list(
-        &self,
-        owner: &Owner,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<ConfigItem>> {
+    async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>> {
         if limit == 0 {
             return Err(Error::InvalidValue("limit must be at least 1".into()));
         }
@@ -228,12 +206,7 @@ impl ConfigStore for TaggedStore {
         self.store_for(key)?.history(owner, key, limit).await
     }
 
-    async fn changes_since(
-        &self,
-        owner: &Owner,
-        since: Revision,
-        limit: usize,
-    ) -> Result<Vec<Change>> {
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
         self.change_log.changes_since(owner, since, limit).await
     }
 
@@ -265,10 +238,7 @@ mod tests {
             routes,
             Arc::new(dynamo.clone()),
             [
-                (
-                    BackendKind::Dynamodb,
-                    Arc::new(dynamo.clone()) as Arc<dyn ConfigStore>,
-                ),
+                (BackendKind::Dynamodb, Arc::new(dynamo.clone()) as Arc<dyn ConfigStore>),
                 (BackendKind::Ssm, ssm_arc.clone()),
                 (BackendKind::SsmSecure, ssm_arc),
             ],
@@ -304,23 +274,11 @@ mod tests {
         let param = routes.parse_key("param_config_region").unwrap();
         let hot = routes.parse_key("tenant_config_region").unwrap();
         store
-            .put(
-                &Owner::Shared,
-                &param,
-                &json("\"eu\""),
-                Precondition::None,
-                "admin",
-            )
+            .put(&Owner::Shared, &param, &json("\"eu\""), Precondition::None, "admin")
             .await
             .unwrap();
         store
-            .put(
-                &Owner::Shared,
-                &hot,
-                &json("\"eu\""),
-                Precondition::None,
-                "admin",
-            )
+            .put(&Owner::Shared, &hot, &json("\"eu\""), Precondition::None, "admin")
             .await
             .unwrap();
         let got = store.get(&acme(), &param).await.unwrap().unwrap();
@@ -332,10 +290,7 @@ mod tests {
             .unwrap();
         let got = store.get(&acme(), &param).await.unwrap().unwrap();
         assert_eq!((got.layer, got.value.as_str()), (Layer::Tenant, "\"us\""));
-        let batch = store
-            .batch_get(&acme(), &[param.clone(), hot.clone()])
-            .await
-            .unwrap();
+        let batch = store.batch_get(&acme(), &[param.clone(), hot.clone()]).await.unwrap();
         assert_eq!(batch.len(), 1);
     }
 
@@ -348,10 +303,7 @@ mod tests {
             .put(&acme(), &param, &big, Precondition::None, "u")
             .await
             .unwrap_err();
-        assert!(
-            matches!(err, Error::ValueTooLarge { limit: 4096, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::ValueTooLarge { limit: 4096, .. }), "{err:?}");
         let hot = store.routes().parse_key("tenant_config_big").unwrap();
         assert_eq!(
             store
@@ -380,9 +332,7 @@ mod tests {
                 "param_config_c",
             ] {
                 let key = s.routes().parse_key(k).unwrap();
-                s.put(&acme(), &key, &json("1"), Precondition::None, "u")
-                    .await
-                    .unwrap();
+                s.put(&acme(), &key, &json("1"), Precondition::None, "u").await.unwrap();
             }
             let mut seen = Vec::new();
             let mut after = None;

@@ -42,13 +42,7 @@ pub struct Scopes(Scope);
 
 impl Scopes {
     pub fn from_claims<'a>(names: impl IntoIterator<Item = &'a str>) -> Scopes {
-        Scopes(
-            names
-                .into_iter()
-                .filter_map(Scope::parse)
-                .max()
-                .unwrap_or(Scope::Read),
-        )
+        Scopes(names.into_iter().filter_map(Scope::parse).max().unwrap_or(Scope::Read))
     }
 
     pub fn highest(self) -> Scope {
@@ -76,14 +70,8 @@ mod tests {
     #[test]
     fn scopes() {
         assert_eq!(Scopes::from_claims([]).highest(), Scope::Read);
-        assert_eq!(
-            Scopes::from_claims(["openid", "email"]).highest(),
-            Scope::Read
-        );
-        assert_eq!(
-            Scopes::from_claims(["tagcfg/config:write"]).highest(),
-            Scope::Write
-        );
+        assert_eq!(Scopes::from_claims(["openid", "email"]).highest(), Scope::Read);
+        assert_eq!(Scopes::from_claims(["tagcfg/config:write"]).highest(), Scope::Write);
         let admin = Scopes::from_claims(["config:read", "config:admin"]);
         assert!(admin.allows(Scope::Write) && admin.allows(Scope::Read));
         assert!(!Scopes::from_claims(["config:write"]).allows(Scope::Admin));

@@ -39,10 +39,6 @@ pub fn mint(
         "scope": scope.join(" "),
         DEFAULT_TENANT_CLAIM: tenant.as_str(),
     });
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .map_err(|e| AuthError::Config(format!("cannot sign a dev token: {e}")))
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret))
+        .map_err(|e| AuthError::Config(format!("cannot sign a dev token: {e}")))
 }

@@ -30,21 +30,13 @@ pub(crate) struct JwksCache {
 }
 
 impl JwksCache {
-    pub(crate) fn new(
-        source: KeySource,
-        min_refetch_interval: Duration,
-    ) -> Result<Self, AuthError> {
+    pub(crate) fn new(source: KeySource, min_refetch_interval: Duration) -> Result<Self, AuthError> {
         let (url, keys) = match source {
             KeySource::File(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    AuthError::Config(format!("cannot read JWKS file {}: {e}", path.display()))
-                })?;
-                let set = serde_json::from_str(&text).map_err(|e| {
-                    AuthError::Config(format!(
-                        "JWKS file {} is not a JWK set: {e}",
-                        path.display()
-                    ))
-                })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| AuthError::Config(format!("cannot read JWKS file {}: {e}", path.display())))?;
+                let set = serde_json::from_str(&text)
+                    .map_err(|e| AuthError::Config(format!("JWKS file {} is not a JWK set: {e}", path.display())))?;
                 (None, set)
             }
             KeySource::Static(set) => (None, set),
@@ -58,8 +50,8 @@ impl JwksCache {
                 (Some(url), JwkSet { keys: Vec::new() })
             }
         };
-        let http = crate::http_client(Duration::from_secs(5))
-            .map_err(|e| AuthError::Config(format!("HTTP client: {e}")))?;
+        let http =
+            crate::http_client(Duration::from_secs(5)).map_err(|e| AuthError::Config(format!("HTTP client: {e}")))?;
         Ok(JwksCache {
             url,
             keys: RwLock::new(Arc::new(keys)),

@@ -8,6 +8,9 @@
 //! - HS256 tokens only when a dev secret is configured, and never inside Lambda
 //!   ([`dev`] mints such tokens for `tagcfg serve`).
 //!
+//! - [`service`]: the credential of internal callers (the cache-refresher), which no tenant
+//!   token can pass for.
+//!
 //! Every rejection is a distinct [`AuthError`] so logs and tests can tell them apart; the
 //! HTTP layer answers all of them with 401, except an unreachable JWKS (503).
 
@@ -15,6 +18,7 @@ mod context;
 pub mod dev;
 mod error;
 mod jwks;
+pub mod service;
 mod verifier;
 
 pub use context::{Scope, Scopes, TenantContext};

@@ -74,9 +74,7 @@ impl Verifier {
             ));
         }
         if config.dev_secret.as_ref().is_some_and(|s| s.len() < 32) {
-            return Err(AuthError::Config(
-                "the dev secret must be at least 32 bytes".into(),
-            ));
+            return Err(AuthError::Config("the dev secret must be at least 32 bytes".into()));
         }
         if config.jwks.is_none() && config.dev_secret.is_none() {
             return Err(AuthError::Config(
@@ -91,22 +89,12 @@ impl Verifier {
             .take()
             .map(|source| JwksCache::new(source, config.jwks_min_refetch))
             .transpose()?;
-        let dev_key = config
-            .dev_secret
-            .take()
-            .map(|s| DecodingKey::from_secret(&s));
-        Ok(Verifier {
-            config,
-            jwks,
-            dev_key,
-        })
+        let dev_key = config.dev_secret.take().map(|s| DecodingKey::from_secret(&s));
+        Ok(Verifier { config, jwks, dev_key })
     }
 
     /// Verifies the value of an `Authorization` header (`Bearer <jwt>`).
-    pub async fn verify_authorization(
-        &self,
-        header: Option<&str>,
-    ) -> Result<TenantContext, AuthError> {
+    pub async fn verify_authorization(&self, header: Option<&str>) -> Result<TenantContext, AuthError> {
         let header = header
             .map(str::trim)
             .filter(|h| !h.is_empty())
@@ -114,9 +102,7 @@ impl Verifier {
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                AuthError::Malformed("the Authorization header is not 'Bearer <token>'".into())
-            })?;
+            .ok_or_else(|| AuthError::Malformed("the Authorization header is not 'Bearer <token>'".into()))?;
         self.verify(token.trim()).await
     }
 
@@ -126,12 +112,10 @@ impl Verifier {
         let key = match header.alg {
             Algorithm::HS256 => self.dev_key.clone().ok_or(AuthError::HmacNotAccepted)?,
             Algorithm::RS256 | Algorithm::ES256 => {
-                let jwks = self.jwks.as_ref().ok_or_else(|| {
-                    AuthError::UnsupportedAlgorithm(format!(
-                        "{:?} (no JWKS configured)",
-                        header.alg
-                    ))
-                })?;
+                let jwks = self
+                    .jwks
+                    .as_ref()
+                    .ok_or_else(|| AuthError::UnsupportedAlgorithm(format!("{:?} (no JWKS configured)", header.alg)))?;
                 let kid = header.kid.as_deref().ok_or(AuthError::MissingKid)?;
                 let jwk = jwks.key_for(kid).await?;
                 let mismatch = || AuthError::KeyAlgorithmMismatch {
@@ -166,9 +150,7 @@ impl Verifier {
                 ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
                 ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::WrongIssuer,
                 ErrorKind::MissingRequiredClaim(c) if c == "exp" => AuthError::MissingExpiry,
-                ErrorKind::InvalidAlgorithm => {
-                    AuthError::UnsupportedAlgorithm(format!("{:?}", header.alg))
-                }
+                ErrorKind::InvalidAlgorithm => AuthError::UnsupportedAlgorithm(format!("{:?}", header.alg)),
                 other => AuthError::Malformed(format!("{other:?}")),
             })?
             .claims;
@@ -177,9 +159,7 @@ impl Verifier {
         if let Some(token_use) = claims.get("token_use") {
             let token_use = token_use.as_str().unwrap_or_default();
             if !self.config.token_uses.iter().any(|u| u == token_use) {
-                return Err(AuthError::WrongTokenUse(
-                    token_use.chars().take(32).collect(),
-                ));
+                return Err(AuthError::WrongTokenUse(token_use.chars().take(32).collect()));
             }
         }
         let tenant = self.tenant_of(&claims)?;
@@ -199,10 +179,7 @@ impl Verifier {
         if self.config.audiences.is_empty() {
             return Ok(());
         }
-        let accepted = |v: &Value| {
-            v.as_str()
-                .is_some_and(|s| self.config.audiences.iter().any(|a| a == s))
-        };
+        let accepted = |v: &Value| v.as_str().is_some_and(|s| self.config.audiences.iter().any(|a| a == s));
         let aud_ok = match claims.get("aud") {
             Some(Value::Array(values)) => values.iter().any(accepted),
             Some(v) => accepted(v),
@@ -250,17 +227,11 @@ fn classify_bad_header(token: &str) -> AuthError {
     let alg = token
         .split('.')
         .next()
-        .and_then(|h| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(h)
-                .ok()
-        })
+        .and_then(|h| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).ok())
         .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
         .and_then(|h| h.get("alg").and_then(Value::as_str).map(str::to_owned));
     match alg {
         Some(alg) => AuthError::UnsupportedAlgorithm(alg.chars().take(16).collect()),
-        None => {
-            AuthError::Malformed("the header is not a base64url JSON object with an 'alg'".into())
-        }
+        None => AuthError::Malformed("the header is not a base64url JSON object with an 'alg'".into()),
     }
 }

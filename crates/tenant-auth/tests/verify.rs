@@ -21,10 +21,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn claims() -> Value {
@@ -48,12 +45,7 @@ fn sign(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> String 
 }
 
 fn rsa(claims: &Value) -> String {
-    sign(
-        Algorithm::RS256,
-        Some("test-rsa"),
-        "rsa-private.pem",
-        claims,
-    )
+    sign(Algorithm::RS256, Some("test-rsa"), "rsa-private.pem", claims)
 }
 
 fn verifier() -> Verifier {
@@ -67,10 +59,7 @@ fn verifier() -> Verifier {
 }
 
 async fn reject(token: &str) -> AuthError {
-    verifier()
-        .verify(token)
-        .await
-        .expect_err("the token must be refused")
+    verifier().verify(token).await.expect_err("the token must be refused")
 }
 
 fn with(field: &str, value: Value) -> Value {
@@ -98,12 +87,7 @@ async fn valid_rs256_and_es256_tokens_are_accepted() {
     id["cognito:groups"] = json!(["config:admin"]);
     id.as_object_mut().unwrap().remove("scope");
     let ctx = verifier()
-        .verify(&sign(
-            Algorithm::ES256,
-            Some("test-ec"),
-            "ec-private.pem",
-            &id,
-        ))
+        .verify(&sign(Algorithm::ES256, Some("test-ec"), "ec-private.pem", &id))
         .await
         .unwrap();
     assert_eq!(ctx.scopes.highest(), Scope::Admin);
@@ -113,58 +97,37 @@ async fn valid_rs256_and_es256_tokens_are_accepted() {
 async fn no_scope_means_read_only() {
     let mut c = claims();
     c.as_object_mut().unwrap().remove("scope");
-    assert_eq!(
-        verifier().verify(&rsa(&c)).await.unwrap().scopes.highest(),
-        Scope::Read
-    );
+    assert_eq!(verifier().verify(&rsa(&c)).await.unwrap().scopes.highest(), Scope::Read);
 }
 
 #[tokio::test]
 async fn alg_none_is_refused() {
     let header = json!({"alg": "none", "typ": "JWT"});
     let token = format!("{}.{}.", b64(&header), b64(&claims()));
-    assert_eq!(
-        reject(&token).await,
-        AuthError::UnsupportedAlgorithm("none".into())
-    );
+    assert_eq!(reject(&token).await, AuthError::UnsupportedAlgorithm("none".into()));
 }
 
 #[tokio::test]
 async fn hs256_signed_with_the_public_key_is_refused() {
     // Key confusion: an attacker signs HS256 with the RSA public key as the HMAC secret.
-    let jwks: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).unwrap()).unwrap();
+    let jwks: Value = serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).unwrap()).unwrap();
     let public = jwks["keys"][0]["n"].as_str().unwrap();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("test-rsa".into());
-    let token = encode(
-        &header,
-        &claims(),
-        &EncodingKey::from_secret(public.as_bytes()),
-    )
-    .unwrap();
+    let token = encode(&header, &claims(), &EncodingKey::from_secret(public.as_bytes())).unwrap();
     assert_eq!(reject(&token).await, AuthError::HmacNotAccepted);
 }
 
 #[tokio::test]
 async fn expired_and_not_yet_valid_are_refused_beyond_the_leeway() {
-    assert_eq!(
-        reject(&rsa(&with("exp", json!(now() - 120)))).await,
-        AuthError::Expired
-    );
+    assert_eq!(reject(&rsa(&with("exp", json!(now() - 120)))).await, AuthError::Expired);
     assert_eq!(
         reject(&rsa(&with("nbf", json!(now() + 120)))).await,
         AuthError::NotYetValid
     );
     // Within the 60 s leeway both pass.
-    assert!(verifier()
-        .verify(&rsa(&with("exp", json!(now() - 30))))
-        .await
-        .is_ok());
-    assert!(verifier()
-        .verify(&rsa(&with("nbf", json!(now() + 30))))
-        .await
-        .is_ok());
+    assert!(verifier().verify(&rsa(&with("exp", json!(now() - 30)))).await.is_ok());
+    assert!(verifier().verify(&rsa(&with("nbf", json!(now() + 30)))).await.is_ok());
     let mut no_exp = claims();
     no_exp.as_object_mut().unwrap().remove("exp");
     assert_eq!(reject(&rsa(&no_exp)).await, AuthError::MissingExpiry);
@@ -188,36 +151,15 @@ async fn wrong_issuer_audience_and_token_use_are_refused() {
 
 #[tokio::test]
 async fn bad_signature_and_unknown_kid_are_refused() {
-    let forged = sign(
-        Algorithm::RS256,
-        Some("test-rsa"),
-        "rsa-other-private.pem",
-        &claims(),
-    );
+    let forged = sign(Algorithm::RS256, Some("test-rsa"), "rsa-other-private.pem", &claims());
     assert_eq!(reject(&forged).await, AuthError::BadSignature);
-    let unknown = sign(
-        Algorithm::RS256,
-        Some("rotated-away"),
-        "rsa-private.pem",
-        &claims(),
-    );
-    assert_eq!(
-        reject(&unknown).await,
-        AuthError::UnknownKid("rotated-away".into())
-    );
+    let unknown = sign(Algorithm::RS256, Some("rotated-away"), "rsa-private.pem", &claims());
+    assert_eq!(reject(&unknown).await, AuthError::UnknownKid("rotated-away".into()));
     let no_kid = sign(Algorithm::RS256, None, "rsa-private.pem", &claims());
     assert_eq!(reject(&no_kid).await, AuthError::MissingKid);
     // An ES256 token naming the RSA key.
-    let crossed = sign(
-        Algorithm::ES256,
-        Some("test-rsa"),
-        "ec-private.pem",
-        &claims(),
-    );
-    assert!(matches!(
-        reject(&crossed).await,
-        AuthError::KeyAlgorithmMismatch { .. }
-    ));
+    let crossed = sign(Algorithm::ES256, Some("test-rsa"), "ec-private.pem", &claims());
+    assert!(matches!(reject(&crossed).await, AuthError::KeyAlgorithmMismatch { .. }));
 }
 
 #[tokio::test]
@@ -247,10 +189,7 @@ async fn garbage_is_malformed() {
     assert!(matches!(reject("not-a-jwt").await, AuthError::Malformed(_)));
     assert!(matches!(reject("a.b.c").await, AuthError::Malformed(_)));
     let v = verifier();
-    assert_eq!(
-        v.verify_authorization(None).await.unwrap_err(),
-        AuthError::MissingToken
-    );
+    assert_eq!(v.verify_authorization(None).await.unwrap_err(), AuthError::MissingToken);
     assert!(matches!(
         v.verify_authorization(Some("Basic abc")).await,
         Err(AuthError::Malformed(_))
@@ -266,10 +205,7 @@ async fn the_tenant_claim_name_is_configurable() {
         ..VerifierConfig::default()
     })
     .unwrap();
-    let ctx = v
-        .verify(&rsa(&with("tenant", json!("globex"))))
-        .await
-        .unwrap();
+    let ctx = v.verify(&rsa(&with("tenant", json!("globex")))).await.unwrap();
     assert_eq!(ctx.tenant.as_str(), "globex");
 }
 
@@ -287,18 +223,8 @@ async fn dev_tokens_need_the_dev_secret() {
     })
     .unwrap();
     assert_eq!(dev_verifier.verify(&token).await.unwrap().tenant, acme);
-    let other = dev::mint(
-        b"another-secret-another-secret-another",
-        &acme,
-        "dev",
-        &[],
-        60,
-    )
-    .unwrap();
-    assert_eq!(
-        dev_verifier.verify(&other).await.unwrap_err(),
-        AuthError::BadSignature
-    );
+    let other = dev::mint(b"another-secret-another-secret-another", &acme, "dev", &[], 60).unwrap();
+    assert_eq!(dev_verifier.verify(&other).await.unwrap_err(), AuthError::BadSignature);
 }
 
 /// A one-route HTTP server that serves `body` and counts requests.
@@ -326,10 +252,7 @@ async fn jwks_server(body: String) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (
-        format!("http://127.0.0.1:{}/.well-known/jwks.json", addr.port()),
-        hits,
-    )
+    (format!("http://127.0.0.1:{}/.well-known/jwks.json", addr.port()), hits)
 }
 
 #[tokio::test]
@@ -345,11 +268,7 @@ async fn jwks_url_is_fetched_once_and_refetches_for_unknown_kids_at_a_limited_ra
     for _ in 0..5 {
         v.verify(&rsa(&claims())).await.unwrap();
     }
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        1,
-        "known kids are served from the cache"
-    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "known kids are served from the cache");
     // A flood of bogus kids: the first (after the interval) could refetch, none of these may.
     for i in 0..20 {
         let bogus = sign(
@@ -358,10 +277,7 @@ async fn jwks_url_is_fetched_once_and_refetches_for_unknown_kids_at_a_limited_ra
             "rsa-private.pem",
             &claims(),
         );
-        assert!(matches!(
-            v.verify(&bogus).await,
-            Err(AuthError::UnknownKid(_))
-        ));
+        assert!(matches!(v.verify(&bogus).await, Err(AuthError::UnknownKid(_))));
     }
     assert_eq!(
         hits.load(Ordering::SeqCst),

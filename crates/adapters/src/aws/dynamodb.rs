@@ -17,16 +17,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
-    now_rfc3339, BackendKind, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry,
-    JsonText, Key, Layer, Owner, Page, Precondition, Result, Revision, ValueOmitted, Version,
+    now_rfc3339, BackendKind, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer,
+    Owner, Page, Precondition, Result, Revision, ValueOmitted, Version,
 };
 
 use super::error::{corrupt, from_sdk};
@@ -74,8 +72,7 @@ struct ValueItem {
 impl ValueItem {
     fn into_config_item(self, owner: &Owner) -> Result<ConfigItem> {
         Ok(ConfigItem {
-            value: JsonText::parse(&self.value)
-                .map_err(|e| corrupt(format!("value of {}: {e}", self.key)))?,
+            value: JsonText::parse(&self.value).map_err(|e| corrupt(format!("value of {}: {e}", self.key)))?,
             key: self.key,
             version: Version(self.version),
             revision: Revision(self.revision),
@@ -224,11 +221,7 @@ impl DynamoStore {
             + self.retention.as_secs()
     }
 
-    pub(crate) async fn get_item<T: DeserializeOwned>(
-        &self,
-        pk: String,
-        sk: String,
-    ) -> Result<Option<T>> {
+    pub(crate) async fn get_item<T: DeserializeOwned>(&self, pk: String, sk: String) -> Result<Option<T>> {
         let out = self
             .client
             .get_item()
@@ -287,16 +280,11 @@ impl DynamoStore {
     }
 
     /// Reads items by key with BatchGetItem, retrying unprocessed keys with backoff.
-    pub(crate) async fn batch_get_items<T: DeserializeOwned>(
-        &self,
-        keys: Vec<(String, String)>,
-    ) -> Result<Vec<T>> {
+    pub(crate) async fn batch_get_items<T: DeserializeOwned>(&self, keys: Vec<(String, String)>) -> Result<Vec<T>> {
         let mut found = Vec::new();
         for chunk in keys.chunks(BATCH_GET_LIMIT) {
-            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|(pk, sk)| key_of(pk.clone(), sk.clone()))
-                .collect();
+            let mut pending: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|(pk, sk)| key_of(pk.clone(), sk.clone())).collect();
             let mut attempt = 0;
             while !pending.is_empty() {
                 let request = KeysAndAttributes::builder()
@@ -318,9 +306,7 @@ impl DynamoStore {
                 {
                     found.push(decode(item)?);
                 }
-                if let Some(unprocessed) =
-                    out.unprocessed_keys.and_then(|mut u| u.remove(&self.table))
-                {
+                if let Some(unprocessed) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
                     pending = unprocessed.keys;
                     if !pending.is_empty() {
                         attempt += 1;
@@ -369,21 +355,14 @@ impl DynamoStore {
     fn change_put(&self, owner: &Owner, change: &Change) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(encode(&ChangeItem::new(
-                owner,
-                change,
-                self.expires_at(),
-            ))?))
+            .set_item(Some(encode(&ChangeItem::new(owner, change, self.expires_at()))?))
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    pub(crate) fn put_item(
-        &self,
-        item: HashMap<String, AttributeValue>,
-    ) -> Result<TransactWriteItem> {
+    pub(crate) fn put_item(&self, item: HashMap<String, AttributeValue>) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -403,11 +382,7 @@ impl DynamoStore {
 
     /// Runs one transaction. `value_index` is the position of the value item, whose
     /// failed condition means the key changed since it was read.
-    async fn transact(
-        &self,
-        items: Vec<TransactWriteItem>,
-        value_index: Option<usize>,
-    ) -> Result<Commit> {
+    async fn transact(&self, items: Vec<TransactWriteItem>, value_index: Option<usize>) -> Result<Commit> {
         let result = self
             .client
             .transact_write_items()
@@ -418,9 +393,7 @@ impl DynamoStore {
             Ok(_) => return Ok(Commit::Done),
             Err(e) => e,
         };
-        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
-        {
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() {
             let reasons: Vec<&str> = cancelled
                 .cancellation_reasons()
                 .iter()
@@ -444,10 +417,7 @@ impl DynamoStore {
                     retry_after_secs: 1,
                 });
             }
-            return Err(Error::Backend(format!(
-                "transaction cancelled: {}",
-                reasons.join(", ")
-            )));
+            return Err(Error::Backend(format!("transaction cancelled: {}", reasons.join(", "))));
         }
         if matches!(
             err.as_service_error(),
@@ -494,9 +464,7 @@ impl DynamoStore {
                         updated_at: at.clone(),
                         updated_by: actor.to_owned(),
                     };
-                    let put = Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(encode(&item)?));
+                    let put = Put::builder().table_name(&self.table).set_item(Some(encode(&item)?));
                     let put = match current_version {
                         None => put.condition_expression("attribute_not_exists(pk)"),
                         Some(v) => put
@@ -558,10 +526,7 @@ impl DynamoStore {
         for attempt in 0..MAX_WRITE_ATTEMPTS {
             let head = self.head(owner).await?;
             let change = make_change(Revision(head.0 + 1));
-            let mut items = vec![
-                self.head_update(owner, head)?,
-                self.change_put(owner, &change)?,
-            ];
+            let mut items = vec![self.head_update(owner, head)?, self.change_put(owner, &change)?];
             items.extend(extra(&change)?);
             match self.transact(items, None).await? {
                 Commit::Done => return Ok(change),
@@ -597,38 +562,19 @@ impl ConfigStore for DynamoStore {
         item.ok_or_else(|| Error::Backend("a put stored no item".into()))
     }
 
-    async fn delete(
-        &self,
-        owner: &Owner,
-        key: &Key,
-        precondition: Precondition,
-        actor: &str,
-    ) -> Result<Change> {
+    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
         Ok(self
             .write(owner, key, ChangeOp::Delete, None, precondition, actor)
             .await?
             .1)
     }
 
-    async fn list(
-        &self,
-        owner: &Owner,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<ConfigItem>> {
+    async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>> {
         if limit == 0 {
             return Err(Error::InvalidValue("limit must be at least 1".into()));
         }
         let (items, more) = self
-            .query_prefix::<ValueItem>(
-                pk(owner),
-                &value_sk(prefix),
-                after.map(value_sk),
-                true,
-                limit,
-                |_| true,
-            )
+            .query_prefix::<ValueItem>(pk(owner), &value_sk(prefix), after.map(value_sk), true, limit, |_| true)
             .await?;
         let items = items
             .into_iter()
@@ -643,10 +589,7 @@ impl ConfigStore for DynamoStore {
     }
 
     async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
-        let ids = keys
-            .iter()
-            .map(|k| (pk(owner), value_sk(k.as_str())))
-            .collect();
+        let ids = keys.iter().map(|k| (pk(owner), value_sk(k.as_str()))).collect();
         self.batch_get_items::<ValueItem>(ids)
             .await?
             .into_iter()
@@ -657,9 +600,7 @@ impl ConfigStore for DynamoStore {
     async fn history(&self, owner: &Owner, key: &Key, limit: usize) -> Result<Vec<HistoryEntry>> {
         // The change log (newest first, filtered to the key): as long as its retention.
         let (items, _) = self
-            .query_prefix::<ChangeItem>(pk(owner), "C#", None, false, limit, |c| {
-                c.key == key.as_str()
-            })
+            .query_prefix::<ChangeItem>(pk(owner), "C#", None, false, limit, |c| c.key == key.as_str())
             .await?;
         items
             .into_iter()
@@ -667,21 +608,9 @@ impl ConfigStore for DynamoStore {
             .collect()
     }
 
-    async fn changes_since(
-        &self,
-        owner: &Owner,
-        since: Revision,
-        limit: usize,
-    ) -> Result<Vec<Change>> {
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
         let (items, _) = self
-            .query_prefix::<ChangeItem>(
-                pk(owner),
-                "C#",
-                Some(change_sk(since)),
-                true,
-                limit,
-                |_| true,
-            )
+            .query_prefix::<ChangeItem>(pk(owner), "C#", Some(change_sk(since)), true, limit, |_| true)
             .await?;
         items.into_iter().map(ChangeItem::into_change).collect()
     }

@@ -40,10 +40,7 @@ where
 {
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Error::Unavailable(format!(
-                "{service} {operation}: {}",
-                DisplayErrorContext(&err)
-            ))
+            Error::Unavailable(format!("{service} {operation}: {}", DisplayErrorContext(&err)))
         }
         SdkError::ServiceError(service_err) => {
             let e = service_err.err();
@@ -54,10 +51,7 @@ where
                 e.message().unwrap_or(""),
             )
         }
-        _ => Error::Backend(format!(
-            "{service} {operation}: {}",
-            DisplayErrorContext(&err)
-        )),
+        _ => Error::Backend(format!("{service} {operation}: {}", DisplayErrorContext(&err))),
     }
 }
 
@@ -94,10 +88,7 @@ mod tests {
             "TooManyUpdates",
         ] {
             let e = classify("SSM", "PutParameter", code, "slow down");
-            assert!(
-                matches!(e, Error::Throttled { .. }) && e.is_retryable(),
-                "{code}"
-            );
+            assert!(matches!(e, Error::Throttled { .. }) && e.is_retryable(), "{code}");
         }
         let e = classify("DynamoDB", "GetItem", "InternalServerError", "");
         assert!(matches!(e, Error::Unavailable(_)) && e.is_retryable());
@@ -107,10 +98,7 @@ mod tests {
             "ValidationException",
         ] {
             let e = classify("DynamoDB", "GetItem", code, "no");
-            assert!(
-                matches!(e, Error::Backend(_)) && !e.is_retryable(),
-                "{code}"
-            );
+            assert!(matches!(e, Error::Backend(_)) && !e.is_retryable(), "{code}");
         }
     }
 }

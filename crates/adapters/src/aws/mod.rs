@@ -58,11 +58,7 @@ pub fn tagged_store(
     routes: RoutingTable,
     settings: &AwsSettings,
 ) -> tagged_routing::Result<TaggedStore> {
-    let dynamo = DynamoStore::new(
-        clients.dynamodb.clone(),
-        &settings.table,
-        settings.change_retention,
-    );
+    let dynamo = DynamoStore::new(clients.dynamodb.clone(), &settings.table, settings.change_retention);
     let ssm: Arc<dyn ConfigStore> = Arc::new(SsmStore::new(
         clients.ssm.clone(),
         dynamo.clone(),

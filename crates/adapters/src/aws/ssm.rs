@@ -18,8 +18,8 @@ use aws_sdk_ssm::types::{Parameter, ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
-    now_rfc3339, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key,
-    Layer, Owner, Page, Precondition, Result, Revision, RoutingTable, ValueOmitted, Version,
+    now_rfc3339, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer, Owner, Page,
+    Precondition, Result, Revision, RoutingTable, ValueOmitted, Version,
 };
 
 use super::dynamodb::{pk, pointer_sk, DynamoStore, PointerItem};
@@ -68,17 +68,11 @@ fn layer_of(owner: &Owner) -> Layer {
 }
 
 fn format_date(p: Option<&aws_sdk_ssm::primitives::DateTime>) -> String {
-    p.and_then(|d| d.fmt(DateTimeFormat::DateTime).ok())
-        .unwrap_or_default()
+    p.and_then(|d| d.fmt(DateTimeFormat::DateTime).ok()).unwrap_or_default()
 }
 
 impl SsmStore {
-    pub fn new(
-        client: Client,
-        log: DynamoStore,
-        routes: RoutingTable,
-        settings: SsmSettings,
-    ) -> Self {
+    pub fn new(client: Client, log: DynamoStore, routes: RoutingTable, settings: SsmSettings) -> Self {
         SsmStore {
             client,
             log,
@@ -93,12 +87,7 @@ impl SsmStore {
 
     /// The parameter name of `key`, checked against SSM's depth limit.
     pub fn parameter_name(&self, owner: &Owner, key: &Key) -> Result<String> {
-        let name = format!(
-            "{}{}/{}",
-            self.owner_path(owner),
-            key.tag().trimmed(),
-            key.name()
-        );
+        let name = format!("{}{}/{}", self.owner_path(owner), key.tag().trimmed(), key.name());
         let levels = name.matches('/').count();
         if levels > MAX_PATH_LEVELS {
             return Err(Error::InvalidKey(format!(
@@ -130,14 +119,7 @@ impl SsmStore {
             .await
         {
             Ok(out) => Ok(out.parameter),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(GetParameterError::ParameterNotFound(_))
-                ) =>
-            {
-                Ok(None)
-            }
+            Err(e) if matches!(e.as_service_error(), Some(GetParameterError::ParameterNotFound(_))) => Ok(None),
             Err(e) => Err(from_sdk(SERVICE, "GetParameter", e)),
         }
     }
@@ -149,20 +131,12 @@ impl SsmStore {
     /// Joins a parameter with the pointer the API recorded for it. A version written
     /// outside the API (console, CLI) has no matching pointer until the change feed
     /// ingests it: its revision reads as 0 and its author as `ssm`.
-    fn item(
-        &self,
-        owner: &Owner,
-        key: &Key,
-        p: &Parameter,
-        pointer: Option<&PointerItem>,
-    ) -> Result<ConfigItem> {
+    fn item(&self, owner: &Owner, key: &Key, p: &Parameter, pointer: Option<&PointerItem>) -> Result<ConfigItem> {
         let version = Version(u64::try_from(p.version()).map_err(corrupt)?);
         let value = JsonText::parse(p.value().unwrap_or_default())
             .map_err(|_| corrupt(format!("parameter of {} is not JSON", key.as_str())))?;
         let (revision, updated_by) = match pointer {
-            Some(ptr) if ptr.version == version.0 => {
-                (Revision(ptr.revision), ptr.updated_by.clone())
-            }
+            Some(ptr) if ptr.version == version.0 => (Revision(ptr.revision), ptr.updated_by.clone()),
             _ => (Revision(0), "ssm".to_owned()),
         };
         Ok(ConfigItem {
@@ -206,9 +180,7 @@ impl SsmStore {
                             .map_err(|e| Error::Backend(format!("cannot encode a pointer: {e}")))?;
                         Ok(vec![self.log.put_item(item)?])
                     }
-                    ChangeOp::Delete => Ok(vec![self
-                        .log
-                        .delete_item(pk(owner), pointer_sk(key.as_str()))?]),
+                    ChangeOp::Delete => Ok(vec![self.log.delete_item(pk(owner), pointer_sk(key.as_str()))?]),
                 },
             )
             .await
@@ -219,8 +191,7 @@ impl SsmStore {
 impl ConfigStore for SsmStore {
     async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {
         let name = self.parameter_name(owner, key)?;
-        let (parameter, pointer) =
-            tokio::try_join!(self.get_parameter(&name), self.pointer(owner, key))?;
+        let (parameter, pointer) = tokio::try_join!(self.get_parameter(&name), self.pointer(owner, key))?;
         parameter
             .map(|p| self.item(owner, key, &p, pointer.as_ref()))
             .transpose()
@@ -236,10 +207,7 @@ impl ConfigStore for SsmStore {
     ) -> Result<ConfigItem> {
         let name = self.parameter_name(owner, key)?;
         if precondition != Precondition::CreateOnly {
-            let current = self
-                .get_parameter(&name)
-                .await?
-                .map(|p| Version(p.version() as u64));
+            let current = self.get_parameter(&name).await?.map(|p| Version(p.version() as u64));
             version_after_put(current, precondition)?;
         }
         let secure = key.backend().is_secret();
@@ -253,11 +221,7 @@ impl ConfigStore for SsmStore {
             } else {
                 ParameterType::String
             })
-            .set_key_id(if secure {
-                self.settings.kms_key_id.clone()
-            } else {
-                None
-            })
+            .set_key_id(if secure { self.settings.kms_key_id.clone() } else { None })
             .tier(if self.settings.advanced_tier {
                 ParameterTier::Advanced
             } else {
@@ -266,16 +230,8 @@ impl ConfigStore for SsmStore {
             .overwrite(precondition != Precondition::CreateOnly);
         let version = match request.send().await {
             Ok(out) => Version(u64::try_from(out.version).map_err(corrupt)?),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutParameterError::ParameterAlreadyExists(_))
-                ) =>
-            {
-                let current = self
-                    .get_parameter(&name)
-                    .await?
-                    .map_or(1, |p| p.version() as u64);
+            Err(e) if matches!(e.as_service_error(), Some(PutParameterError::ParameterAlreadyExists(_))) => {
+                let current = self.get_parameter(&name).await?.map_or(1, |p| p.version() as u64);
                 return Err(Error::AlreadyExists(Version(current)));
             }
             Err(e) => return Err(from_sdk(SERVICE, "PutParameter", e)),
@@ -296,42 +252,21 @@ impl ConfigStore for SsmStore {
         })
     }
 
-    async fn delete(
-        &self,
-        owner: &Owner,
-        key: &Key,
-        precondition: Precondition,
-        actor: &str,
-    ) -> Result<Change> {
+    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
         let name = self.parameter_name(owner, key)?;
-        let current = self
-            .get_parameter(&name)
-            .await?
-            .map(|p| Version(p.version() as u64));
+        let current = self.get_parameter(&name).await?.map(|p| Version(p.version() as u64));
         let version = version_removed_by_delete(current, precondition)?;
         match self.client.delete_parameter().name(&name).send().await {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(DeleteParameterError::ParameterNotFound(_))
-                ) =>
-            {
+            Err(e) if matches!(e.as_service_error(), Some(DeleteParameterError::ParameterNotFound(_))) => {
                 return Err(Error::NotFound)
             }
             Err(e) => return Err(from_sdk(SERVICE, "DeleteParameter", e)),
         }
-        self.record(owner, key, ChangeOp::Delete, version, None, actor)
-            .await
+        self.record(owner, key, ChangeOp::Delete, version, None, actor).await
     }
 
-    async fn list(
-        &self,
-        owner: &Owner,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<ConfigItem>> {
+    async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>> {
         if limit == 0 {
             return Err(Error::InvalidValue("limit must be at least 1".into()));
         }
@@ -371,23 +306,11 @@ impl ConfigStore for SsmStore {
         keyed.truncate(limit);
         let pointers: Vec<PointerItem> = self
             .log
-            .batch_get_items(
-                keyed
-                    .iter()
-                    .map(|(k, _)| (pk(owner), pointer_sk(k.as_str())))
-                    .collect(),
-            )
+            .batch_get_items(keyed.iter().map(|(k, _)| (pk(owner), pointer_sk(k.as_str()))).collect())
             .await?;
         let items = keyed
             .iter()
-            .map(|(k, p)| {
-                self.item(
-                    owner,
-                    k,
-                    p,
-                    pointers.iter().find(|ptr| ptr.key == k.as_str()),
-                )
-            })
+            .map(|(k, p)| self.item(owner, k, p, pointers.iter().find(|ptr| ptr.key == k.as_str())))
             .collect::<Result<Vec<_>>>()?;
         let next = if more {
             items.last().map(|i| i.key.clone())
@@ -420,23 +343,11 @@ impl ConfigStore for SsmStore {
         }
         let pointers: Vec<PointerItem> = self
             .log
-            .batch_get_items(
-                found
-                    .iter()
-                    .map(|(k, _)| (pk(owner), pointer_sk(k.as_str())))
-                    .collect(),
-            )
+            .batch_get_items(found.iter().map(|(k, _)| (pk(owner), pointer_sk(k.as_str()))).collect())
             .await?;
         found
             .iter()
-            .map(|(k, p)| {
-                self.item(
-                    owner,
-                    k,
-                    p,
-                    pointers.iter().find(|ptr| ptr.key == k.as_str()),
-                )
-            })
+            .map(|(k, p)| self.item(owner, k, p, pointers.iter().find(|ptr| ptr.key == k.as_str())))
             .collect()
     }
 
@@ -455,12 +366,7 @@ impl ConfigStore for SsmStore {
                 .await;
             let out = match result {
                 Ok(out) => out,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_parameter_not_found()) =>
-                {
-                    return Ok(Vec::new())
-                }
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => return Ok(Vec::new()),
                 Err(e) => return Err(from_sdk(SERVICE, "GetParameterHistory", e)),
             };
             versions.extend(out.parameters.unwrap_or_default());
@@ -498,12 +404,7 @@ impl ConfigStore for SsmStore {
             .collect()
     }
 
-    async fn changes_since(
-        &self,
-        owner: &Owner,
-        since: Revision,
-        limit: usize,
-    ) -> Result<Vec<Change>> {
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
         self.log.changes_since(owner, since, limit).await
     }
 

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
-    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry,
-    JsonText, Key, Layer, Owner, Page, Precondition, Result, Revision,
+    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer,
+    Owner, Page, Precondition, Result, Revision,
 };
 
 /// (owner, key) → ConfigItem as JSON
@@ -32,8 +32,7 @@ fn storage<E: std::fmt::Display>(e: E) -> Error {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::Backend(format!("embedded store holds a corrupt record: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::Backend(format!("embedded store holds a corrupt record: {e}")))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -44,11 +43,9 @@ impl RedbStore {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path)
-            .map_err(|e| storage(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| storage(format!("cannot open {}: {e}", path.display())))?;
         Self::init(db)
     }
 
@@ -116,13 +113,7 @@ impl RedbStore {
                 ChangeOp::Put => version_after_put(current_version, precondition)?,
                 ChangeOp::Delete => version_removed_by_delete(current_version, precondition)?,
             };
-            let revision = Revision(
-                heads
-                    .get(owner.as_str())
-                    .map_err(storage)?
-                    .map_or(0, |r| r.value())
-                    + 1,
-            );
+            let revision = Revision(heads.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()) + 1);
             let at = now_rfc3339();
             let item = value.map(|value| ConfigItem {
                 key: key.as_str().to_owned(),
@@ -138,9 +129,7 @@ impl RedbStore {
             });
             let change = Change::new(owner, revision, key, op, version, actor, at, value);
             match &item {
-                Some(item) => values
-                    .insert(id, encode(item)?.as_slice())
-                    .map_err(storage)?,
+                Some(item) => values.insert(id, encode(item)?.as_slice()).map_err(storage)?,
                 None => values.remove(id).map_err(storage)?,
             };
             heads.insert(owner.as_str(), revision.0).map_err(storage)?;
@@ -192,46 +181,21 @@ impl ConfigStore for RedbStore {
         precondition: Precondition,
         actor: &str,
     ) -> Result<ConfigItem> {
-        let (owner, key, value, actor) =
-            (owner.clone(), key.clone(), value.clone(), actor.to_owned());
+        let (owner, key, value, actor) = (owner.clone(), key.clone(), value.clone(), actor.to_owned());
         self.blocking(move |s| {
-            let (item, _) = s.write(
-                &owner,
-                &key,
-                ChangeOp::Put,
-                Some(&value),
-                precondition,
-                &actor,
-            )?;
+            let (item, _) = s.write(&owner, &key, ChangeOp::Put, Some(&value), precondition, &actor)?;
             item.ok_or_else(|| Error::Backend("a put stored no item".into()))
         })
         .await
     }
 
-    async fn delete(
-        &self,
-        owner: &Owner,
-        key: &Key,
-        precondition: Precondition,
-        actor: &str,
-    ) -> Result<Change> {
+    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
         let (owner, key, actor) = (owner.clone(), key.clone(), actor.to_owned());
-        self.blocking(move |s| {
-            Ok(
-                s.write(&owner, &key, ChangeOp::Delete, None, precondition, &actor)?
-                    .1,
-            )
-        })
-        .await
+        self.blocking(move |s| Ok(s.write(&owner, &key, ChangeOp::Delete, None, precondition, &actor)?.1))
+            .await
     }
 
-    async fn list(
-        &self,
-        owner: &Owner,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<ConfigItem>> {
+    async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>> {
         if limit == 0 {
             return Err(Error::InvalidValue("limit must be at least 1".into()));
         }
@@ -309,12 +273,7 @@ impl ConfigStore for RedbStore {
         .await
     }
 
-    async fn changes_since(
-        &self,
-        owner: &Owner,
-        since: Revision,
-        limit: usize,
-    ) -> Result<Vec<Change>> {
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
         let owner = owner.clone();
         self.blocking(move |s| {
             let from = since.0.saturating_add(1);
@@ -330,10 +289,7 @@ impl ConfigStore for RedbStore {
             let txn = s.db.begin_read().map_err(storage)?;
             let table = txn.open_table(HEADS).map_err(storage)?;
             Ok(Revision(
-                table
-                    .get(owner.as_str())
-                    .map_err(storage)?
-                    .map_or(0, |r| r.value()),
+                table.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()),
             ))
         })
         .await

@@ -7,9 +7,7 @@ use tagged_routing::{RoutingTable, TaggedStore};
 
 /// The SDK config pointed at the emulators, or `None` (with a note) when they are not running.
 pub async fn emulators(test: &str) -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none()
-        || std::env::var_os("AWS_ENDPOINT_URL_SSM").is_none()
-    {
+    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none() || std::env::var_os("AWS_ENDPOINT_URL_SSM").is_none() {
         assert!(
             std::env::var_os("TAGCFG_EMULATORS").is_none(),
             "TAGCFG_EMULATORS is set but AWS_ENDPOINT_URL_DYNAMODB / _SSM are not"
@@ -21,11 +19,7 @@ pub async fn emulators(test: &str) -> Option<aws_config::SdkConfig> {
         );
         return None;
     }
-    Some(
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await,
-    )
+    Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
 }
 
 /// A fresh table (from infra/dynamodb/config-table.json) and SSM root for one test.

@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tagged_routing::{
-    ChangeOp, ConfigStore, Error, JsonText, Key, Layer, Owner, Precondition, Revision, TaggedStore,
-    TenantId, ValueOmitted, Version,
+    ChangeOp, ConfigStore, Error, JsonText, Key, Layer, Owner, Precondition, Revision, TaggedStore, TenantId,
+    ValueOmitted, Version,
 };
 
 /// A tenant no other scenario (or earlier run against the same emulator) has used.
@@ -46,25 +46,12 @@ pub async fn put_get_round_trip(store: &TaggedStore) {
     let t = fresh_tenant("rt");
     for raw in ["tenant_config_flags/checkout", "param_config_db/url"] {
         let k = key(store, raw);
-        let value = json(
-            r#"{"big":123456789012345678901234567890,"f":1.50,"s":"é\u00e9","n":null,"a":[true,false]}"#,
-        );
+        let value = json(r#"{"big":123456789012345678901234567890,"f":1.50,"s":"é\u00e9","n":null,"a":[true,false]}"#);
         let head = store.head_revision(&t).await.unwrap();
-        let item = store
-            .put(&t, &k, &value, Precondition::None, "alice")
-            .await
-            .unwrap();
+        let item = store.put(&t, &k, &value, Precondition::None, "alice").await.unwrap();
         assert_eq!(item.version, Version(1), "{raw}: first version");
-        assert_eq!(
-            item.revision,
-            Revision(head.0 + 1),
-            "{raw}: revision follows head"
-        );
-        let got = store
-            .get(&t, &k)
-            .await
-            .unwrap()
-            .expect("value just written");
+        assert_eq!(item.revision, Revision(head.0 + 1), "{raw}: revision follows head");
+        let got = store.get(&t, &k).await.unwrap().expect("value just written");
         assert_eq!(got.value.as_str(), value.as_str(), "{raw}: exact JSON text");
         assert_eq!(
             (got.version, got.revision, got.layer),
@@ -135,10 +122,7 @@ pub async fn versions_and_preconditions(store: &TaggedStore) {
         let got = store.get(&t, &k).await.unwrap().unwrap();
         assert_eq!((got.value.as_str(), got.version), ("2", Version(2)));
         // An unconditional write always goes through.
-        let v3 = store
-            .put(&t, &k, &json("3"), Precondition::None, "a")
-            .await
-            .unwrap();
+        let v3 = store.put(&t, &k, &json("3"), Precondition::None, "a").await.unwrap();
         assert_eq!(v3.version, Version(3));
         assert_eq!(
             store.head_revision(&t).await.unwrap(),
@@ -153,21 +137,12 @@ pub async fn delete_semantics(store: &TaggedStore) {
     for raw in ["tenant_config_gone", "param_config_gone"] {
         let k = key(store, raw);
         assert_eq!(
-            store
-                .delete(&t, &k, Precondition::None, "a")
-                .await
-                .unwrap_err(),
+            store.delete(&t, &k, Precondition::None, "a").await.unwrap_err(),
             Error::NotFound,
             "{raw}"
         );
-        store
-            .put(&t, &k, &json("1"), Precondition::None, "a")
-            .await
-            .unwrap();
-        store
-            .put(&t, &k, &json("2"), Precondition::None, "a")
-            .await
-            .unwrap();
+        store.put(&t, &k, &json("1"), Precondition::None, "a").await.unwrap();
+        store.put(&t, &k, &json("2"), Precondition::None, "a").await.unwrap();
         let err = store
             .delete(&t, &k, Precondition::IfVersion(Version(1)), "a")
             .await
@@ -231,28 +206,16 @@ pub async fn list_with_cursor_across_backends(store: &TaggedStore) {
     expected.sort();
     assert_eq!(seen, expected);
 
-    let page = store
-        .list(&t, "tenant_config_app/", None, 10)
-        .await
-        .unwrap();
+    let page = store.list(&t, "tenant_config_app/", None, 10).await.unwrap();
     let names: Vec<&str> = page.items.iter().map(|i| i.key.as_str()).collect();
     assert_eq!(
         names,
-        [
-            "tenant_config_app/a",
-            "tenant_config_app/b",
-            "tenant_config_app/c"
-        ]
+        ["tenant_config_app/a", "tenant_config_app/b", "tenant_config_app/c"]
     );
     assert!(page.next.is_none());
     let page = store.list(&t, "param_config_", None, 10).await.unwrap();
     assert_eq!(page.items.len(), 2);
-    assert!(store
-        .list(&t, "nothing_", None, 10)
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(store.list(&t, "nothing_", None, 10).await.unwrap().items.is_empty());
 }
 
 pub async fn batch_get(store: &TaggedStore) {
@@ -260,14 +223,8 @@ pub async fn batch_get(store: &TaggedStore) {
     let a = key(store, "tenant_config_a");
     let p = key(store, "param_config_p");
     let missing = key(store, "tenant_config_missing");
-    store
-        .put(&t, &a, &json("1"), Precondition::None, "x")
-        .await
-        .unwrap();
-    store
-        .put(&t, &p, &json("2"), Precondition::None, "x")
-        .await
-        .unwrap();
+    store.put(&t, &a, &json("1"), Precondition::None, "x").await.unwrap();
+    store.put(&t, &p, &json("2"), Precondition::None, "x").await.unwrap();
     let mut got: Vec<(String, String)> = store
         .batch_get(&t, &[a.clone(), p.clone(), missing])
         .await
@@ -289,18 +246,12 @@ pub async fn change_log(store: &TaggedStore) {
     let t = fresh_tenant("log");
     let a = key(store, "tenant_config_a");
     let p = key(store, "param_config_p");
-    store
-        .put(&t, &a, &json("1"), Precondition::None, "x")
-        .await
-        .unwrap();
+    store.put(&t, &a, &json("1"), Precondition::None, "x").await.unwrap();
     store
         .put(&t, &p, &json("\"v\""), Precondition::None, "x")
         .await
         .unwrap();
-    store
-        .put(&t, &a, &json("2"), Precondition::None, "y")
-        .await
-        .unwrap();
+    store.put(&t, &a, &json("2"), Precondition::None, "y").await.unwrap();
     store.delete(&t, &a, Precondition::None, "z").await.unwrap();
     let all = store.changes_since(&t, Revision(0), 100).await.unwrap();
     let summary: Vec<(u64, &str, ChangeOp, u64)> = all
@@ -325,20 +276,10 @@ pub async fn change_log(store: &TaggedStore) {
     assert_eq!(all[1].tag, "param_config_");
     assert_eq!(all[3].value, None);
     let tail = store.changes_since(&t, Revision(2), 100).await.unwrap();
-    assert_eq!(
-        tail.iter().map(|c| c.revision.0).collect::<Vec<_>>(),
-        [3, 4]
-    );
+    assert_eq!(tail.iter().map(|c| c.revision.0).collect::<Vec<_>>(), [3, 4]);
     let limited = store.changes_since(&t, Revision(0), 2).await.unwrap();
-    assert_eq!(
-        limited.iter().map(|c| c.revision.0).collect::<Vec<_>>(),
-        [1, 2]
-    );
-    assert!(store
-        .changes_since(&t, Revision(4), 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(limited.iter().map(|c| c.revision.0).collect::<Vec<_>>(), [1, 2]);
+    assert!(store.changes_since(&t, Revision(4), 10).await.unwrap().is_empty());
     assert_eq!(store.head_revision(&t).await.unwrap(), Revision(4));
 }
 
@@ -347,10 +288,7 @@ pub async fn history(store: &TaggedStore) {
     for raw in ["tenant_config_h", "param_config_h"] {
         let k = key(store, raw);
         for v in ["1", "2", "3"] {
-            store
-                .put(&t, &k, &json(v), Precondition::None, "x")
-                .await
-                .unwrap();
+            store.put(&t, &k, &json(v), Precondition::None, "x").await.unwrap();
         }
         let h = store.history(&t, &k, 10).await.unwrap();
         let versions: Vec<u64> = h.iter().map(|e| e.version.0).collect();
@@ -377,24 +315,12 @@ pub async fn tenant_isolation(store: &TaggedStore) {
             .is_empty());
         assert!(store.history(&globex, &k, 10).await.unwrap().is_empty());
         assert_eq!(
-            store
-                .delete(&globex, &k, Precondition::None, "g")
-                .await
-                .unwrap_err(),
+            store.delete(&globex, &k, Precondition::None, "g").await.unwrap_err(),
             Error::NotFound
         );
     }
-    assert!(store
-        .list(&globex, "", None, 50)
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    assert!(store
-        .changes_since(&globex, Revision(0), 50)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.list(&globex, "", None, 50).await.unwrap().items.is_empty());
+    assert!(store.changes_since(&globex, Revision(0), 50).await.unwrap().is_empty());
     assert_eq!(store.head_revision(&globex).await.unwrap(), Revision(0));
 }
 
@@ -402,10 +328,7 @@ pub async fn secrets_stay_out_of_the_change_log(store: &TaggedStore) {
     let t = fresh_tenant("sec");
     let k = key(store, "secret_config_db/password");
     let secret = "\"hunter2-very-secret\"";
-    store
-        .put(&t, &k, &json(secret), Precondition::None, "a")
-        .await
-        .unwrap();
+    store.put(&t, &k, &json(secret), Precondition::None, "a").await.unwrap();
     assert_eq!(
         store.get(&t, &k).await.unwrap().unwrap().value.as_str(),
         secret,
@@ -424,13 +347,7 @@ pub async fn shared_layer(store: &TaggedStore) {
     let raw = format!("param_config_shared/{}", t.as_str());
     let k = key(store, &raw);
     store
-        .put(
-            &Owner::Shared,
-            &k,
-            &json("\"default\""),
-            Precondition::None,
-            "admin",
-        )
+        .put(&Owner::Shared, &k, &json("\"default\""), Precondition::None, "admin")
         .await
         .unwrap();
     let got = store
@@ -438,10 +355,7 @@ pub async fn shared_layer(store: &TaggedStore) {
         .await
         .unwrap()
         .expect("falls back to the shared layer");
-    assert_eq!(
-        (got.value.as_str(), got.layer),
-        ("\"default\"", Layer::Shared)
-    );
+    assert_eq!((got.value.as_str(), got.layer), ("\"default\"", Layer::Shared));
     store
         .put(&t, &k, &json("\"mine\""), Precondition::None, "a")
         .await
