@@ -142,12 +142,9 @@ impl ClientBuilder {
         let (live_tx, live_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(watch_loop(inner.clone(), Some(live_tx)));
         // An auth failure is worth reporting now; anything else is retried in the background.
-        match tokio::time::timeout(self.first_event_timeout, live_rx).await {
-            Ok(Ok(Err(ClientError::Unauthenticated(e)))) => {
-                task.abort();
-                return Err(ClientError::Unauthenticated(e));
-            }
-            _ => {}
+        if let Ok(Ok(Err(ClientError::Unauthenticated(e)))) = tokio::time::timeout(self.first_event_timeout, live_rx).await {
+            task.abort();
+            return Err(ClientError::Unauthenticated(e));
         }
         Ok(Client { inner, task })
     }
