@@ -142,7 +142,9 @@ impl ClientBuilder {
         let (live_tx, live_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(watch_loop(inner.clone(), Some(live_tx)));
         // An auth failure is worth reporting now; anything else is retried in the background.
-        if let Ok(Ok(Err(ClientError::Unauthenticated(e)))) = tokio::time::timeout(self.first_event_timeout, live_rx).await {
+        if let Ok(Ok(Err(ClientError::Unauthenticated(e)))) =
+            tokio::time::timeout(self.first_event_timeout, live_rx).await
+        {
             task.abort();
             return Err(ClientError::Unauthenticated(e));
         }

@@ -207,10 +207,20 @@ fn print(body: String) {
 
 async fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Serve { addr, grpc_addr, data_dir, routes, no_demo } => {
-            serve(addr, grpc_addr, data_dir, &routes, !no_demo).await
-        }
-        Command::Watch { prefixes, since, grpc_url, token, count } => {
+        Command::Serve {
+            addr,
+            grpc_addr,
+            data_dir,
+            routes,
+            no_demo,
+        } => serve(addr, grpc_addr, data_dir, &routes, !no_demo).await,
+        Command::Watch {
+            prefixes,
+            since,
+            grpc_url,
+            token,
+            count,
+        } => {
             let token = token.ok_or_else(|| CliError::Usage("no token: pass --token or set TAGCFG_TOKEN".into()))?;
             tagcfg::watch::print_changes(&grpc_url, &token, prefixes, since, count).await?;
             Ok(())
@@ -337,7 +347,13 @@ async fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
-async fn serve(addr: SocketAddr, grpc_addr: SocketAddr, data_dir: PathBuf, routes: &str, seed: bool) -> Result<(), CliError> {
+async fn serve(
+    addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    data_dir: PathBuf,
+    routes: &str,
+    seed: bool,
+) -> Result<(), CliError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TAGCFG_LOG")

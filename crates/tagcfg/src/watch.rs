@@ -44,9 +44,17 @@ pub async fn print_changes(
         .map_err(|_| WatchError::Url(url.to_owned()))?
         .connect()
         .await
-        .map_err(|e| WatchError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
-    let mut request = tonic::Request::new(pb::WatchRequest { prefixes, since_revision: since });
-    let bearer = format!("Bearer {token}").parse().map_err(|_| WatchError::Refused("the token is not ASCII".into()))?;
+        .map_err(|e| WatchError::Unreachable {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let mut request = tonic::Request::new(pb::WatchRequest {
+        prefixes,
+        since_revision: since,
+    });
+    let bearer = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| WatchError::Refused("the token is not ASCII".into()))?;
     request.metadata_mut().insert("authorization", bearer);
     let mut stream = ConfigWatchClient::new(channel)
         .watch(request)
@@ -55,7 +63,11 @@ pub async fn print_changes(
         .into_inner();
     let mut printed = 0;
     let mut out = std::io::stdout();
-    while let Some(event) = stream.message().await.map_err(|s| WatchError::Refused(s.message().to_owned()))? {
+    while let Some(event) = stream
+        .message()
+        .await
+        .map_err(|s| WatchError::Refused(s.message().to_owned()))?
+    {
         match event.event {
             Some(Event::Changes(batch)) => {
                 for c in batch.changes {

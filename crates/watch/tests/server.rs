@@ -1,0 +1,502 @@
+//! The watch server on a random port, over the in-memory store, through real gRPC.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tagged_routing::memory::MemoryStore;
+use tagged_routing::{
+    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
+    RoutingTable, StoreLimits, TaggedStore, TenantId,
+};
+use tenant_auth::service::ServiceVerifier;
+use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
+use tonic::transport::Channel;
+use watch::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event};
+use watch::{Hub, HubConfig, WatchServer, WatchService};
+
+const SECRET: &[u8] = b"watch-test-secret-watch-test-secret!";
+const SERVICE_SECRET: &[u8] = b"service-secret-service-secret-service!";
+
+/// A store whose change log "expired" below `oldest`, like DynamoDB's TTL does.
+struct Retained {
+    inner: TaggedStore,
+    oldest: u64,
+}
+
+#[async_trait]
+impl ConfigStore for Retained {
+    async fn get(&self, o: &Owner, k: &Key) -> Result<Option<ConfigItem>> {
+        self.inner.get(o, k).await
+    }
+    async fn put(&self, o: &Owner, k: &Key, v: &JsonText, p: Precondition, a: &str) -> Result<ConfigItem> {
+        self.inner.put(o, k, v, p, a).await
+    }
+    async fn delete(&self, o: &Owner, k: &Key, p: Precondition, a: &str) -> Result<Change> {
+        self.inner.delete(o, k, p, a).await
+    }
+    async fn list(&self, o: &Owner, p: &str, a: Option<&str>, l: usize) -> Result<Page<ConfigItem>> {
+        self.inner.list(o, p, a, l).await
+    }
+    async fn batch_get(&self, o: &Owner, k: &[Key]) -> Result<Vec<ConfigItem>> {
+        self.inner.batch_get(o, k).await
+    }
+    async fn history(&self, o: &Owner, k: &Key, l: usize) -> Result<Vec<HistoryEntry>> {
+        self.inner.history(o, k, l).await
+    }
+    async fn changes_since(&self, o: &Owner, s: Revision, l: usize) -> Result<Vec<Change>> {
+        let all = self.inner.changes_since(o, s, l).await?;
+        Ok(all.into_iter().filter(|c| c.revision.0 >= self.oldest).collect())
+    }
+    async fn head_revision(&self, o: &Owner) -> Result<Revision> {
+        self.inner.head_revision(o).await
+    }
+}
+
+struct Setup {
+    server: WatchServer,
+    hub: Arc<Hub>,
+    store: TaggedStore,
+}
+
+async fn setup(config: HubConfig, oldest_log_revision: u64) -> Setup {
+    let routes = RoutingTable::default();
+    let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
+    let backing: Arc<dyn ConfigStore> = Arc::new(Retained {
+        inner: store.clone(),
+        oldest: oldest_log_revision,
+    });
+    let hub = Arc::new(Hub::new(backing, config));
+    let verifier = Verifier::new(VerifierConfig {
+        issuer: Some(dev::DEV_ISSUER.into()),
+        dev_secret: Some(SECRET.to_vec()),
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    let service = WatchService::new(
+        hub.clone(),
+        Arc::new(routes),
+        Arc::new(verifier),
+        Some(Arc::new(ServiceVerifier::new(SERVICE_SECRET).unwrap())),
+        Duration::from_secs(3600),
+    );
+    let server = WatchServer::start("127.0.0.1:0".parse().unwrap(), service)
+        .await
+        .unwrap();
+    Setup { server, hub, store }
+}
+
+fn token(tenant: &str) -> String {
+    dev::mint(SECRET, &TenantId::parse(tenant).unwrap(), "u", &[Scope::Read], 600).unwrap()
+}
+
+async fn grpc(setup: &Setup) -> ConfigWatchClient<Channel> {
+    ConfigWatchClient::connect(format!("http://{}", setup.server.addr))
+        .await
+        .unwrap()
+}
+
+fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// Writes through the store, and pushes the change into the hub (what a feed does).
+async fn write(setup: &Setup, tenant: &str, key: &str, value: &str) -> Revision {
+    let owner = Owner::Tenant(TenantId::parse(tenant).unwrap());
+    let key = setup.store.routes().parse_key(key).unwrap();
+    let item = setup
+        .store
+        .put(&owner, &key, &JsonText::parse(value).unwrap(), Precondition::None, "w")
+        .await
+        .unwrap();
+    let change = setup
+        .store
+        .changes_since(&owner, Revision(item.revision.0 - 1), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    setup.hub.publish(change).await.unwrap();
+    item.revision
+}
+
+type Events = tonic::Streaming<pb::WatchEvent>;
+
+async fn watch(setup: &Setup, tenant: &str, prefixes: &[&str], since: Option<u64>) -> Events {
+    let request = pb::WatchRequest {
+        prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        since_revision: since,
+    };
+    let mut stream = grpc(setup)
+        .await
+        .watch(authed(request, &token(tenant)))
+        .await
+        .unwrap()
+        .into_inner();
+    // The first event says from which revision the stream is live.
+    match next(&mut stream).await {
+        Event::Heartbeat(_) | Event::Changes(_) => {}
+        Event::Resync(r) => panic!("unexpected resync: {}", r.reason),
+    }
+    stream
+}
+
+async fn next(stream: &mut Events) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("an event in time")
+        .unwrap()
+        .unwrap()
+        .event
+        .unwrap()
+}
+
+/// The next `n` changes (skipping heartbeats), as (revision, key).
+async fn changes(stream: &mut Events, n: usize) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match next(stream).await {
+            Event::Changes(batch) => out.extend(batch.changes.into_iter().map(|c| (c.revision, c.key))),
+            Event::Heartbeat(_) => {}
+            Event::Resync(r) => panic!("unexpected resync: {}", r.reason),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn watchers_get_exactly_their_prefixes_in_order_and_never_another_tenant() {
+    let s = setup(HubConfig::default(), 0).await;
+    let mut flags = watch(&s, "acme", &["tenant_config_flags/"], None).await;
+    let mut limits = watch(&s, "acme", &["tenant_config_limits/"], None).await;
+    let mut all = watch(&s, "acme", &[], None).await;
+    let mut globex = watch(&s, "globex", &[], None).await;
+    write(&s, "acme", "tenant_config_flags/a", "1").await;
+    write(&s, "acme", "tenant_config_limits/x", "2").await;
+    write(&s, "acme", "tenant_config_flags/b", "3").await;
+    write(&s, "globex", "tenant_config_flags/a", "4").await;
+    write(&s, "acme", "param_config_other", "5").await;
+    assert_eq!(
+        changes(&mut flags, 2).await,
+        [(1, "tenant_config_flags/a".into()), (3, "tenant_config_flags/b".into())]
+    );
+    assert_eq!(changes(&mut limits, 1).await, [(2, "tenant_config_limits/x".into())]);
+    let got = changes(&mut all, 4).await;
+    assert_eq!(got.iter().map(|(r, _)| *r).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    // globex's stream carries globex's change only (its own revision 1).
+    assert_eq!(changes(&mut globex, 1).await, [(1, "tenant_config_flags/a".into())]);
+    write(&s, "acme", "tenant_config_flags/c", "6").await;
+    assert_eq!(changes(&mut flags, 1).await, [(5, "tenant_config_flags/c".into())]);
+    // Nothing else arrived on globex's stream: the next event is not an acme change.
+    let pending = tokio::time::timeout(Duration::from_millis(200), globex.message()).await;
+    assert!(pending.is_err(), "globex received something: {pending:?}");
+}
+
+#[tokio::test]
+async fn a_reconnecting_watcher_gets_every_missed_change_exactly_once() {
+    let s = setup(
+        HubConfig {
+            ring_capacity: 4,
+            ..HubConfig::default()
+        },
+        0,
+    )
+    .await;
+    let mut first = watch(&s, "acme", &[], None).await;
+    for i in 1..=3 {
+        write(&s, "acme", &format!("tenant_config_k{i}"), "1").await;
+    }
+    let seen = changes(&mut first, 2).await;
+    assert_eq!(seen.last().unwrap().0, 2);
+    drop(first); // the connection drops mid-stream, revision 3 unread
+    for i in 4..=10 {
+        write(&s, "acme", &format!("tenant_config_k{i}"), "1").await;
+    }
+    // 8 missed changes; the ring holds only 4: the rest comes from the store's log.
+    let mut again = grpc(&s)
+        .await
+        .watch(authed(
+            pb::WatchRequest {
+                prefixes: vec![],
+                since_revision: Some(2),
+            },
+            &token("acme"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let replayed = changes(&mut again, 8).await;
+    assert_eq!(
+        replayed.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        (3..=10).collect::<Vec<_>>()
+    );
+    write(&s, "acme", "tenant_config_k11", "1").await;
+    let live = changes(&mut again, 1).await;
+    assert_eq!(
+        live,
+        [(11, "tenant_config_k11".into())],
+        "no duplicate of a replayed change"
+    );
+}
+
+#[tokio::test]
+async fn a_since_older_than_the_log_gets_an_explicit_resync() {
+    // The log kept revisions 5 and up only; the ring is too small to help.
+    let s = setup(
+        HubConfig {
+            ring_capacity: 2,
+            ..HubConfig::default()
+        },
+        5,
+    )
+    .await;
+    for i in 1..=8 {
+        write(&s, "acme", &format!("tenant_config_k{i}"), "1").await;
+    }
+    let request = pb::WatchRequest {
+        prefixes: vec![],
+        since_revision: Some(1),
+    };
+    let mut stream = grpc(&s)
+        .await
+        .watch(authed(request, &token("acme")))
+        .await
+        .unwrap()
+        .into_inner();
+    match next(&mut stream).await {
+        Event::Resync(r) => assert!(r.reason.contains("no longer holds revision 2"), "{}", r.reason),
+        other => panic!("expected a resync, got {other:?}"),
+    }
+    // Resuming from inside the log works.
+    let request = pb::WatchRequest {
+        prefixes: vec![],
+        since_revision: Some(4),
+    };
+    let mut stream = grpc(&s)
+        .await
+        .watch(authed(request, &token("acme")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        changes(&mut stream, 4)
+            .await
+            .iter()
+            .map(|(r, _)| *r)
+            .collect::<Vec<_>>(),
+        [5, 6, 7, 8]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_subscriber_is_cut_off_without_affecting_the_others() {
+    let s = setup(
+        HubConfig {
+            subscriber_buffer: 64,
+            ..HubConfig::default()
+        },
+        0,
+    )
+    .await;
+    let mut stuck = watch(&s, "acme", &[], None).await;
+    let mut healthy = watch(&s, "acme", &[], None).await;
+    let total: u64 = 3000;
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let progress = seen.clone();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while (got.len() as u64) < total {
+            let batch = changes(&mut healthy, 1).await;
+            progress.store(batch.last().unwrap().0, std::sync::atomic::Ordering::SeqCst);
+            got.extend(batch);
+        }
+        got
+    });
+    // 8 KiB values: the stuck client's HTTP/2 windows (a few MiB) fill long before the end.
+    let big = format!("\"{}\"", "x".repeat(8 * 1024));
+    for i in 1..=total {
+        // Keep the healthy watcher within 32 changes: it is slow-ish but keeps up. The
+        // stuck one never reads, so its buffers fill and the hub must cut it off.
+        while i > seen.load(std::sync::atomic::Ordering::SeqCst) + 32 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        write(&s, "acme", &format!("tenant_config_k{}", i % 50), &big).await;
+    }
+    let got = reader.await.unwrap();
+    assert_eq!(got.len() as u64, total);
+    assert!(
+        got.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "the healthy watcher got every change in order"
+    );
+    // The stuck one now reads: some changes, then the resync that says why it was cut.
+    let mut last = 0;
+    let reason = loop {
+        match next(&mut stuck).await {
+            Event::Changes(batch) => {
+                for c in batch.changes {
+                    assert!(c.revision > last);
+                    last = c.revision;
+                }
+            }
+            Event::Heartbeat(_) => {}
+            Event::Resync(r) => break r.reason,
+        }
+    };
+    assert!(reason.contains("slow consumer"), "{reason}");
+    assert!(last < total, "the stuck watcher was cut off before the end");
+    assert_eq!(
+        s.hub.subscribers(&Owner::Tenant(TenantId::parse("acme").unwrap())),
+        1,
+        "only the healthy one is left"
+    );
+}
+
+#[tokio::test]
+async fn refresh_needs_the_service_credential_and_is_idempotent() {
+    let s = setup(HubConfig::default(), 0).await;
+    let change = pb::Change {
+        tenant: "acme".into(),
+        revision: 1,
+        key: "tenant_config_pushed".into(),
+        tag: "tenant_config_".into(),
+        backend: "dynamodb".into(),
+        op: "put".into(),
+        version: 1,
+        actor: "u".into(),
+        at: "2026-11-27T00:00:00Z".into(),
+        value_json: Some("{\"on\":true}".into()),
+        value_omitted: String::new(),
+    };
+    let refresh = pb::RefreshRequest {
+        changes: vec![change.clone()],
+    };
+    // A tenant token — even an admin's — is refused.
+    let admin = dev::mint(SECRET, &TenantId::parse("acme").unwrap(), "u", &[Scope::Admin], 600).unwrap();
+    let err = grpc(&s)
+        .await
+        .refresh(authed(refresh.clone(), &admin))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    let err = grpc(&s)
+        .await
+        .refresh(tonic::Request::new(refresh.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    let mut watcher = watch(&s, "acme", &[], None).await;
+    let service = tenant_auth::service::mint(SERVICE_SECRET, "cache-refresher", 60).unwrap();
+    let first = grpc(&s)
+        .await
+        .refresh(authed(refresh.clone(), &service))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = grpc(&s)
+        .await
+        .refresh(authed(refresh.clone(), &service))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (first.accepted, first.duplicates, again.accepted, again.duplicates),
+        (1, 0, 0, 1)
+    );
+    assert_eq!(changes(&mut watcher, 1).await, [(1, "tenant_config_pushed".into())]);
+    // Get answers the pushed value from the hub's cache.
+    let got = grpc(&s)
+        .await
+        .get(authed(
+            pb::GetRequest {
+                keys: vec!["tenant_config_pushed".into()],
+            },
+            &token("acme"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.items[0].value_json, "{\"on\":true}");
+    // A malformed change is refused whole.
+    let bad = pb::RefreshRequest {
+        changes: vec![pb::Change {
+            op: "upsert".into(),
+            revision: 2,
+            ..change
+        }],
+    };
+    let err = grpc(&s).await.refresh(authed(bad, &service)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn get_reads_the_store_once_then_serves_from_the_cache() {
+    let s = setup(HubConfig::default(), 0).await;
+    write(&s, "acme", "tenant_config_a", "\"one\"").await;
+    let mut client = grpc(&s).await;
+    let ask = |keys: Vec<&str>| {
+        authed(
+            pb::GetRequest {
+                keys: keys.into_iter().map(String::from).collect(),
+            },
+            &token("acme"),
+        )
+    };
+    let got = client
+        .get(ask(vec!["tenant_config_a", "tenant_config_none"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.items.len(), 1);
+    assert_eq!(got.missing, ["tenant_config_none"]);
+    assert_eq!(got.revision, 1);
+    // Bad keys and bad tokens are refused.
+    let err = client.get(ask(vec!["nope_x"])).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = client
+        .get(authed(
+            pb::GetRequest {
+                keys: vec!["tenant_config_a".into()],
+            },
+            "garbage",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    // globex's Get never sees acme's key.
+    let other = client
+        .get(authed(
+            pb::GetRequest {
+                keys: vec!["tenant_config_a".into()],
+            },
+            &token("globex"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.items.is_empty());
+}
+
+#[tokio::test]
+async fn health_and_reflection_are_served() {
+    let s = setup(HubConfig::default(), 0).await;
+    let channel = Channel::from_shared(format!("http://{}", s.server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "tagcfg.v1.ConfigWatch".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
