@@ -253,6 +253,16 @@ async fn the_cli_talks_to_the_server() {
     server.shutdown().await.unwrap();
 }
 
+/// Kills the child process even when the test panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn tagcfg_serve_prints_working_tokens() {
     let dir = tempfile::tempdir().unwrap();
@@ -260,6 +270,8 @@ fn tagcfg_serve_prints_working_tokens() {
         .args([
             "serve",
             "--addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
             "127.0.0.1:0",
             "--data-dir",
             dir.path().to_str().unwrap(),
@@ -269,6 +281,7 @@ fn tagcfg_serve_prints_working_tokens() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
     let mut url = None;
     let mut token = None;
     for line in BufReader::new(stdout).lines() {
@@ -298,7 +311,95 @@ fn tagcfg_serve_prints_working_tokens() {
             .unwrap()
             .status()
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
+    use watch::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let acme = server.token("acme", &[Scope::Write]).unwrap();
+    let mut request = tonic::Request::new(WatchRequest {
+        prefixes: vec!["tenant_config_flags/".into()],
+        since_revision: None,
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {acme}").parse().unwrap());
+    let mut stream = ConfigWatchClient::connect(server.grpc_url())
+        .await
+        .unwrap()
+        .watch(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let live_at = match stream.message().await.unwrap().unwrap().event.unwrap() {
+        Event::Heartbeat(hb) => hb.revision,
+        other => panic!("expected the live heartbeat, got {other:?}"),
+    };
+
+    let http = Http {
+        base: server.url(),
+        client: tenant_auth::http_client(std::time::Duration::from_secs(30)).unwrap(),
+    };
+    let (_, put, _) = http
+        .send(
+            "PUT",
+            "/v1/config/tenant_config_flags/checkout",
+            Some(&acme),
+            &[],
+            Some("{\"enabled\":false}".into()),
+        )
+        .await;
+    let revision = put["revision"].as_u64().unwrap();
+    assert_eq!(revision, live_at + 1);
+    let change = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap()
+        {
+            Event::Changes(batch) => break batch.changes.into_iter().next().unwrap(),
+            Event::Heartbeat(_) => continue,
+            Event::Resync(r) => panic!("resync: {}", r.reason),
+        }
+    };
+    assert_eq!(
+        (change.tenant.as_str(), change.key.as_str(), change.revision),
+        ("acme", "tenant_config_flags/checkout", revision)
+    );
+    assert_eq!(change.value_json.as_deref(), Some("{\"enabled\":false}"));
+
+    // `tagcfg watch --since` replays it (and would then print live changes).
+    let url = server.grpc_url();
+    let since = live_at.to_string();
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let acme = acme.clone();
+        move || {
+            let args = [
+                "watch",
+                "tenant_config_flags/",
+                "--since",
+                &since,
+                "--count",
+                "1",
+                "--grpc-url",
+                &url,
+            ];
+            tagcfg(&args, &[("TAGCFG_TOKEN", acme.as_str())])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"key\":\"tenant_config_flags/checkout\"") && out.contains("\"value\":{\"enabled\":false}"),
+        "{out}"
+    );
+    server.shutdown().await.unwrap();
 }

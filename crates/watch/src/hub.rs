@@ -240,6 +240,15 @@ impl Hub {
         });
     }
 
+    /// Ends every subscription (server shutdown): each stream closes with a resync that
+    /// tells its client to resume elsewhere or later.
+    pub fn close_all(&self) {
+        let mut tenants = self.tenants();
+        for state in tenants.values_mut() {
+            state.subscribers.clear();
+        }
+    }
+
     fn break_continuity(&self, tenant: &str, reason: &str) {
         tracing::warn!(tenant, reason, "cutting every subscriber of the tenant off");
         let mut tenants = self.tenants();

@@ -38,6 +38,7 @@ pub async fn serve(
 /// A watch server running in the background.
 pub struct WatchServer {
     pub addr: SocketAddr,
+    hub: std::sync::Arc<crate::Hub>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -47,16 +48,25 @@ impl WatchServer {
     pub async fn start(addr: SocketAddr, service: WatchService) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let hub = service.hub().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, service, async {
             let _ = stopped.await;
         }));
-        Ok(WatchServer { addr, stop, task })
+        Ok(WatchServer { addr, hub, stop, task })
     }
 
-    pub async fn shutdown(self) -> std::io::Result<()> {
+    /// Stops accepting, ends every Watch stream (with a resync) and waits for the
+    /// connections to finish, at most a few seconds.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
         let _ = self.stop.send(());
-        match self.task.await {
+        self.hub.close_all();
+        let finished = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await;
+        let Ok(joined) = finished else {
+            self.task.abort();
+            return Ok(());
+        };
+        match joined {
             Ok(result) => result.map_err(std::io::Error::other),
             Err(e) => Err(std::io::Error::other(e)),
         }

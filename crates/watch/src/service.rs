@@ -51,6 +51,10 @@ impl WatchService {
         }
     }
 
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
     async fn tenant<T>(&self, request: &Request<T>) -> Result<TenantContext, Status> {
         let header = request
             .metadata()
