@@ -5,8 +5,12 @@
 //!   Integration tests start it on a random port through [`local::LocalServer`].
 //! - [`remote`]: the small HTTP client behind `tagcfg get|put|rm|ls|history|changes`.
 //! - [`watch`]: `tagcfg watch`, a Watch stream printed as JSON lines.
+//! - [`watch_server`]: `tagcfg watch-server`, the standalone watch server of the AWS
+//!   deployment (ECS/Fargate behind Cloud Map), fed by `Refresh`, reading misses from
+//!   DynamoDB + SSM.
 //! - `main.rs`: the clap command line; it only parses arguments and calls these.
 
 pub mod local;
 pub mod remote;
 pub mod watch;
+pub mod watch_server;

@@ -47,6 +47,9 @@ enum Command {
         #[arg(long)]
         no_demo: bool,
     },
+    /// Run the standalone watch server of the AWS deployment (configured by TAGCFG_* variables:
+    /// TAGCFG_TABLE, TAGCFG_SERVICE_SECRET, TAGCFG_COGNITO_USER_POOL_ID, TAGCFG_WATCH_ADDR, ...).
+    WatchServer,
     /// Mint a dev token signed with the local server's secret.
     Token {
         #[arg(long)]
@@ -147,6 +150,8 @@ enum CliError {
     Remote(#[from] RemoteError),
     #[error(transparent)]
     Watch(#[from] tagcfg::watch::WatchError),
+    #[error(transparent)]
+    WatchServer(#[from] tagcfg::watch_server::WatchServerError),
     #[error("{0}")]
     Usage(String),
 }
@@ -214,6 +219,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             routes,
             no_demo,
         } => serve(addr, grpc_addr, data_dir, &routes, !no_demo).await,
+        Command::WatchServer => watch_server().await,
         Command::Watch {
             prefixes,
             since,
@@ -408,5 +414,26 @@ async fn serve(
     }
     println!("stopping");
     server.shutdown().await?;
+    Ok(())
+}
+
+async fn watch_server() -> Result<(), CliError> {
+    use tagcfg::watch_server::{start, WatchServerConfig, WatchServerError};
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TAGCFG_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = WatchServerConfig::from_lookup(&tagged_routing::env::process_env).map_err(WatchServerError::from)?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let server = start(config, &adapters::aws::Clients::from_sdk(&sdk)).await?;
+    tracing::info!(addr = %server.addr, "watch server ready");
+    let _ = tokio::signal::ctrl_c().await;
+    server
+        .shutdown()
+        .await
+        .map_err(|e| CliError::Usage(format!("shutdown: {e}")))?;
     Ok(())
 }

@@ -14,10 +14,12 @@
 //!   backend and keeps one change log per tenant across backends.
 //! - [`rules`]: the write semantics (preconditions, versions, revisions) every store applies.
 //! - [`memory::MemoryStore`]: an in-memory store for tests.
+//! - [`env`]: typed configuration from the environment, errors naming the variable.
 //!
 //! One error type, [`Error`], covers every failure; the HTTP and gRPC layers map it to a
 //! status in one place each.
 
+pub mod env;
 mod error;
 mod key;
 pub mod memory;

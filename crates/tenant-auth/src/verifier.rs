@@ -235,3 +235,61 @@ fn classify_bad_header(token: &str) -> AuthError {
         None => AuthError::Malformed("the header is not a base64url JSON object with an 'alg'".into()),
     }
 }
+
+impl VerifierConfig {
+    /// The verifier settings of a deployed binary:
+    ///
+    /// | variable | meaning | default |
+    /// | --- | --- | --- |
+    /// | `TAGCFG_COGNITO_USER_POOL_ID` | derives issuer and JWKS URL (region from the id) | — |
+    /// | `TAGCFG_JWKS_URL` / `TAGCFG_JWKS_FILE` | explicit key source | — |
+    /// | `TAGCFG_ISSUER` | required `iss` | derived from the pool |
+    /// | `TAGCFG_AUDIENCES` | accepted `aud` / `client_id`, comma-separated | any |
+    /// | `TAGCFG_TENANT_CLAIM` | claim holding the tenant | `custom:tenantId` |
+    /// | `TAGCFG_DEV_SECRET` | HS256 dev secret (refused inside Lambda) | — |
+    pub fn from_lookup(get: &impl tagged_routing::env::Lookup) -> Result<Self, tagged_routing::env::EnvError> {
+        use tagged_routing::env::EnvError;
+        let cognito_issuer = get("TAGCFG_COGNITO_USER_POOL_ID")
+            .map(|pool| {
+                let (region, _) = pool.split_once('_').ok_or_else(|| {
+                    EnvError::invalid(
+                        "TAGCFG_COGNITO_USER_POOL_ID",
+                        format!("'{pool}' is not of the form <region>_<id>"),
+                    )
+                })?;
+                Ok::<_, EnvError>(format!("https://cognito-idp.{region}.amazonaws.com/{pool}"))
+            })
+            .transpose()?;
+        let jwks = match (get("TAGCFG_JWKS_URL"), get("TAGCFG_JWKS_FILE"), &cognito_issuer) {
+            (Some(url), _, _) => Some(KeySource::Url(url)),
+            (None, Some(file), _) => Some(KeySource::File(file.into())),
+            (None, None, Some(issuer)) => Some(KeySource::Url(format!("{issuer}/.well-known/jwks.json"))),
+            (None, None, None) => None,
+        };
+        let dev_secret = get("TAGCFG_DEV_SECRET").map(String::into_bytes);
+        if jwks.is_none() && dev_secret.is_none() {
+            return Err(EnvError::Missing(
+                "TAGCFG_COGNITO_USER_POOL_ID (or TAGCFG_JWKS_URL / TAGCFG_JWKS_FILE)".into(),
+            ));
+        }
+        let issuer = get("TAGCFG_ISSUER").or(cognito_issuer);
+        if issuer.is_none() && dev_secret.is_none() {
+            return Err(EnvError::Missing("TAGCFG_ISSUER".into()));
+        }
+        Ok(VerifierConfig {
+            issuer,
+            audiences: get("TAGCFG_AUDIENCES")
+                .map(|a| {
+                    a.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            tenant_claim: get("TAGCFG_TENANT_CLAIM").unwrap_or_else(|| DEFAULT_TENANT_CLAIM.into()),
+            jwks,
+            dev_secret,
+            ..VerifierConfig::default()
+        })
+    }
+}

@@ -80,3 +80,30 @@ pub fn tagged_store(
         limits,
     )
 }
+
+impl AwsSettings {
+    /// | variable | meaning | default |
+    /// | --- | --- | --- |
+    /// | `TAGCFG_TABLE` | the DynamoDB config table | required |
+    /// | `TAGCFG_SSM_ROOT` | first SSM path segment | `tagcfg` |
+    /// | `TAGCFG_SSM_KMS_KEY_ID` | KMS key for SecureString | the account's `alias/aws/ssm` |
+    /// | `TAGCFG_SSM_ADVANCED_TIER` | `true` for 8 KB parameters | `false` |
+    /// | `TAGCFG_CHANGE_RETENTION_DAYS` | change-log TTL | `7` |
+    pub fn from_lookup(get: &impl tagged_routing::env::Lookup) -> Result<Self, tagged_routing::env::EnvError> {
+        use tagged_routing::env::{flag, number, required, EnvError};
+        let mut settings = AwsSettings::new(required(get, "TAGCFG_TABLE")?);
+        settings.ssm = SsmSettings {
+            root: get("TAGCFG_SSM_ROOT").unwrap_or_else(|| "tagcfg".into()),
+            kms_key_id: get("TAGCFG_SSM_KMS_KEY_ID"),
+            advanced_tier: flag(get, "TAGCFG_SSM_ADVANCED_TIER")?,
+        };
+        if settings.ssm.root.is_empty() || settings.ssm.root.contains('/') {
+            return Err(EnvError::invalid(
+                "TAGCFG_SSM_ROOT",
+                "must be one path segment without '/'",
+            ));
+        }
+        settings.change_retention = Duration::from_secs(number(get, "TAGCFG_CHANGE_RETENTION_DAYS", 7)? * 24 * 3600);
+        Ok(settings)
+    }
+}

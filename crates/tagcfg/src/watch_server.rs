@@ -1,0 +1,82 @@
+//! `tagcfg watch-server`: the watch service over the AWS store, fed by the
+//! cache-refresher's `Refresh` calls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters::aws::{AwsSettings, Clients};
+use tagged_routing::env::{self, EnvError, Lookup};
+use tagged_routing::RoutingTable;
+use tenant_auth::service::ServiceVerifier;
+use tenant_auth::{Verifier, VerifierConfig};
+use watch::{Hub, HubConfig, WatchServer, WatchService};
+
+/// Everything the standalone watch server reads from its environment.
+#[derive(Debug, Clone)]
+pub struct WatchServerConfig {
+    /// `TAGCFG_WATCH_ADDR` (default `127.0.0.1:50051`; `0.0.0.0:50051` in a container).
+    pub addr: SocketAddr,
+    pub routes: RoutingTable,
+    pub aws: AwsSettings,
+    pub auth: VerifierConfig,
+    /// `TAGCFG_SERVICE_SECRET`: the key of the cache-refresher's service credential.
+    pub service_secret: Vec<u8>,
+    /// `TAGCFG_HEARTBEAT_SECS` (default 15).
+    pub heartbeat: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchServerError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("{0}")]
+    Auth(#[from] tenant_auth::AuthError),
+    #[error("{0}")]
+    Store(#[from] tagged_routing::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+impl WatchServerConfig {
+    pub fn from_lookup(get: &impl Lookup) -> Result<Self, EnvError> {
+        let addr = get("TAGCFG_WATCH_ADDR").unwrap_or_else(|| "127.0.0.1:50051".into());
+        let addr = addr
+            .parse()
+            .map_err(|_| EnvError::invalid("TAGCFG_WATCH_ADDR", format!("'{addr}' is not host:port")))?;
+        let service_secret = env::required(get, "TAGCFG_SERVICE_SECRET")?.into_bytes();
+        if service_secret.len() < 32 {
+            return Err(EnvError::invalid(
+                "TAGCFG_SERVICE_SECRET",
+                "must be at least 32 characters",
+            ));
+        }
+        Ok(WatchServerConfig {
+            addr,
+            routes: env::routes(get)?,
+            aws: AwsSettings::from_lookup(get)?,
+            auth: VerifierConfig::from_lookup(get)?,
+            service_secret,
+            heartbeat: Duration::from_secs(env::number(get, "TAGCFG_HEARTBEAT_SECS", 15)?.max(1)),
+        })
+    }
+}
+
+/// Builds the store stack and starts serving.
+pub async fn start(config: WatchServerConfig, clients: &Clients) -> Result<WatchServer, WatchServerError> {
+    let store = adapters::aws::tagged_store(clients, config.routes.clone(), &config.aws)?;
+    let hub = Arc::new(Hub::new(Arc::new(store), HubConfig::default()));
+    let service = WatchService::new(
+        hub,
+        Arc::new(config.routes),
+        Arc::new(Verifier::new(config.auth)?),
+        Some(Arc::new(ServiceVerifier::new(&config.service_secret)?)),
+        config.heartbeat,
+    );
+    WatchServer::start(config.addr, service)
+        .await
+        .map_err(|source| WatchServerError::Bind {
+            addr: config.addr,
+            source,
+        })
+}
