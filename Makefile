@@ -31,6 +31,14 @@ fmt:
 emulators:
 	infra/with-emulators.sh $$SHELL
 
+## bench: every benchmark (results and how to read them: docs/BENCHMARKS.md)
+bench:
+	$(CARGO) bench -p http-api --bench warm_path -- --noplot
+	$(CARGO) bench -p tagcfg --bench watch
+	$(CARGO) build --release -p config-api
+	@python3 -c "import os; print('config-api release binary (stripped): %.2f MiB' % (os.path.getsize('target/release/config-api') / 1048576))"
+	python3 infra/measure-cold-start.py target/release/config-api 30
+
 ## lambda-invoke: config-api under `cargo lambda watch` on the emulators, fed every events/api event
 ##                (or EVENTS="get-flag list"); cargo-lambda comes from PyPI, no zig needed
 lambda-invoke:

@@ -1,0 +1,162 @@
+//! Watch benchmarks against a real `tagcfg serve` process (so its memory can be read
+//! apart from the clients'):
+//!
+//! 1. write → watcher notified: an HTTP PUT, until the gRPC watcher receives the change
+//!    (includes the write itself: HTTP, token check, redb commit), 1,000 samples;
+//! 2. one change fanned out to 10,000 open Watch streams (100 connections × 100 streams):
+//!    time until every stream has it, and the server's RSS growth per open stream.
+//!
+//! `make bench` runs it: `cargo bench -p tagcfg --bench watch`. Nothing leaves 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use watch::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+
+const STREAMS: usize = 10_000;
+const CONNECTIONS: usize = 100;
+const SAMPLES: usize = 1_000;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+async fn watcher(channel: Channel, token: &str) -> tonic::Streaming<watch::pb::WatchEvent> {
+    let mut request = tonic::Request::new(WatchRequest { prefixes: vec!["tenant_config_bench/".into()], since_revision: None });
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut stream = ConfigWatchClient::new(channel).watch(request).await.unwrap().into_inner();
+    // The first event: live.
+    stream.message().await.unwrap().unwrap();
+    stream
+}
+
+async fn next_change(stream: &mut tonic::Streaming<watch::pb::WatchEvent>) -> u64 {
+    loop {
+        match stream.message().await.unwrap().unwrap().event {
+            Some(Event::Changes(batch)) => return batch.revision,
+            Some(Event::Heartbeat(_)) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tagcfg"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--no-demo", "--data-dir"])
+        .arg(dir.path())
+        .env("TAGCFG_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut http_url, mut grpc_url, mut token) = (String::new(), String::new(), String::new());
+    for line in BufReader::new(server.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("HTTP API") {
+            http_url = rest.split_whitespace().next().unwrap().to_owned();
+        } else if let Some(rest) = trimmed.strip_prefix("gRPC watch") {
+            grpc_url = rest.split_whitespace().next().unwrap().to_owned();
+        } else if let Some(t) = trimmed.strip_prefix("export ACME_TOKEN=") {
+            token = t.to_owned();
+        } else if trimmed.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let http = tenant_auth::http_client(Duration::from_secs(30)).unwrap();
+        let put = |i: usize| {
+            http.put(format!("{http_url}/v1/config/tenant_config_bench/flag"))
+                .bearer_auth(&token)
+                .body(format!("{{\"n\":{i}}}"))
+                .send()
+        };
+
+        // 1. Latency.
+        let channel = Channel::from_shared(grpc_url.clone()).unwrap().connect().await.unwrap();
+        let mut stream = watcher(channel, &token).await;
+        for i in 0..50 {
+            put(i).await.unwrap();
+            next_change(&mut stream).await;
+        }
+        let mut samples = Vec::with_capacity(SAMPLES);
+        for i in 0..SAMPLES {
+            let started = Instant::now();
+            let response = put(i).await.unwrap();
+            assert!(response.status().is_success());
+            next_change(&mut stream).await;
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        println!(
+            "write -> watcher notified ({SAMPLES} samples, PUT over HTTP + redb commit + gRPC push): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            percentile(&samples, 0.50).as_secs_f64() * 1e3,
+            percentile(&samples, 0.99).as_secs_f64() * 1e3,
+            samples.last().unwrap().as_secs_f64() * 1e3,
+        );
+        drop(stream);
+
+        // 2. Fan-out.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = rss_kib(server.id());
+        let mut channels = Vec::new();
+        for _ in 0..CONNECTIONS {
+            channels.push(Channel::from_shared(grpc_url.clone()).unwrap().connect().await.unwrap());
+        }
+        let opened = Instant::now();
+        let mut streams = Vec::with_capacity(STREAMS);
+        for i in 0..STREAMS {
+            streams.push(watcher(channels[i % CONNECTIONS].clone(), &token).await);
+        }
+        let open_time = opened.elapsed();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss_kib(server.id());
+        let received = Arc::new(AtomicUsize::new(0));
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Instant>(STREAMS);
+        for mut s in streams {
+            let received = received.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                next_change(&mut s).await;
+                received.fetch_add(1, Ordering::SeqCst);
+                let _ = done.send(Instant::now()).await;
+                // Keep the stream open until the measurement is over.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            });
+        }
+        drop(done_tx);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        put(1_000_000).await.unwrap();
+        let mut last = started;
+        for _ in 0..STREAMS {
+            last = tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await.unwrap().unwrap();
+        }
+        println!(
+            "one change -> {STREAMS} streams ({CONNECTIONS} connections): all delivered in {:.1} ms (write included); \
+             opening them took {:.1} s; server RSS {} -> {} KiB = {:.2} KiB per stream",
+            last.duration_since(started).as_secs_f64() * 1e3,
+            open_time.as_secs_f64(),
+            before,
+            after,
+            (after.saturating_sub(before)) as f64 / STREAMS as f64,
+        );
+        assert_eq!(received.load(Ordering::SeqCst), STREAMS);
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+}
