@@ -35,9 +35,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn watcher(channel: Channel, token: &str) -> tonic::Streaming<watch::pb::WatchEvent> {
-    let mut request = tonic::Request::new(WatchRequest { prefixes: vec!["tenant_config_bench/".into()], since_revision: None });
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let mut stream = ConfigWatchClient::new(channel).watch(request).await.unwrap().into_inner();
+    let mut request = tonic::Request::new(WatchRequest {
+        prefixes: vec!["tenant_config_bench/".into()],
+        since_revision: None,
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut stream = ConfigWatchClient::new(channel)
+        .watch(request)
+        .await
+        .unwrap()
+        .into_inner();
     // The first event: live.
     stream.message().await.unwrap().unwrap();
     stream
@@ -56,7 +65,15 @@ async fn next_change(stream: &mut tonic::Streaming<watch::pb::WatchEvent>) -> u6
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_tagcfg"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--no-demo", "--data-dir"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--no-demo",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("TAGCFG_LOG", "error")
         .stdout(Stdio::piped())
@@ -76,7 +93,10 @@ fn main() {
             break;
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let http = tenant_auth::http_client(Duration::from_secs(30)).unwrap();
         let put = |i: usize| {

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::rules::{version_after_put, version_removed_by_delete};
 use crate::{
-    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer,
-    Owner, Page, Precondition, Result, Revision,
+    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner,
+    Page, Precondition, Result, Revision,
 };
 
 #[derive(Default)]
@@ -61,13 +61,6 @@ impl MemoryStore {
     }
 }
 
-fn layer_of(owner: &Owner) -> Layer {
-    match owner {
-        Owner::Shared => Layer::Shared,
-        Owner::Tenant(_) => Layer::Tenant,
-    }
-}
-
 #[async_trait]
 impl ConfigStore for MemoryStore {
     async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {
@@ -101,7 +94,7 @@ impl ConfigStore for MemoryStore {
             revision,
             updated_at: at.clone(),
             updated_by: actor.to_owned(),
-            layer: layer_of(owner),
+            layer: owner.layer(),
         };
         let change = Change::new(owner, revision, key, ChangeOp::Put, version, actor, at, Some(value));
         self.commit(&mut state, owner, key, Some(item.clone()), change);

@@ -55,6 +55,14 @@ impl Owner {
         }
     }
 
+    /// The layer this owner's values answer as.
+    pub fn layer(&self) -> crate::Layer {
+        match self {
+            Owner::Tenant(_) => crate::Layer::Tenant,
+            Owner::Shared => crate::Layer::Shared,
+        }
+    }
+
     /// Parses a stored owner name back (the inverse of [`Owner::as_str`]).
     pub fn parse(raw: &str) -> Result<Self, Error> {
         if raw == SHARED_OWNER {

@@ -23,8 +23,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
-    now_rfc3339, BackendKind, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer,
-    Owner, Page, Precondition, Result, Revision, ValueOmitted, Version,
+    now_rfc3339, BackendKind, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner,
+    Page, Precondition, Result, Revision, ValueOmitted, Version,
 };
 
 use super::error::{corrupt, from_sdk};
@@ -50,13 +50,6 @@ pub(crate) fn pointer_sk(key: &str) -> String {
     format!("P#{key}")
 }
 
-fn layer_of(owner: &Owner) -> Layer {
-    match owner {
-        Owner::Shared => Layer::Shared,
-        Owner::Tenant(_) => Layer::Tenant,
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct ValueItem {
     pk: String,
@@ -78,7 +71,7 @@ impl ValueItem {
             revision: Revision(self.revision),
             updated_at: self.updated_at,
             updated_by: self.updated_by,
-            layer: layer_of(owner),
+            layer: owner.layer(),
         })
     }
 }
@@ -500,7 +493,7 @@ impl DynamoStore {
                         revision,
                         updated_at: at,
                         updated_by: actor.to_owned(),
-                        layer: layer_of(owner),
+                        layer: owner.layer(),
                     });
                     return Ok((item, change));
                 }

@@ -18,7 +18,7 @@ use aws_sdk_ssm::types::{Parameter, ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
-    now_rfc3339, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer, Owner, Page,
+    now_rfc3339, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page,
     Precondition, Result, Revision, RoutingTable, ValueOmitted, Version,
 };
 
@@ -58,13 +58,6 @@ pub struct SsmStore {
     log: DynamoStore,
     routes: RoutingTable,
     settings: SsmSettings,
-}
-
-fn layer_of(owner: &Owner) -> Layer {
-    match owner {
-        Owner::Shared => Layer::Shared,
-        Owner::Tenant(_) => Layer::Tenant,
-    }
 }
 
 fn format_date(p: Option<&aws_sdk_ssm::primitives::DateTime>) -> String {
@@ -146,7 +139,7 @@ impl SsmStore {
             revision,
             updated_at: format_date(p.last_modified_date()),
             updated_by,
-            layer: layer_of(owner),
+            layer: owner.layer(),
         })
     }
 
@@ -248,7 +241,7 @@ impl ConfigStore for SsmStore {
             revision: change.revision,
             updated_at: change.at,
             updated_by: actor.to_owned(),
-            layer: layer_of(owner),
+            layer: owner.layer(),
         })
     }
 

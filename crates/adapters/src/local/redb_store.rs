@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
-    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer,
-    Owner, Page, Precondition, Result, Revision,
+    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner,
+    Page, Precondition, Result, Revision,
 };
 
 /// (owner, key) → ConfigItem as JSON
@@ -122,10 +122,7 @@ impl RedbStore {
                 revision,
                 updated_at: at.clone(),
                 updated_by: actor.to_owned(),
-                layer: match owner {
-                    Owner::Shared => Layer::Shared,
-                    Owner::Tenant(_) => Layer::Tenant,
-                },
+                layer: owner.layer(),
             });
             let change = Change::new(owner, revision, key, op, version, actor, at, value);
             match &item {
