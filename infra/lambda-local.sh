@@ -37,10 +37,11 @@ ENV
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 log="$tools/logs/cargo-lambda-watch.log"
 mkdir -p "$tools/logs"
-(cd "$root" && cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
-  --env-file "$env_file" -p config-api --bin config-api >"$log" 2>&1) &
+# Its own process group, so everything it starts (the function process too) stops with it.
+setsid bash -c "cd '$root' && exec cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $port --ignore-changes \
+  --env-file '$env_file' -p config-api --bin config-api" >"$log" 2>&1 &
 watch_pid=$!
-trap 'kill $watch_pid 2>/dev/null; pkill -P $watch_pid 2>/dev/null; rm -f "$env_file"' EXIT
+trap 'kill -- -$watch_pid 2>/dev/null || true; rm -f "$env_file"' EXIT
 for _ in $(seq 1 120); do
   curl -s -o /dev/null "http://127.0.0.1:$port/" && break
   kill -0 $watch_pid 2>/dev/null || { echo "cargo lambda watch exited: $(tail -5 "$log")" >&2; exit 1; }
