@@ -12,8 +12,10 @@
 //! - [`service::WatchService`]: the tonic service: tenant tokens for `Get`/`Watch`, the
 //!   service credential for `Refresh`;
 //! - [`server`]: the server with grpc.health.v1 and reflection, on a listener you give it;
+//! - [`codec`]: protobuf with small per-stream buffers (memory per open stream);
 //! - `convert`: domain ↔ protobuf, and the one mapping of errors to gRPC codes.
 
+pub mod codec;
 mod convert;
 pub mod hub;
 pub mod server;
