@@ -81,9 +81,13 @@ struct HeadItem {
     revision: u64,
 }
 
-/// A change-log item: a [`Change`] with its table keys and its expiry.
+/// The sort-key prefix of change-log items (what the stream filter keeps).
+pub const CHANGE_SK_PREFIX: &str = "C#";
+
+/// A change-log item: a [`Change`] with its table keys and its expiry. The stream
+/// publisher decodes stream records' `NewImage` into it.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct ChangeItem {
+pub struct ChangeItem {
     pk: String,
     sk: String,
     tenant: String,
@@ -122,7 +126,7 @@ impl ChangeItem {
         }
     }
 
-    pub(crate) fn into_change(self) -> Result<Change> {
+    pub fn into_change(self) -> Result<Change> {
         Ok(Change {
             value: self
                 .value

@@ -11,7 +11,7 @@ pub mod table;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use dynamodb::DynamoStore;
+pub use dynamodb::{ChangeItem, DynamoStore, CHANGE_SK_PREFIX};
 pub use ssm::{SsmSettings, SsmStore};
 use tagged_routing::{BackendKind, ConfigStore, RoutingTable, StoreLimits, TaggedStore};
 
