@@ -15,11 +15,15 @@
 //!   after warm-up.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tagged_routing::{Change, ChangeOp, ConfigItem, ConfigStore, Key, Layer, Owner, Result, Revision, SHARED_OWNER};
 use tokio::sync::mpsc;
+
+/// Why a subscriber whose buffer filled up was cut off.
+pub const SLOW_CONSUMER: &str =
+    "slow consumer: the stream fell too far behind and was cut off; resume with since_revision";
 
 /// Sizes of the hub's buffers.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +56,7 @@ pub enum Published {
 struct Subscriber {
     prefixes: Vec<String>,
     tx: mpsc::Sender<Arc<Change>>,
-    cut: Arc<AtomicBool>,
+    cut: Arc<OnceLock<String>>,
 }
 
 #[derive(Default)]
@@ -73,8 +77,8 @@ pub struct Subscription {
     pub head: Revision,
     /// Live changes after `head`.
     pub live: mpsc::Receiver<Arc<Change>>,
-    /// Set by the hub when it cut this subscriber off for being too slow.
-    pub cut: Arc<AtomicBool>,
+    /// Set by the hub, with the reason, when it cut this subscriber off.
+    pub cut: Arc<OnceLock<String>>,
 }
 
 /// See the module documentation.
@@ -232,7 +236,7 @@ impl Hub {
             match s.tx.try_send(change.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.cut.store(true, Ordering::SeqCst);
+                    let _ = s.cut.set(SLOW_CONSUMER.to_owned());
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -254,7 +258,7 @@ impl Hub {
         let mut tenants = self.tenants();
         if let Some(state) = tenants.get_mut(tenant) {
             for s in state.subscribers.drain(..) {
-                s.cut.store(true, Ordering::SeqCst);
+                let _ = s.cut.set(reason.to_owned());
             }
             state.ring.clear();
             state.cache.clear();
@@ -284,7 +288,7 @@ impl Hub {
         let _order = self.order.lock().await;
         let head = self.head(owner).await?;
         let (tx, live) = mpsc::channel(self.config.subscriber_buffer.max(1));
-        let cut = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(OnceLock::new());
         let (replay, resync) = match since {
             None => (Vec::new(), None),
             Some(s) if s > head => (

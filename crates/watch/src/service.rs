@@ -1,7 +1,6 @@
 //! The `tagcfg.v1.ConfigWatch` service.
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,12 +126,8 @@ async fn pump(
                     }
                 }
                 None => {
-                    let reason = if sub.cut.load(Ordering::SeqCst) {
-                        "slow consumer: the stream fell too far behind and was cut off; resume with since_revision"
-                    } else {
-                        "the server stopped this stream; resume with since_revision"
-                    };
-                    let _ = tx.send(event(Event::Resync(pb::Resync { reason: reason.into(), head_revision: complete_to.0 }))).await;
+                    let reason = sub.cut.get().cloned().unwrap_or_else(|| "the server stopped this stream; resume with since_revision".to_owned());
+                    let _ = tx.send(event(Event::Resync(pb::Resync { reason, head_revision: complete_to.0 }))).await;
                     return;
                 }
             },

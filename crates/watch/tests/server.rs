@@ -500,3 +500,30 @@ async fn health_and_reflection_are_served() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 }
+
+#[tokio::test]
+async fn a_gap_the_log_cannot_fill_ends_streams_with_a_resync_that_says_so() {
+    let s = setup(HubConfig::default(), 0).await;
+    let mut stream = watch(&s, "acme", &[], None).await;
+    // A change far ahead of anything the (empty) store's log holds.
+    let ahead = tagged_routing::Change::new(
+        &Owner::Tenant(TenantId::parse("acme").unwrap()),
+        Revision(5),
+        &s.store.routes().parse_key("tenant_config_x").unwrap(),
+        tagged_routing::ChangeOp::Put,
+        tagged_routing::Version(1),
+        "u",
+        "2026-11-27T00:00:00Z".into(),
+        None,
+    );
+    s.hub.publish(ahead).await.unwrap();
+    loop {
+        match next(&mut stream).await {
+            Event::Resync(r) => {
+                assert!(r.reason.contains("skipped revisions"), "{}", r.reason);
+                break;
+            }
+            Event::Heartbeat(_) | Event::Changes(_) => {}
+        }
+    }
+}

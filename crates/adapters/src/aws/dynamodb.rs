@@ -520,14 +520,30 @@ impl DynamoStore {
         make_change: impl Fn(Revision) -> Change,
         extra: impl Fn(&Change) -> Result<Vec<TransactWriteItem>>,
     ) -> Result<Change> {
+        self.append_change_guarded(owner, make_change, extra, false)
+            .await?
+            .ok_or_else(|| Error::Backend("an unguarded append reported a failed guard".into()))
+    }
+
+    /// Like `append_change`; with `guarded`, the first `extra` item is a condition that
+    /// decides whether the change is new at all: when it fails, nothing is written and
+    /// the answer is `None` (the change was recorded already).
+    pub(crate) async fn append_change_guarded(
+        &self,
+        owner: &Owner,
+        make_change: impl Fn(Revision) -> Change,
+        extra: impl Fn(&Change) -> Result<Vec<TransactWriteItem>>,
+        guarded: bool,
+    ) -> Result<Option<Change>> {
         for attempt in 0..MAX_WRITE_ATTEMPTS {
             let head = self.head(owner).await?;
             let change = make_change(Revision(head.0 + 1));
             let mut items = vec![self.head_update(owner, head)?, self.change_put(owner, &change)?];
             items.extend(extra(&change)?);
-            match self.transact(items, None).await? {
-                Commit::Done => return Ok(change),
-                Commit::ValueChanged | Commit::Contended => backoff(attempt).await,
+            match self.transact(items, guarded.then_some(2)).await? {
+                Commit::Done => return Ok(Some(change)),
+                Commit::ValueChanged => return Ok(None),
+                Commit::Contended => backoff(attempt).await,
             }
         }
         Err(Error::Conflict(format!(

@@ -51,6 +51,13 @@ impl Clients {
     }
 }
 
+/// The SSM store (with its change log in the table), alone: what the cache-refresher
+/// needs to ingest Parameter Store changes made outside the API.
+pub fn ssm_store(clients: &Clients, routes: RoutingTable, settings: &AwsSettings) -> SsmStore {
+    let log = DynamoStore::new(clients.dynamodb.clone(), &settings.table, settings.change_retention);
+    SsmStore::new(clients.ssm.clone(), log, routes, settings.ssm.clone())
+}
+
 /// The store of the AWS deployment: DynamoDB-tagged keys in the table, SSM-tagged keys
 /// in Parameter Store, one change log (in the table) for both.
 pub fn tagged_store(
@@ -59,12 +66,7 @@ pub fn tagged_store(
     settings: &AwsSettings,
 ) -> tagged_routing::Result<TaggedStore> {
     let dynamo = DynamoStore::new(clients.dynamodb.clone(), &settings.table, settings.change_retention);
-    let ssm: Arc<dyn ConfigStore> = Arc::new(SsmStore::new(
-        clients.ssm.clone(),
-        dynamo.clone(),
-        routes.clone(),
-        settings.ssm.clone(),
-    ));
+    let ssm: Arc<dyn ConfigStore> = Arc::new(ssm_store(clients, routes.clone(), settings));
     let dynamo: Arc<dyn ConfigStore> = Arc::new(dynamo);
     let limits = StoreLimits {
         ssm_advanced_tier: settings.ssm.advanced_tier,

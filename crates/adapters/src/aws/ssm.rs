@@ -180,6 +180,108 @@ impl SsmStore {
     }
 }
 
+impl SsmStore {
+    /// The owner and key a parameter name stands for, when it lies under this store's root
+    /// and a route maps its tag segment to an SSM backend.
+    pub fn locate(&self, name: &str) -> Option<(Owner, Key)> {
+        let rest = name.strip_prefix(&format!("/{}/", self.settings.root))?;
+        let (owner, _) = rest.split_once('/')?;
+        let owner = Owner::parse(owner).ok()?;
+        let key = self.key_of(&owner, name)?;
+        Some((owner, key))
+    }
+
+    /// Enters a change made outside the API (console, CLI; announced by a "Parameter Store
+    /// Change" event) into the owner's feed, exactly once: the pointer item records the SSM
+    /// version each change stands for, and the append is conditioned on it, so our own
+    /// API writes and repeated events add nothing (`None`).
+    ///
+    /// A value that is not JSON (typed in a console) enters as a JSON string.
+    pub async fn ingest_external(&self, owner: &Owner, key: &Key) -> Result<Option<Change>> {
+        use aws_sdk_dynamodb::types::{AttributeValue, Delete as DdbDelete, Put as DdbPut, TransactWriteItem};
+        let name = self.parameter_name(owner, key)?;
+        let (parameter, pointer) = tokio::try_join!(self.get_parameter(&name), self.pointer(owner, key))?;
+        let at = now_rfc3339();
+        let build =
+            |e: aws_sdk_dynamodb::error::BuildError| Error::Backend(format!("cannot build a DynamoDB request: {e}"));
+        match parameter {
+            Some(p) => {
+                let version = Version(u64::try_from(p.version()).map_err(corrupt)?);
+                if pointer.as_ref().is_some_and(|ptr| ptr.version >= version.0) {
+                    return Ok(None);
+                }
+                let raw = p.value().unwrap_or_default();
+                let value = JsonText::parse(raw).or_else(|_| JsonText::from_serialize(&raw))?;
+                let change_value = value.clone();
+                self.log
+                    .append_change_guarded(
+                        owner,
+                        |revision| {
+                            Change::new(
+                                owner,
+                                revision,
+                                key,
+                                ChangeOp::Put,
+                                version,
+                                "ssm",
+                                at.clone(),
+                                Some(&change_value),
+                            )
+                        },
+                        |change| {
+                            let pointer = PointerItem {
+                                pk: pk(owner),
+                                sk: pointer_sk(key.as_str()),
+                                key: key.as_str().to_owned(),
+                                version: version.0,
+                                revision: change.revision.0,
+                                updated_at: change.at.clone(),
+                                updated_by: "ssm".into(),
+                            };
+                            let item = serde_dynamo::aws_sdk_dynamodb_1::to_item(&pointer)
+                                .map_err(|e| Error::Backend(format!("cannot encode a pointer: {e}")))?;
+                            let put = DdbPut::builder()
+                                .table_name(self.log.table())
+                                .set_item(Some(item))
+                                .condition_expression("attribute_not_exists(sk) OR version < :v")
+                                .expression_attribute_values(":v", AttributeValue::N(version.0.to_string()))
+                                .build()
+                                .map_err(build)?;
+                            Ok(vec![TransactWriteItem::builder().put(put).build()])
+                        },
+                        true,
+                    )
+                    .await
+            }
+            None => {
+                // Deleted outside the API. Our own deletes removed the pointer already.
+                let Some(pointer) = pointer else { return Ok(None) };
+                let version = Version(pointer.version);
+                self.log
+                    .append_change_guarded(
+                        owner,
+                        |revision| {
+                            Change::new(owner, revision, key, ChangeOp::Delete, version, "ssm", at.clone(), None)
+                        },
+                        |_| {
+                            let delete = DdbDelete::builder()
+                                .table_name(self.log.table())
+                                .key("pk", AttributeValue::S(pk(owner)))
+                                .key("sk", AttributeValue::S(pointer_sk(key.as_str())))
+                                .condition_expression("version = :v")
+                                .expression_attribute_values(":v", AttributeValue::N(version.0.to_string()))
+                                .build()
+                                .map_err(build)?;
+                            Ok(vec![TransactWriteItem::builder().delete(delete).build()])
+                        },
+                        true,
+                    )
+                    .await
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ConfigStore for SsmStore {
     async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {

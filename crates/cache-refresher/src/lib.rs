@@ -1,0 +1,253 @@
+//! # cache-refresher: EventBridge → every watch server
+//!
+//! The Lambda behind two EventBridge rules:
+//!
+//! - `ConfigChanged` (from the stream publisher): the change is pushed with `Refresh` to
+//!   every watch-server instance, in parallel, each within a deadline, with the service
+//!   credential. The invocation fails — so EventBridge retries, then the DLQ gets it —
+//!   only when an instance could not be refreshed; retries are harmless because `Refresh`
+//!   is idempotent by tenant + revision.
+//! - `Parameter Store Change` (from `aws.ssm`, edits made outside the API): the new
+//!   version enters the tenant's change log exactly once (`SsmStore::ingest_external`,
+//!   deduplicated by parameter name + version with a conditional write; our own API
+//!   writes are recognised and not doubled). From the log it reaches the watch servers
+//!   through the stream like every other change — one path, so exactly once.
+//!
+//! Instances come from `TAGCFG_WATCH_ENDPOINTS` (a static list). Cloud Map discovery is
+//! not built yet.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use adapters::aws::{AwsSettings, Clients, SsmStore};
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use serde::Serialize;
+use serde_json::Value;
+use tagged_routing::env::{self, EnvError, Lookup};
+use tagged_routing::{Change, RoutingTable};
+use tonic::transport::{Channel, Endpoint};
+use watch::pb::{config_watch_client::ConfigWatchClient, RefreshRequest};
+
+pub const CONFIG_CHANGED: &str = "ConfigChanged";
+pub const PARAMETER_STORE_CHANGE: &str = "Parameter Store Change";
+
+/// Everything the function reads from its environment.
+#[derive(Debug, Clone)]
+pub struct RefresherConfig {
+    /// `TAGCFG_WATCH_ENDPOINTS`: comma-separated `http://host:port` of every instance.
+    pub endpoints: Vec<String>,
+    /// `TAGCFG_SERVICE_SECRET`: signs the service credential.
+    pub service_secret: Vec<u8>,
+    /// `TAGCFG_REFRESH_TIMEOUT_MS` (default 2000): deadline per instance.
+    pub timeout: Duration,
+    pub routes: RoutingTable,
+    pub aws: AwsSettings,
+}
+
+impl RefresherConfig {
+    pub fn from_lookup(get: &impl Lookup) -> Result<Self, EnvError> {
+        let endpoints: Vec<String> = env::required(get, "TAGCFG_WATCH_ENDPOINTS")?
+            .split(',')
+            .map(|e| e.trim().trim_end_matches('/').to_owned())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if let Some(bad) = endpoints
+            .iter()
+            .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            return Err(EnvError::invalid(
+                "TAGCFG_WATCH_ENDPOINTS",
+                format!("'{bad}' is not an http(s):// URL"),
+            ));
+        }
+        if endpoints.is_empty() {
+            return Err(EnvError::invalid("TAGCFG_WATCH_ENDPOINTS", "lists no endpoint"));
+        }
+        let service_secret = env::required(get, "TAGCFG_SERVICE_SECRET")?.into_bytes();
+        if service_secret.len() < 32 {
+            return Err(EnvError::invalid(
+                "TAGCFG_SERVICE_SECRET",
+                "must be at least 32 characters",
+            ));
+        }
+        Ok(RefresherConfig {
+            endpoints,
+            service_secret,
+            timeout: Duration::from_millis(env::number(get, "TAGCFG_REFRESH_TIMEOUT_MS", 2000)?),
+            routes: env::routes(get)?,
+            aws: AwsSettings::from_lookup(get)?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("malformed {detail_type} event: {reason}")]
+    Malformed { detail_type: String, reason: String },
+    #[error("{failed} of {total} watch instances were not refreshed: {details}")]
+    Instances {
+        failed: usize,
+        total: usize,
+        details: String,
+    },
+    #[error("{0}")]
+    Store(#[from] tagged_routing::Error),
+    #[error("{0}")]
+    Auth(#[from] tenant_auth::AuthError),
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Refreshed {
+        instances: usize,
+        accepted: u32,
+        duplicates: u32,
+    },
+    Ingested {
+        tenant: String,
+        revision: u64,
+        key: String,
+    },
+    AlreadyRecorded {
+        key: String,
+    },
+    Ignored {
+        reason: String,
+    },
+}
+
+/// Built once per execution environment: connections to the instances are kept.
+pub struct Refresher {
+    instances: Vec<(String, ConfigWatchClient<Channel>)>,
+    secret: Vec<u8>,
+    timeout: Duration,
+    ssm: SsmStore,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+impl Refresher {
+    pub fn new(config: RefresherConfig, clients: &Clients) -> Result<Self, EnvError> {
+        let mut instances = Vec::new();
+        for url in &config.endpoints {
+            let endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|e| EnvError::invalid("TAGCFG_WATCH_ENDPOINTS", format!("{url}: {e}")))?
+                .connect_timeout(config.timeout);
+            instances.push((url.clone(), ConfigWatchClient::new(endpoint.connect_lazy())));
+        }
+        Ok(Refresher {
+            instances,
+            secret: config.service_secret,
+            timeout: config.timeout,
+            ssm: adapters::aws::ssm_store(clients, config.routes, &config.aws),
+            token: Mutex::new(None),
+        })
+    }
+
+    /// A service credential, reused for four minutes of its five.
+    fn credential(&self) -> Result<String, RefreshError> {
+        let mut cached = self.token.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((token, minted)) = cached.as_ref() {
+            if minted.elapsed() < Duration::from_secs(240) {
+                return Ok(token.clone());
+            }
+        }
+        let token = tenant_auth::service::mint(&self.secret, "cache-refresher", 300)?;
+        *cached = Some((token.clone(), Instant::now()));
+        Ok(token)
+    }
+
+    /// Handles one EventBridge event.
+    pub async fn handle(&self, event: &EventBridgeEvent<Value>) -> Result<Outcome, RefreshError> {
+        let malformed = |reason: String| RefreshError::Malformed {
+            detail_type: event.detail_type.clone(),
+            reason,
+        };
+        match event.detail_type.as_str() {
+            CONFIG_CHANGED => {
+                let change: Change =
+                    serde_json::from_value(event.detail.clone()).map_err(|e| malformed(e.to_string()))?;
+                self.refresh_all(vec![change]).await
+            }
+            PARAMETER_STORE_CHANGE => {
+                let name = event
+                    .detail
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| malformed("no 'name'".into()))?;
+                let Some((owner, key)) = self.ssm.locate(name) else {
+                    return Ok(Outcome::Ignored {
+                        reason: format!("{name} is outside the configured root or tags"),
+                    });
+                };
+                Ok(match self.ssm.ingest_external(&owner, &key).await? {
+                    Some(change) => {
+                        tracing::info!(tenant = %owner, key = %key, revision = change.revision.0, "ingested an SSM change made outside the API");
+                        Outcome::Ingested {
+                            tenant: change.tenant,
+                            revision: change.revision.0,
+                            key: change.key,
+                        }
+                    }
+                    None => Outcome::AlreadyRecorded {
+                        key: key.as_str().to_owned(),
+                    },
+                })
+            }
+            other => Ok(Outcome::Ignored {
+                reason: format!("detail-type '{other}' is not handled"),
+            }),
+        }
+    }
+
+    /// `Refresh` on every instance in parallel, each within the deadline.
+    pub async fn refresh_all(&self, changes: Vec<Change>) -> Result<Outcome, RefreshError> {
+        let token = self.credential()?;
+        let request = RefreshRequest {
+            changes: changes.iter().map(watch::change_to_pb).collect(),
+        };
+        let mut calls = tokio::task::JoinSet::new();
+        for (url, client) in &self.instances {
+            let (url, mut client, timeout) = (url.clone(), client.clone(), self.timeout);
+            let mut call = tonic::Request::new(request.clone());
+            call.set_timeout(timeout);
+            let bearer = format!("Bearer {token}").parse().map_err(|_| malformed_token())?;
+            call.metadata_mut().insert("authorization", bearer);
+            calls.spawn(async move {
+                let result = tokio::time::timeout(timeout, client.refresh(call)).await;
+                (url, result)
+            });
+        }
+        let (mut accepted, mut duplicates, mut failures) = (0, 0, Vec::new());
+        while let Some(joined) = calls.join_next().await {
+            match joined {
+                Ok((_, Ok(Ok(answer)))) => {
+                    let answer = answer.into_inner();
+                    accepted += answer.accepted;
+                    duplicates += answer.duplicates;
+                }
+                Ok((url, Ok(Err(status)))) => failures.push(format!("{url}: {:?} {}", status.code(), status.message())),
+                Ok((url, Err(_))) => failures.push(format!("{url}: no answer within {} ms", self.timeout.as_millis())),
+                Err(e) => failures.push(format!("a refresh task failed: {e}")),
+            }
+        }
+        if !failures.is_empty() {
+            failures.sort();
+            return Err(RefreshError::Instances {
+                failed: failures.len(),
+                total: self.instances.len(),
+                details: failures.join("; "),
+            });
+        }
+        Ok(Outcome::Refreshed {
+            instances: self.instances.len(),
+            accepted,
+            duplicates,
+        })
+    }
+}
+
+fn malformed_token() -> RefreshError {
+    RefreshError::Auth(tenant_auth::AuthError::Config("the service token is not ASCII".into()))
+}

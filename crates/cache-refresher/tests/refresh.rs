@@ -1,0 +1,324 @@
+//! The cache-refresher against real watch servers on random ports (Refresh) and against
+//! DynamoDB Local + moto (Parameter Store changes made outside the API).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters::aws::{table, Clients};
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use cache_refresher::{Outcome, RefreshError, Refresher, RefresherConfig};
+use serde_json::Value;
+use tagged_routing::memory::MemoryStore;
+use tagged_routing::{
+    ChangeOp, ConfigStore, JsonText, Owner, Precondition, Revision, RoutingTable, StoreLimits, TaggedStore, TenantId,
+};
+use tenant_auth::service::ServiceVerifier;
+use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
+use watch::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+use watch::{Hub, HubConfig, WatchServer, WatchService};
+
+const SERVICE_SECRET: &str = "refresher-service-secret-0123456789ab";
+const DEV_SECRET: &str = "refresher-dev-secret-0123456789abcdef";
+
+fn event(name: &str) -> EventBridgeEvent<Value> {
+    let path = format!("{}/../../events/eventbridge/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn watch_server() -> WatchServer {
+    let routes = RoutingTable::default();
+    let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
+    // The table already holds acme's first six changes; the sample event is revision 7.
+    let acme = Owner::Tenant(TenantId::parse("acme").unwrap());
+    for i in 1..=6 {
+        let key = routes.parse_key(&format!("tenant_config_earlier/{i}")).unwrap();
+        store
+            .put(&acme, &key, &JsonText::parse("1").unwrap(), Precondition::None, "seed")
+            .await
+            .unwrap();
+    }
+    let hub = Arc::new(Hub::new(Arc::new(store), HubConfig::default()));
+    let verifier = Verifier::new(VerifierConfig {
+        issuer: Some(dev::DEV_ISSUER.into()),
+        dev_secret: Some(DEV_SECRET.as_bytes().to_vec()),
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    let service = WatchService::new(
+        hub,
+        Arc::new(routes),
+        Arc::new(verifier),
+        Some(Arc::new(ServiceVerifier::new(SERVICE_SECRET.as_bytes()).unwrap())),
+        Duration::from_secs(3600),
+    );
+    WatchServer::start("127.0.0.1:0".parse().unwrap(), service)
+        .await
+        .unwrap()
+}
+
+fn config(endpoints: &[String], extra: &[(&str, &str)]) -> RefresherConfig {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("TAGCFG_WATCH_ENDPOINTS".to_owned(), endpoints.join(",")),
+        ("TAGCFG_SERVICE_SECRET".to_owned(), SERVICE_SECRET.to_owned()),
+        ("TAGCFG_TABLE".to_owned(), "unused".to_owned()),
+        ("TAGCFG_REFRESH_TIMEOUT_MS".to_owned(), "1500".to_owned()),
+    ]);
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    RefresherConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap()
+}
+
+/// Clients that are never called (ConfigChanged needs no AWS).
+fn offline_clients() -> Clients {
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
+    Clients::from_sdk(&sdk)
+}
+
+async fn watcher(server: &WatchServer) -> tonic::Streaming<watch::pb::WatchEvent> {
+    let token = dev::mint(
+        DEV_SECRET.as_bytes(),
+        &TenantId::parse("acme").unwrap(),
+        "u",
+        &[Scope::Read],
+        600,
+    )
+    .unwrap();
+    let mut request = tonic::Request::new(WatchRequest {
+        prefixes: vec![],
+        since_revision: None,
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut stream = ConfigWatchClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap()
+        .watch(request)
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap(); // live
+    stream
+}
+
+#[tokio::test]
+async fn config_changed_reaches_every_instance_and_retries_are_harmless() {
+    let (a, b) = (watch_server().await, watch_server().await);
+    let endpoints = [format!("http://{}", a.addr), format!("http://{}", b.addr)];
+    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients()).unwrap();
+    let (mut on_a, mut on_b) = (watcher(&a).await, watcher(&b).await);
+
+    let outcome = refresher.handle(&event("config-changed")).await.unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Refreshed {
+            instances: 2,
+            accepted: 2,
+            duplicates: 0
+        }
+    );
+    for stream in [&mut on_a, &mut on_b] {
+        match tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event
+        {
+            Some(Event::Changes(batch)) => {
+                assert_eq!(
+                    (batch.changes[0].key.as_str(), batch.changes[0].revision),
+                    ("tenant_config_flags/checkout", 7)
+                );
+                assert_eq!(batch.changes[0].value_json.as_deref(), Some("{\"enabled\":true}"));
+            }
+            other => panic!("expected the change, got {other:?}"),
+        }
+    }
+    // EventBridge retries the same event: nothing new anywhere.
+    let again = refresher.handle(&event("config-changed")).await.unwrap();
+    assert_eq!(
+        again,
+        Outcome::Refreshed {
+            instances: 2,
+            accepted: 0,
+            duplicates: 2
+        }
+    );
+    // A secret's change travels without its value.
+    let secret = refresher.handle(&event("config-changed-secret")).await.unwrap();
+    assert_eq!(
+        secret,
+        Outcome::Refreshed {
+            instances: 2,
+            accepted: 2,
+            duplicates: 0
+        }
+    );
+    // A malformed event fails (EventBridge retries, then the DLQ keeps it).
+    assert!(matches!(
+        refresher.handle(&event("config-changed-malformed")).await,
+        Err(RefreshError::Malformed { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_unreachable_instance_fails_the_invocation_and_names_itself() {
+    let a = watch_server().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let endpoints = [format!("http://{}", a.addr), format!("http://{dead}")];
+    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients()).unwrap();
+    let err = refresher.handle(&event("config-changed")).await.unwrap_err();
+    match err {
+        RefreshError::Instances { failed, total, details } => {
+            assert_eq!((failed, total), (1, 2));
+            assert!(details.contains(&dead.to_string()), "{details}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn configuration_names_the_bad_variable() {
+    let vars: HashMap<&str, &str> = HashMap::from([
+        ("TAGCFG_WATCH_ENDPOINTS", "grpc://x:1"),
+        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET),
+        ("TAGCFG_TABLE", "t"),
+    ]);
+    let err = RefresherConfig::from_lookup(&|k: &str| vars.get(k).map(|v| v.to_string())).unwrap_err();
+    assert!(err.to_string().starts_with("TAGCFG_WATCH_ENDPOINTS:"), "{err}");
+}
+
+#[tokio::test]
+async fn parameter_store_changes_made_outside_the_api_enter_the_feed_exactly_once() {
+    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none() {
+        assert!(
+            std::env::var_os("TAGCFG_EMULATORS").is_none(),
+            "TAGCFG_EMULATORS is set but the endpoints are not"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED parameter_store_changes_made_outside_the_api: no emulators; run `make test`"
+        );
+        return;
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let table_name = format!("tagcfg-refresher-{nanos}");
+    table::create_config_table(&aws_sdk_dynamodb::Client::new(&sdk), &table_name)
+        .await
+        .unwrap();
+    let clients = Clients::from_sdk(&sdk);
+    // The sample events name /tagcfg/acme/param_config/payments/endpoint.
+    let config = config(
+        &["http://127.0.0.1:9".to_owned()],
+        &[("TAGCFG_TABLE", &table_name), ("TAGCFG_SSM_ROOT", "tagcfg")],
+    );
+    let refresher = Refresher::new(config.clone(), &clients).unwrap();
+    let store = adapters::aws::tagged_store(&clients, config.routes.clone(), &config.aws).unwrap();
+    let acme = Owner::Tenant(TenantId::parse("acme").unwrap());
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let name = "/tagcfg/acme/param_config/payments/endpoint";
+    let _ = ssm.delete_parameter().name(name).send().await;
+
+    // Someone edits the parameter in the console: one change, however often the event comes.
+    ssm.put_parameter()
+        .name(name)
+        .value("\"https://console.example\"")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let first = refresher.handle(&event("ssm-create")).await.unwrap();
+    assert_eq!(
+        first,
+        Outcome::Ingested {
+            tenant: "acme".into(),
+            revision: 1,
+            key: "param_config_payments/endpoint".into()
+        }
+    );
+    assert_eq!(
+        refresher.handle(&event("ssm-create")).await.unwrap(),
+        Outcome::AlreadyRecorded {
+            key: "param_config_payments/endpoint".into()
+        }
+    );
+
+    // A write through the API also raises a Parameter Store Change event: not doubled.
+    let key = config.routes.parse_key("param_config_payments/endpoint").unwrap();
+    let written = store
+        .put(
+            &acme,
+            &key,
+            &JsonText::parse("\"https://api.example\"").unwrap(),
+            Precondition::None,
+            "alice",
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.revision, Revision(2));
+    assert!(matches!(
+        refresher.handle(&event("ssm-update")).await.unwrap(),
+        Outcome::AlreadyRecorded { .. }
+    ));
+
+    // A plain (non-JSON) console value enters as a JSON string; a console delete as a delete.
+    ssm.put_parameter()
+        .name(name)
+        .value("plain text")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(
+        refresher.handle(&event("ssm-update")).await.unwrap(),
+        Outcome::Ingested { revision: 3, .. }
+    ));
+    ssm.delete_parameter().name(name).send().await.unwrap();
+    assert!(matches!(
+        refresher.handle(&event("ssm-delete")).await.unwrap(),
+        Outcome::Ingested { revision: 4, .. }
+    ));
+    assert!(matches!(
+        refresher.handle(&event("ssm-delete")).await.unwrap(),
+        Outcome::AlreadyRecorded { .. }
+    ));
+    assert!(matches!(
+        refresher.handle(&event("ssm-outside-root")).await.unwrap(),
+        Outcome::Ignored { .. }
+    ));
+
+    let log = store.changes_since(&acme, Revision(0), 100).await.unwrap();
+    let summary: Vec<(u64, ChangeOp, u64, &str)> = log
+        .iter()
+        .map(|c| (c.revision.0, c.op, c.version.0, c.actor.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, ChangeOp::Put, 1, "ssm"),
+            (2, ChangeOp::Put, 2, "alice"),
+            (3, ChangeOp::Put, 3, "ssm"),
+            (4, ChangeOp::Delete, 3, "ssm")
+        ]
+    );
+    assert_eq!(
+        log[0].value.as_ref().map(JsonText::as_str),
+        Some("\"https://console.example\"")
+    );
+    assert_eq!(log[2].value.as_ref().map(JsonText::as_str), Some("\"plain text\""));
+}
