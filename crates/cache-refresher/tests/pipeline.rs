@@ -1,0 +1,406 @@
+//! The whole change feed on the emulators, in one test:
+//!
+//! PUT through the config-api Lambda handler (DynamoDB Local + moto) → the change item's
+//! record read from DynamoDB Local's stream (GetRecords, wrapped as a Lambda stream event)
+//! → stream-publisher → moto EventBridge bus, rule with the pattern in
+//! `infra/eventbridge/config-changed-pattern.json` → SQS target → cache-refresher →
+//! `Refresh` on a watch server on a random port → a `Watch` client receives the change.
+//! Then a `PutParameter` made straight against moto, delivered as a Parameter Store Change
+//! event, reaches the watcher exactly once.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use adapters::aws::{table, Clients};
+use aws_lambda_events::event::dynamodb::EventRecord;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use cache_refresher::{Outcome, Refresher, RefresherConfig};
+use lambda_http::{Context, LambdaEvent, Service};
+use serde_json::{json, Value};
+use stream_publisher::{EventBridgeSink, PublisherConfig};
+use tenant_auth::{dev, Scope};
+use watch::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+
+const SERVICE_SECRET: &str = "pipeline-service-secret-0123456789abcd";
+const DEV_SECRET: &str = "pipeline-dev-secret-0123456789abcdefgh";
+
+fn root() -> String {
+    format!("{}/../..", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Reads DynamoDB Local's stream from where the last call stopped.
+struct StreamReader {
+    client: aws_sdk_dynamodbstreams::Client,
+    iterators: Vec<String>,
+}
+
+impl StreamReader {
+    async fn open(sdk: &aws_config::SdkConfig, table: &str) -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let arn = ddb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap()
+            .latest_stream_arn
+            .unwrap();
+        let client = aws_sdk_dynamodbstreams::Client::new(sdk);
+        let stream = client
+            .describe_stream()
+            .stream_arn(&arn)
+            .send()
+            .await
+            .unwrap()
+            .stream_description
+            .unwrap();
+        let mut iterators = Vec::new();
+        for shard in stream.shards.unwrap_or_default() {
+            let it = client
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(shard.shard_id.unwrap())
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap()
+                .shard_iterator
+                .unwrap();
+            iterators.push(it);
+        }
+        StreamReader { client, iterators }
+    }
+
+    /// New records, as Lambda would deliver them.
+    async fn read(&mut self) -> Vec<EventRecord> {
+        let mut out = Vec::new();
+        for it in self.iterators.iter_mut() {
+            let page = self
+                .client
+                .get_records()
+                .shard_iterator(it.clone())
+                .send()
+                .await
+                .unwrap();
+            for r in page.records.unwrap_or_default() {
+                let change = r.dynamodb.unwrap();
+                let mut record = EventRecord::default();
+                record.event_id = r.event_id.unwrap_or_default();
+                record.event_name = r.event_name.map(|n| n.as_str().to_owned()).unwrap_or_default();
+                record.aws_region = "us-east-1".into();
+                record.change.keys = serde_dynamo::Item::from(change.keys.unwrap_or_default());
+                record.change.new_image = serde_dynamo::Item::from(change.new_image.unwrap_or_default());
+                record.change.sequence_number = change.sequence_number;
+                out.push(record);
+            }
+            if let Some(next) = page.next_shard_iterator {
+                *it = next;
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
+    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none()
+        || std::env::var_os("AWS_ENDPOINT_URL_EVENTBRIDGE").is_none()
+    {
+        assert!(
+            std::env::var_os("TAGCFG_EMULATORS").is_none(),
+            "TAGCFG_EMULATORS is set but the endpoints are not"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_write_and_a_console_edit_travel_the_whole_feed: no emulators; run `make test`"
+        );
+        return;
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("tagcfg-e2e-{nanos}");
+    table::create_config_table(&aws_sdk_dynamodb::Client::new(&sdk), &name)
+        .await
+        .unwrap();
+    let clients = Clients::from_sdk(&sdk);
+
+    // EventBridge bus → rule (the shared pattern) → SQS queue.
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    events.create_event_bus().name(&name).send().await.unwrap();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let pattern = std::fs::read_to_string(format!("{}/infra/eventbridge/config-changed-pattern.json", root())).unwrap();
+    events
+        .put_rule()
+        .name("config-changed")
+        .event_bus_name(&name)
+        .event_pattern(pattern)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("config-changed")
+        .event_bus_name(&name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("refresher-queue")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // A watch server over the same table, and a watcher of acme.
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("TAGCFG_TABLE", name.clone()),
+        ("TAGCFG_SSM_ROOT", name.clone()),
+        ("TAGCFG_WATCH_ADDR", "127.0.0.1:0".into()),
+        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
+        ("TAGCFG_DEV_SECRET", DEV_SECRET.into()),
+        ("TAGCFG_ISSUER", dev::DEV_ISSUER.into()),
+    ]);
+    let ws_config = tagcfg::watch_server::WatchServerConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
+    let server = tagcfg::watch_server::start(ws_config, &clients).await.unwrap();
+    let token = dev::mint(
+        DEV_SECRET.as_bytes(),
+        &tagged_routing::TenantId::parse("acme").unwrap(),
+        "svc",
+        &[Scope::Read],
+        600,
+    )
+    .unwrap();
+    let mut request = tonic::Request::new(WatchRequest {
+        prefixes: vec!["param_config_".into()],
+        since_revision: None,
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut watcher = ConfigWatchClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap()
+        .watch(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        watcher.message().await.unwrap().unwrap().event,
+        Some(Event::Heartbeat(_))
+    ));
+
+    // The Lambdas of the feed.
+    let api_vars: HashMap<&str, String> = HashMap::from([
+        ("TAGCFG_TABLE", name.clone()),
+        ("TAGCFG_SSM_ROOT", name.clone()),
+        (
+            "TAGCFG_JWKS_FILE",
+            format!("{}/crates/tenant-auth/tests/fixtures/jwks.json", root()),
+        ),
+        (
+            "TAGCFG_ISSUER",
+            "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_tagcfgEvents".into(),
+        ),
+    ]);
+    let api = config_api::build(
+        config_api::ApiConfig::from_lookup(|k| api_vars.get(k).cloned()).unwrap(),
+        &clients,
+    )
+    .unwrap();
+    let publisher = PublisherConfig {
+        event_bus: name.clone(),
+        source: "tagcfg".into(),
+    };
+    let sink = EventBridgeSink { client: events.clone() };
+    let refresher_vars: HashMap<&str, String> = HashMap::from([
+        ("TAGCFG_WATCH_ENDPOINTS", format!("http://{}", server.addr)),
+        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
+        ("TAGCFG_TABLE", name.clone()),
+        ("TAGCFG_SSM_ROOT", name.clone()),
+    ]);
+    let refresher = Refresher::new(
+        RefresherConfig::from_lookup(&|k: &str| refresher_vars.get(k).cloned()).unwrap(),
+        &clients,
+    )
+    .unwrap();
+    let mut stream = StreamReader::open(&sdk, &name).await;
+
+    let pipe = Pipe {
+        publisher: &publisher,
+        sink: &sink,
+        sqs: &sqs,
+        queue_url: &queue_url,
+        refresher: &refresher,
+    };
+
+    // 1. A PUT through the config-api handler.
+    let event: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{}/events/api/put-param.json", root())).unwrap())
+            .unwrap();
+    let mut handler = lambda_http::Adapter::from(api.router.clone());
+    let answer = handler
+        .call(LambdaEvent::new(
+            serde_json::from_value(event).unwrap(),
+            Context::default(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(answer).unwrap()["statusCode"], 201);
+    assert_eq!(pipe.feed(&mut stream).await, 1, "one ConfigChanged event for one write");
+    let change = match tokio::time::timeout(Duration::from_secs(5), watcher.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .event
+    {
+        Some(Event::Changes(batch)) => batch.changes.into_iter().next().unwrap(),
+        other => panic!("expected the change, got {other:?}"),
+    };
+    assert_eq!(
+        (
+            change.tenant.as_str(),
+            change.key.as_str(),
+            change.version,
+            change.revision
+        ),
+        ("acme", "param_config_payments/endpoint", 1, 1)
+    );
+    assert_eq!(
+        change.value_json.as_deref(),
+        Some("\"https://payments.acme.example/v2\"")
+    );
+
+    // 2. A console edit: PutParameter straight against moto, then its Parameter Store
+    //    Change event (delivered twice, as EventBridge may).
+    let parameter = format!("/{name}/acme/param_config/payments/endpoint");
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&parameter)
+        .value("\"https://payments.acme.example/console\"")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let mut ssm_event: EventBridgeEvent<Value> = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/events/eventbridge/ssm-update.json", root())).unwrap(),
+    )
+    .unwrap();
+    ssm_event.detail["name"] = json!(parameter);
+    assert!(matches!(
+        refresher.handle(&ssm_event).await.unwrap(),
+        Outcome::Ingested { revision: 2, .. }
+    ));
+    assert!(matches!(
+        refresher.handle(&ssm_event).await.unwrap(),
+        Outcome::AlreadyRecorded { .. }
+    ));
+    assert_eq!(
+        pipe.feed(&mut stream).await,
+        1,
+        "the console edit entered the feed once"
+    );
+    let change = match tokio::time::timeout(Duration::from_secs(5), watcher.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .event
+    {
+        Some(Event::Changes(batch)) => batch.changes.into_iter().next().unwrap(),
+        other => panic!("expected the console change, got {other:?}"),
+    };
+    assert_eq!((change.revision, change.version, change.actor.as_str()), (2, 2, "ssm"));
+    assert_eq!(
+        change.value_json.as_deref(),
+        Some("\"https://payments.acme.example/console\"")
+    );
+    // Nothing else arrives.
+    let more = tokio::time::timeout(Duration::from_millis(500), watcher.message()).await;
+    assert!(
+        more.is_err() || matches!(more, Ok(Ok(Some(ref e))) if matches!(e.event, Some(Event::Heartbeat(_)))),
+        "{more:?}"
+    );
+    drop(watcher);
+    server.shutdown().await.unwrap();
+}
+
+/// Publisher → bus → queue → refresher.
+struct Pipe<'a> {
+    publisher: &'a PublisherConfig,
+    sink: &'a EventBridgeSink,
+    sqs: &'a aws_sdk_sqs::Client,
+    queue_url: &'a str,
+    refresher: &'a Refresher,
+}
+
+impl Pipe<'_> {
+    /// Moves whatever the stream holds through the feed; returns the events refreshed.
+    async fn feed(&self, stream: &mut StreamReader) -> usize {
+        let records = stream.read().await;
+        let response = stream_publisher::publish(&records, self.sink, self.publisher).await;
+        assert!(response.batch_item_failures.is_empty());
+        let mut refreshed = 0;
+        for _ in 0..10 {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() && refreshed > 0 {
+                break;
+            }
+            for m in messages {
+                let mut body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                // moto's SQS-delivered events lack `account`.
+                body.as_object_mut()
+                    .unwrap()
+                    .entry("account")
+                    .or_insert(json!("123456789012"));
+                let event: EventBridgeEvent<Value> = serde_json::from_value(body).unwrap();
+                let outcome = self.refresher.handle(&event).await.unwrap();
+                assert!(matches!(outcome, Outcome::Refreshed { accepted: 1, .. }), "{outcome:?}");
+                refreshed += 1;
+                self.sqs
+                    .delete_message()
+                    .queue_url(self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        refreshed
+    }
+}
