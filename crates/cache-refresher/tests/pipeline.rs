@@ -29,10 +29,12 @@ fn root() -> String {
     format!("{}/../..", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Reads DynamoDB Local's stream from where the last call stopped.
+/// Reads DynamoDB Local's stream from where the last call stopped: a fresh iterator per
+/// read, after the last sequence number seen in each shard.
 struct StreamReader {
     client: aws_sdk_dynamodbstreams::Client,
-    iterators: Vec<String>,
+    arn: String,
+    seen: HashMap<String, String>,
 }
 
 impl StreamReader {
@@ -48,56 +50,63 @@ impl StreamReader {
             .unwrap()
             .latest_stream_arn
             .unwrap();
-        let client = aws_sdk_dynamodbstreams::Client::new(sdk);
-        let stream = client
+        StreamReader {
+            client: aws_sdk_dynamodbstreams::Client::new(sdk),
+            arn,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// New records, as Lambda would deliver them.
+    async fn read(&mut self) -> Vec<EventRecord> {
+        use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+        let mut out = Vec::new();
+        let stream = self
+            .client
             .describe_stream()
-            .stream_arn(&arn)
+            .stream_arn(&self.arn)
             .send()
             .await
             .unwrap()
             .stream_description
             .unwrap();
-        let mut iterators = Vec::new();
         for shard in stream.shards.unwrap_or_default() {
-            let it = client
-                .get_shard_iterator()
-                .stream_arn(&arn)
-                .shard_id(shard.shard_id.unwrap())
-                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .unwrap()
-                .shard_iterator
-                .unwrap();
-            iterators.push(it);
-        }
-        StreamReader { client, iterators }
-    }
-
-    /// New records, as Lambda would deliver them.
-    async fn read(&mut self) -> Vec<EventRecord> {
-        let mut out = Vec::new();
-        for it in self.iterators.iter_mut() {
-            let page = self
+            let shard_id = shard.shard_id.unwrap();
+            let request = self
                 .client
-                .get_records()
-                .shard_iterator(it.clone())
-                .send()
-                .await
-                .unwrap();
-            for r in page.records.unwrap_or_default() {
-                let change = r.dynamodb.unwrap();
-                let mut record = EventRecord::default();
-                record.event_id = r.event_id.unwrap_or_default();
-                record.event_name = r.event_name.map(|n| n.as_str().to_owned()).unwrap_or_default();
-                record.aws_region = "us-east-1".into();
-                record.change.keys = serde_dynamo::Item::from(change.keys.unwrap_or_default());
-                record.change.new_image = serde_dynamo::Item::from(change.new_image.unwrap_or_default());
-                record.change.sequence_number = change.sequence_number;
-                out.push(record);
-            }
-            if let Some(next) = page.next_shard_iterator {
-                *it = next;
+                .get_shard_iterator()
+                .stream_arn(&self.arn)
+                .shard_id(&shard_id);
+            let request = match self.seen.get(&shard_id) {
+                Some(seq) => request
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .sequence_number(seq),
+                None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            };
+            let mut iterator = request.send().await.unwrap().shard_iterator;
+            for _ in 0..5 {
+                let Some(it) = iterator.take() else { break };
+                let page = self.client.get_records().shard_iterator(it).send().await.unwrap();
+                let records = page.records.unwrap_or_default();
+                let empty = records.is_empty();
+                for r in records {
+                    let change = r.dynamodb.unwrap();
+                    if let Some(seq) = &change.sequence_number {
+                        self.seen.insert(shard_id.clone(), seq.clone());
+                    }
+                    let mut record = EventRecord::default();
+                    record.event_id = r.event_id.unwrap_or_default();
+                    record.event_name = r.event_name.map(|n| n.as_str().to_owned()).unwrap_or_default();
+                    record.aws_region = "us-east-1".into();
+                    record.change.keys = serde_dynamo::Item::from(change.keys.unwrap_or_default());
+                    record.change.new_image = serde_dynamo::Item::from(change.new_image.unwrap_or_default());
+                    record.change.sequence_number = change.sequence_number;
+                    out.push(record);
+                }
+                if empty {
+                    break;
+                }
+                iterator = page.next_shard_iterator;
             }
         }
         out
@@ -403,4 +412,185 @@ impl Pipe<'_> {
         }
         refreshed
     }
+}
+
+/// The real EventBridge client, refusing chosen changes (by revision) for a number of
+/// attempts (u32::MAX = always) without sending them.
+struct FaultInjecting {
+    inner: EventBridgeSink,
+    refuse: std::sync::Mutex<HashMap<u64, u32>>,
+}
+
+#[async_trait::async_trait]
+impl stream_publisher::EventSink for FaultInjecting {
+    async fn put_events(
+        &self,
+        entries: Vec<aws_sdk_eventbridge::types::PutEventsRequestEntry>,
+    ) -> Result<Vec<Option<String>>, String> {
+        let mut results = vec![None; entries.len()];
+        let mut send = Vec::new();
+        let mut sent_at = Vec::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            let revision = serde_json::from_str::<Value>(e.detail().unwrap()).unwrap()["revision"]
+                .as_u64()
+                .unwrap();
+            let mut refuse = self.refuse.lock().unwrap();
+            match refuse.get_mut(&revision) {
+                Some(left) if *left > 0 => {
+                    *left = left.saturating_sub(1);
+                    results[i] = Some("InjectedFailure".to_owned());
+                }
+                _ => {
+                    send.push(e);
+                    sent_at.push(i);
+                }
+            }
+        }
+        if !send.is_empty() {
+            for (i, r) in sent_at.into_iter().zip(self.inner.put_events(send).await?) {
+                results[i] = r;
+            }
+        }
+        Ok(results)
+    }
+}
+
+#[tokio::test]
+async fn with_entries_failing_every_change_is_published_once_or_reported() {
+    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none()
+        || std::env::var_os("AWS_ENDPOINT_URL_EVENTBRIDGE").is_none()
+    {
+        assert!(
+            std::env::var_os("TAGCFG_EMULATORS").is_none(),
+            "TAGCFG_EMULATORS is set but the endpoints are not"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED with_entries_failing_every_change_is_published_once_or_reported: no emulators"
+        );
+        return;
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("tagcfg-faults-{nanos}");
+    table::create_config_table(&aws_sdk_dynamodb::Client::new(&sdk), &name)
+        .await
+        .unwrap();
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    events.create_event_bus().name(&name).send().await.unwrap();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let queue_arn = attrs.attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+    let pattern = std::fs::read_to_string(format!("{}/infra/eventbridge/config-changed-pattern.json", root())).unwrap();
+    events
+        .put_rule()
+        .name("all")
+        .event_bus_name(&name)
+        .event_pattern(pattern)
+        .send()
+        .await
+        .unwrap();
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("q")
+        .arn(queue_arn)
+        .build()
+        .unwrap();
+    events
+        .put_targets()
+        .rule("all")
+        .event_bus_name(&name)
+        .targets(target)
+        .send()
+        .await
+        .unwrap();
+
+    // 25 changes in the table, read back from its stream.
+    let clients = Clients::from_sdk(&sdk);
+    let mut settings = adapters::aws::AwsSettings::new(&name);
+    settings.ssm.root = name.clone();
+    let store = adapters::aws::tagged_store(&clients, tagged_routing::RoutingTable::default(), &settings).unwrap();
+    let acme = tagged_routing::Owner::Tenant(tagged_routing::TenantId::parse("acme").unwrap());
+    for i in 1..=25 {
+        let key = store.routes().parse_key(&format!("tenant_config_k{i}")).unwrap();
+        use tagged_routing::ConfigStore;
+        store
+            .put(
+                &acme,
+                &key,
+                &tagged_routing::JsonText::parse("1").unwrap(),
+                tagged_routing::Precondition::None,
+                "w",
+            )
+            .await
+            .unwrap();
+    }
+    let records = StreamReader::open(&sdk, &name).await.read().await;
+
+    // Revisions 3, 7 and 11 fail twice then get in; revision 20 never does.
+    let sink = FaultInjecting {
+        inner: EventBridgeSink { client: events.clone() },
+        refuse: std::sync::Mutex::new(HashMap::from([(3, 2), (7, 2), (11, 2), (20, u32::MAX)])),
+    };
+    let config = PublisherConfig {
+        event_bus: name.clone(),
+        source: "tagcfg".into(),
+    };
+    let response = stream_publisher::publish(&records, &sink, &config).await;
+
+    let mut delivered: Vec<u64> = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            delivered.push(body["detail"]["revision"].as_u64().unwrap());
+            sqs.delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    delivered.sort();
+    let expected: Vec<u64> = (1..=25).filter(|r| *r != 20).collect();
+    assert_eq!(
+        delivered, expected,
+        "every change exactly once, except the one that never got in"
+    );
+    // The one that never got in is reported: Lambda will retry from its record.
+    let failed_seq = response.batch_item_failures[0].item_identifier.clone().unwrap();
+    let failed_record = records
+        .iter()
+        .find(|r| r.change.sequence_number.as_deref() == Some(failed_seq.as_str()))
+        .unwrap();
+    let failed: adapters::aws::ChangeItem = serde_dynamo::from_item(failed_record.change.new_image.clone()).unwrap();
+    assert_eq!(failed.into_change().unwrap().revision.0, 20);
 }

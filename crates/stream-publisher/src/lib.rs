@@ -152,11 +152,13 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(cap / 2 + nanos % (cap / 2 + 1))).await;
 }
 
-/// Publishes one stream batch; returns the partial batch response.
-pub async fn publish(records: &[EventRecord], sink: &dyn EventSink, config: &PublisherConfig) -> DynamoDbEventResponse {
-    // Decode up to the first malformed record; it and everything after it are retried.
-    let mut pending: Vec<(usize, PutEventsRequestEntry, usize)> = Vec::new();
-    let mut first_failed: Option<usize> = None;
+/// One entry to send: the index of its record, the entry, its size.
+pub type Pending = (usize, PutEventsRequestEntry, usize);
+
+/// Turns a batch into entries, up to the first malformed record (whose index is returned:
+/// it and everything after it must be retried). No network.
+pub fn prepare(records: &[EventRecord], config: &PublisherConfig) -> (Vec<Pending>, Option<usize>) {
+    let mut pending = Vec::new();
     for (i, record) in records.iter().enumerate() {
         match change_of(record) {
             Ok(Some(change)) => {
@@ -166,11 +168,16 @@ pub async fn publish(records: &[EventRecord], sink: &dyn EventSink, config: &Pub
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "malformed stream record");
-                first_failed = Some(i);
-                break;
+                return (pending, Some(i));
             }
         }
     }
+    (pending, None)
+}
+
+/// Publishes one stream batch; returns the partial batch response.
+pub async fn publish(records: &[EventRecord], sink: &dyn EventSink, config: &PublisherConfig) -> DynamoDbEventResponse {
+    let (mut pending, mut first_failed) = prepare(records, config);
     // Send, retrying failed entries only, until delivered or out of attempts.
     let mut attempt = 0;
     while !pending.is_empty() && attempt < MAX_ATTEMPTS {
@@ -179,7 +186,7 @@ pub async fn publish(records: &[EventRecord], sink: &dyn EventSink, config: &Pub
         }
         attempt += 1;
         let sizes: Vec<usize> = pending.iter().map(|(_, _, s)| *s).collect();
-        let mut still: Vec<(usize, PutEventsRequestEntry, usize)> = Vec::new();
+        let mut still: Vec<Pending> = Vec::new();
         for chunk in chunks(&sizes) {
             let entries: Vec<PutEventsRequestEntry> = chunk.iter().map(|&i| pending[i].1.clone()).collect();
             match sink.put_events(entries).await {
