@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Integration tests reach DynamoDB Local and moto through the real AWS SDK.
 FEATURES := --features adapters/aws
 
-.PHONY: run test test-unit lint fmt emulators lambda-invoke bench clean-tools
+.PHONY: run test test-unit lint fmt emulators lambda-invoke invoke-stream-publisher invoke-cache-refresher bench clean-tools
 
 ## run: build and start the local all-in-one server (embedded store, no AWS, no Docker)
 run:
@@ -35,6 +35,7 @@ emulators:
 bench:
 	$(CARGO) bench -p http-api --bench warm_path -- --noplot
 	$(CARGO) bench -p tagcfg --bench watch
+	$(CARGO) bench -p stream-publisher --bench convert -- --noplot
 	$(CARGO) build --release -p config-api
 	@python3 -c "import os; print('config-api release binary (stripped): %.2f MiB' % (os.path.getsize('target/release/config-api') / 1048576))"
 	python3 infra/measure-cold-start.py target/release/config-api 30
@@ -42,7 +43,15 @@ bench:
 ## lambda-invoke: config-api under `cargo lambda watch` on the emulators, fed every events/api event
 ##                (or EVENTS="get-flag list"); cargo-lambda comes from PyPI, no zig needed
 lambda-invoke:
-	infra/with-emulators.sh infra/lambda-local.sh $(EVENTS)
+	infra/with-emulators.sh infra/lambda-local.sh config-api $(EVENTS)
+
+## invoke-stream-publisher: the stream publisher on the emulators, fed events/stream/*.json
+invoke-stream-publisher:
+	infra/with-emulators.sh infra/lambda-local.sh stream-publisher $(EVENTS)
+
+## invoke-cache-refresher: the cache-refresher (and a watch server) on the emulators, fed events/eventbridge/*.json
+invoke-cache-refresher:
+	infra/with-emulators.sh infra/lambda-local.sh cache-refresher $(EVENTS)
 
 clean-tools:
 	rm -rf .tools

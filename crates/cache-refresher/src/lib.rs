@@ -96,6 +96,29 @@ pub enum RefreshError {
     Auth(#[from] tenant_auth::AuthError),
 }
 
+impl RefreshError {
+    fn kind(&self) -> &'static str {
+        match self {
+            RefreshError::Malformed { .. } => "MalformedEvent",
+            RefreshError::Instances { .. } => "InstancesNotRefreshed",
+            RefreshError::Store(e) if e.is_retryable() => "StoreUnavailable",
+            RefreshError::Store(_) => "StoreError",
+            RefreshError::Auth(_) => "ServiceCredentialError",
+        }
+    }
+}
+
+/// The runtime reports a failed invocation with a type and a message; these say which
+/// failure it was (EventBridge retries it, then the DLQ keeps it).
+impl From<RefreshError> for lambda_runtime::Diagnostic {
+    fn from(e: RefreshError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.kind().into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
 /// What one invocation did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]

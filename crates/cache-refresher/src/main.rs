@@ -1,7 +1,7 @@
 //! The cache-refresher Lambda: configuration, clients and instance connections once.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use cache_refresher::{Outcome, Refresher, RefresherConfig};
+use cache_refresher::{Outcome, RefreshError, Refresher, RefresherConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -17,9 +17,12 @@ async fn main() -> Result<(), Error> {
     let refresher = &refresher;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<Value>>| async move {
-            let outcome: Outcome = refresher.handle(&event.payload).await?;
-            tracing::info!(?outcome, "handled");
-            Ok::<_, Error>(outcome)
+            let outcome: Result<Outcome, RefreshError> = refresher.handle(&event.payload).await;
+            match &outcome {
+                Ok(outcome) => tracing::info!(?outcome, "handled"),
+                Err(error) => tracing::error!(%error, "failed; EventBridge will retry"),
+            }
+            outcome
         },
     ))
     .await
