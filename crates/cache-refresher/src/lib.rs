@@ -13,9 +13,11 @@
 //!   writes are recognised and not doubled). From the log it reaches the watch servers
 //!   through the stream like every other change — one path, so exactly once.
 //!
-//! Instances come from `TAGCFG_WATCH_ENDPOINTS` (a static list). Cloud Map discovery is
-//! not built yet.
+//! Instances come from Cloud Map (`DiscoverInstances` on `TAGCFG_CLOUDMAP_NAMESPACE` /
+//! `TAGCFG_CLOUDMAP_SERVICE`, asked on every invocation, healthy instances first) or from a
+//! static `TAGCFG_WATCH_ENDPOINTS` list.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,11 +33,24 @@ use watch::pb::{config_watch_client::ConfigWatchClient, RefreshRequest};
 pub const CONFIG_CHANGED: &str = "ConfigChanged";
 pub const PARAMETER_STORE_CHANGE: &str = "Parameter Store Change";
 
+/// Where the watch-server instances are found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// `TAGCFG_WATCH_ENDPOINTS`: comma-separated `http://host:port` of every instance.
+    Static(Vec<String>),
+    /// `TAGCFG_CLOUDMAP_NAMESPACE` + `TAGCFG_CLOUDMAP_SERVICE`; instances registered with
+    /// `AWS_INSTANCE_IPV4` and `AWS_INSTANCE_PORT` (default `TAGCFG_WATCH_PORT`, 50051).
+    CloudMap {
+        namespace: String,
+        service: String,
+        default_port: u16,
+    },
+}
+
 /// Everything the function reads from its environment.
 #[derive(Debug, Clone)]
 pub struct RefresherConfig {
-    /// `TAGCFG_WATCH_ENDPOINTS`: comma-separated `http://host:port` of every instance.
-    pub endpoints: Vec<String>,
+    pub discovery: Discovery,
     /// `TAGCFG_SERVICE_SECRET`: signs the service credential.
     pub service_secret: Vec<u8>,
     /// `TAGCFG_REFRESH_TIMEOUT_MS` (default 2000): deadline per instance.
@@ -46,23 +61,48 @@ pub struct RefresherConfig {
 
 impl RefresherConfig {
     pub fn from_lookup(get: &impl Lookup) -> Result<Self, EnvError> {
-        let endpoints: Vec<String> = env::required(get, "TAGCFG_WATCH_ENDPOINTS")?
-            .split(',')
-            .map(|e| e.trim().trim_end_matches('/').to_owned())
-            .filter(|e| !e.is_empty())
-            .collect();
-        if let Some(bad) = endpoints
-            .iter()
-            .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
-        {
-            return Err(EnvError::invalid(
-                "TAGCFG_WATCH_ENDPOINTS",
-                format!("'{bad}' is not an http(s):// URL"),
-            ));
-        }
-        if endpoints.is_empty() {
-            return Err(EnvError::invalid("TAGCFG_WATCH_ENDPOINTS", "lists no endpoint"));
-        }
+        let discovery = match (get("TAGCFG_CLOUDMAP_NAMESPACE"), get("TAGCFG_CLOUDMAP_SERVICE")) {
+            (Some(namespace), Some(service)) => {
+                let port = env::number(get, "TAGCFG_WATCH_PORT", 50051)?;
+                let default_port =
+                    u16::try_from(port).map_err(|_| EnvError::invalid("TAGCFG_WATCH_PORT", "is not a port"))?;
+                Discovery::CloudMap {
+                    namespace,
+                    service,
+                    default_port,
+                }
+            }
+            (Some(_), None) => {
+                return Err(EnvError::Missing(
+                    "TAGCFG_CLOUDMAP_SERVICE (TAGCFG_CLOUDMAP_NAMESPACE is set)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(EnvError::Missing(
+                    "TAGCFG_CLOUDMAP_NAMESPACE (TAGCFG_CLOUDMAP_SERVICE is set)".into(),
+                ))
+            }
+            (None, None) => {
+                let endpoints: Vec<String> = env::required(get, "TAGCFG_WATCH_ENDPOINTS")?
+                    .split(',')
+                    .map(|e| e.trim().trim_end_matches('/').to_owned())
+                    .filter(|e| !e.is_empty())
+                    .collect();
+                if let Some(bad) = endpoints
+                    .iter()
+                    .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+                {
+                    return Err(EnvError::invalid(
+                        "TAGCFG_WATCH_ENDPOINTS",
+                        format!("'{bad}' is not an http(s):// URL"),
+                    ));
+                }
+                if endpoints.is_empty() {
+                    return Err(EnvError::invalid("TAGCFG_WATCH_ENDPOINTS", "lists no endpoint"));
+                }
+                Discovery::Static(endpoints)
+            }
+        };
         let service_secret = env::required(get, "TAGCFG_SERVICE_SECRET")?.into_bytes();
         if service_secret.len() < 32 {
             return Err(EnvError::invalid(
@@ -71,7 +111,7 @@ impl RefresherConfig {
             ));
         }
         Ok(RefresherConfig {
-            endpoints,
+            discovery,
             service_secret,
             timeout: Duration::from_millis(env::number(get, "TAGCFG_REFRESH_TIMEOUT_MS", 2000)?),
             routes: env::routes(get)?,
@@ -94,6 +134,8 @@ pub enum RefreshError {
     Store(#[from] tagged_routing::Error),
     #[error("{0}")]
     Auth(#[from] tenant_auth::AuthError),
+    #[error("cannot discover the watch instances: {0}")]
+    Discovery(String),
 }
 
 impl RefreshError {
@@ -104,6 +146,7 @@ impl RefreshError {
             RefreshError::Store(e) if e.is_retryable() => "StoreUnavailable",
             RefreshError::Store(_) => "StoreError",
             RefreshError::Auth(_) => "ServiceCredentialError",
+            RefreshError::Discovery(_) => "DiscoveryFailed",
         }
     }
 }
@@ -143,7 +186,10 @@ pub enum Outcome {
 
 /// Built once per execution environment: connections to the instances are kept.
 pub struct Refresher {
-    instances: Vec<(String, ConfigWatchClient<Channel>)>,
+    discovery: Discovery,
+    cloud_map: aws_sdk_servicediscovery::Client,
+    /// One lazy connection per endpoint, kept across invocations.
+    connections: Mutex<HashMap<String, ConfigWatchClient<Channel>>>,
     secret: Vec<u8>,
     timeout: Duration,
     ssm: SsmStore,
@@ -151,21 +197,80 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    pub fn new(config: RefresherConfig, clients: &Clients) -> Result<Self, EnvError> {
-        let mut instances = Vec::new();
-        for url in &config.endpoints {
-            let endpoint = Endpoint::from_shared(url.clone())
-                .map_err(|e| EnvError::invalid("TAGCFG_WATCH_ENDPOINTS", format!("{url}: {e}")))?
-                .connect_timeout(config.timeout);
-            instances.push((url.clone(), ConfigWatchClient::new(endpoint.connect_lazy())));
+    /// `cloud_map` is only called with [`Discovery::CloudMap`].
+    pub fn new(
+        config: RefresherConfig,
+        clients: &Clients,
+        cloud_map: aws_sdk_servicediscovery::Client,
+    ) -> Result<Self, EnvError> {
+        if let Discovery::Static(endpoints) = &config.discovery {
+            for url in endpoints {
+                Endpoint::from_shared(url.clone())
+                    .map_err(|e| EnvError::invalid("TAGCFG_WATCH_ENDPOINTS", format!("{url}: {e}")))?;
+            }
         }
         Ok(Refresher {
-            instances,
+            discovery: config.discovery,
+            cloud_map,
+            connections: Mutex::new(HashMap::new()),
             secret: config.service_secret,
             timeout: config.timeout,
             ssm: adapters::aws::ssm_store(clients, config.routes, &config.aws),
             token: Mutex::new(None),
         })
+    }
+
+    /// The instances to refresh now.
+    pub async fn endpoints(&self) -> Result<Vec<String>, RefreshError> {
+        match &self.discovery {
+            Discovery::Static(endpoints) => Ok(endpoints.clone()),
+            Discovery::CloudMap {
+                namespace,
+                service,
+                default_port,
+            } => {
+                let out = self
+                    .cloud_map
+                    .discover_instances()
+                    .namespace_name(namespace)
+                    .service_name(service)
+                    .health_status(aws_sdk_servicediscovery::types::HealthStatusFilter::HealthyOrElseAll)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        RefreshError::Discovery(aws_sdk_servicediscovery::error::DisplayErrorContext(e).to_string())
+                    })?;
+                let mut endpoints: Vec<String> = out
+                    .instances()
+                    .iter()
+                    .filter_map(|i| {
+                        let attributes = i.attributes()?;
+                        let ip = attributes.get("AWS_INSTANCE_IPV4")?;
+                        let port = attributes
+                            .get("AWS_INSTANCE_PORT")
+                            .cloned()
+                            .unwrap_or_else(|| default_port.to_string());
+                        Some(format!("http://{ip}:{port}"))
+                    })
+                    .collect();
+                endpoints.sort();
+                endpoints.dedup();
+                Ok(endpoints)
+            }
+        }
+    }
+
+    fn connection(&self, url: &str) -> Result<ConfigWatchClient<Channel>, RefreshError> {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = connections.get(url) {
+            return Ok(client.clone());
+        }
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| RefreshError::Discovery(format!("{url}: {e}")))?
+            .connect_timeout(self.timeout);
+        let client = ConfigWatchClient::new(endpoint.connect_lazy());
+        connections.insert(url.to_owned(), client.clone());
+        Ok(client)
     }
 
     /// A service credential, reused for four minutes of its five.
@@ -230,9 +335,10 @@ impl Refresher {
         let request = RefreshRequest {
             changes: changes.iter().map(watch::change_to_pb).collect(),
         };
+        let endpoints = self.endpoints().await?;
         let mut calls = tokio::task::JoinSet::new();
-        for (url, client) in &self.instances {
-            let (url, mut client, timeout) = (url.clone(), client.clone(), self.timeout);
+        for url in &endpoints {
+            let (url, mut client, timeout) = (url.clone(), self.connection(url)?, self.timeout);
             let mut call = tonic::Request::new(request.clone());
             call.set_timeout(timeout);
             let bearer = format!("Bearer {token}").parse().map_err(|_| malformed_token())?;
@@ -259,12 +365,12 @@ impl Refresher {
             failures.sort();
             return Err(RefreshError::Instances {
                 failed: failures.len(),
-                total: self.instances.len(),
+                total: endpoints.len(),
                 details: failures.join("; "),
             });
         }
         Ok(Outcome::Refreshed {
-            instances: self.instances.len(),
+            instances: endpoints.len(),
             accepted,
             duplicates,
         })

@@ -13,7 +13,11 @@ async fn main() -> Result<(), Error> {
         e
     })?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let refresher = Refresher::new(config, &adapters::aws::Clients::from_sdk(&sdk))?;
+    let refresher = Refresher::new(
+        config,
+        &adapters::aws::Clients::from_sdk(&sdk),
+        aws_sdk_servicediscovery::Client::new(&sdk),
+    )?;
     let refresher = &refresher;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<Value>>| async move {

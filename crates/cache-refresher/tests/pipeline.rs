@@ -255,6 +255,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
     let refresher = Refresher::new(
         RefresherConfig::from_lookup(&|k: &str| refresher_vars.get(k).cloned()).unwrap(),
         &clients,
+        aws_sdk_servicediscovery::Client::new(&sdk),
     )
     .unwrap();
     let mut stream = StreamReader::open(&sdk, &name).await;

@@ -73,11 +73,19 @@ fn config(endpoints: &[String], extra: &[(&str, &str)]) -> RefresherConfig {
 
 /// Clients that are never called (ConfigChanged needs no AWS).
 fn offline_clients() -> Clients {
-    let sdk = aws_config::SdkConfig::builder()
+    Clients::from_sdk(&offline_sdk())
+}
+
+fn offline_sdk() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .build();
-    Clients::from_sdk(&sdk)
+        .build()
+}
+
+/// A Cloud Map client that is never called (static endpoints).
+fn offline_cloud_map() -> aws_sdk_servicediscovery::Client {
+    aws_sdk_servicediscovery::Client::new(&offline_sdk())
 }
 
 async fn watcher(server: &WatchServer) -> tonic::Streaming<watch::pb::WatchEvent> {
@@ -111,7 +119,7 @@ async fn watcher(server: &WatchServer) -> tonic::Streaming<watch::pb::WatchEvent
 async fn config_changed_reaches_every_instance_and_retries_are_harmless() {
     let (a, b) = (watch_server().await, watch_server().await);
     let endpoints = [format!("http://{}", a.addr), format!("http://{}", b.addr)];
-    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients()).unwrap();
+    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients(), offline_cloud_map()).unwrap();
     let (mut on_a, mut on_b) = (watcher(&a).await, watcher(&b).await);
 
     let outcome = refresher.handle(&event("config-changed")).await.unwrap();
@@ -176,7 +184,7 @@ async fn an_unreachable_instance_fails_the_invocation_and_names_itself() {
         .local_addr()
         .unwrap();
     let endpoints = [format!("http://{}", a.addr), format!("http://{dead}")];
-    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients()).unwrap();
+    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients(), offline_cloud_map()).unwrap();
     let err = refresher.handle(&event("config-changed")).await.unwrap_err();
     match err {
         RefreshError::Instances { failed, total, details } => {
@@ -226,7 +234,7 @@ async fn parameter_store_changes_made_outside_the_api_enter_the_feed_exactly_onc
         &["http://127.0.0.1:9".to_owned()],
         &[("TAGCFG_TABLE", &table_name), ("TAGCFG_SSM_ROOT", "tagcfg")],
     );
-    let refresher = Refresher::new(config.clone(), &clients).unwrap();
+    let refresher = Refresher::new(config.clone(), &clients, offline_cloud_map()).unwrap();
     let store = adapters::aws::tagged_store(&clients, config.routes.clone(), &config.aws).unwrap();
     let acme = Owner::Tenant(TenantId::parse("acme").unwrap());
     let ssm = aws_sdk_ssm::Client::new(&sdk);
@@ -321,4 +329,113 @@ async fn parameter_store_changes_made_outside_the_api_enter_the_feed_exactly_onc
         Some("\"https://console.example\"")
     );
     assert_eq!(log[2].value.as_ref().map(JsonText::as_str), Some("\"plain text\""));
+}
+
+/// DiscoverInstances goes to `data-<endpoint>` (a host prefix the SDK always adds); moto
+/// listens on 127.0.0.1, so tests take the prefix off again before the request leaves.
+#[derive(Debug)]
+struct NoHostPrefix;
+
+impl aws_sdk_servicediscovery::config::Intercept for NoHostPrefix {
+    fn name(&self) -> &'static str {
+        "NoHostPrefix"
+    }
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_servicediscovery::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _components: &aws_sdk_servicediscovery::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_servicediscovery::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request_mut();
+        let uri = request.uri().replace("://data-", "://");
+        request.set_uri(uri)?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn cloud_map_names_the_instances_to_refresh() {
+    if std::env::var_os("AWS_ENDPOINT_URL_SERVICEDISCOVERY").is_none() {
+        assert!(
+            std::env::var_os("TAGCFG_EMULATORS").is_none(),
+            "TAGCFG_EMULATORS is set but AWS_ENDPOINT_URL_SERVICEDISCOVERY is not"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED cloud_map_names_the_instances_to_refresh: no emulators; run `make test`"
+        );
+        return;
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let cloud_map = aws_sdk_servicediscovery::Client::from_conf(
+        aws_sdk_servicediscovery::config::Builder::from(&sdk)
+            .interceptor(NoHostPrefix)
+            .build(),
+    );
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let namespace = format!("tagcfg-{nanos}.local");
+    cloud_map.create_http_namespace().name(&namespace).send().await.unwrap();
+    let namespaces = cloud_map.list_namespaces().send().await.unwrap();
+    let namespace_id = namespaces
+        .namespaces()
+        .iter()
+        .find(|n| n.name() == Some(namespace.as_str()))
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_owned();
+    let service = cloud_map
+        .create_service()
+        .name("watch")
+        .namespace_id(&namespace_id)
+        .send()
+        .await
+        .unwrap()
+        .service
+        .unwrap();
+    let (a, b) = (watch_server().await, watch_server().await);
+    for (i, server) in [&a, &b].into_iter().enumerate() {
+        cloud_map
+            .register_instance()
+            .service_id(service.id().unwrap())
+            .instance_id(format!("task-{i}"))
+            .attributes("AWS_INSTANCE_IPV4", "127.0.0.1")
+            .attributes("AWS_INSTANCE_PORT", server.addr.port().to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("TAGCFG_CLOUDMAP_NAMESPACE", namespace.clone()),
+        ("TAGCFG_CLOUDMAP_SERVICE", "watch".into()),
+        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
+        ("TAGCFG_TABLE", "unused".into()),
+    ]);
+    let config = RefresherConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
+    let refresher = Refresher::new(config, &offline_clients(), cloud_map).unwrap();
+    let mut expected = vec![format!("http://{}", a.addr), format!("http://{}", b.addr)];
+    expected.sort();
+    assert_eq!(refresher.endpoints().await.unwrap(), expected);
+    let mut on_b = watcher(&b).await;
+    let outcome = refresher.handle(&event("config-changed")).await.unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Refreshed {
+            instances: 2,
+            accepted: 2,
+            duplicates: 0
+        }
+    );
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(5), on_b.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event,
+        Some(Event::Changes(_))
+    ));
 }
