@@ -15,8 +15,6 @@
 //!    Records before it are published; records after it come again, and duplicates are
 //!    harmless downstream (idempotent by tenant + revision).
 
-use std::time::Duration;
-
 use adapters::aws::{ChangeItem, CHANGE_SK_PREFIX};
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::EventRecord;
@@ -143,15 +141,6 @@ pub fn chunks(sizes: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-async fn backoff(attempt: u32) {
-    let cap = (20u64 << attempt.min(6)).min(2_000);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(cap / 2 + nanos % (cap / 2 + 1))).await;
-}
-
 /// One entry to send: the index of its record, the entry, its size.
 pub type Pending = (usize, PutEventsRequestEntry, usize);
 
@@ -182,7 +171,7 @@ pub async fn publish(records: &[EventRecord], sink: &dyn EventSink, config: &Pub
     let mut attempt = 0;
     while !pending.is_empty() && attempt < MAX_ATTEMPTS {
         if attempt > 0 {
-            backoff(attempt).await;
+            adapters::aws::retry::backoff(attempt).await;
         }
         attempt += 1;
         let sizes: Vec<usize> = pending.iter().map(|(_, _, s)| *s).collect();

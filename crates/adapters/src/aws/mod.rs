@@ -4,7 +4,7 @@
 
 mod dynamodb;
 pub mod error;
-mod retry;
+pub mod retry;
 mod ssm;
 pub mod table;
 
