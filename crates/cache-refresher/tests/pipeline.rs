@@ -9,7 +9,6 @@
 //! event, reaches the watcher exactly once.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::Duration;
 
 use adapters::aws::{table, Clients};
@@ -115,20 +114,14 @@ impl StreamReader {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
-    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none()
-        || std::env::var_os("AWS_ENDPOINT_URL_EVENTBRIDGE").is_none()
-    {
-        assert!(
-            std::env::var_os("TAGCFG_EMULATORS").is_none(),
-            "TAGCFG_EMULATORS is set but the endpoints are not"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED a_write_and_a_console_edit_travel_the_whole_feed: no emulators; run `make test`"
-        );
+    let Some(sdk) = adapters::aws::emulators::sdk_config_or_skip(
+        "a_write_and_a_console_edit_travel_the_whole_feed",
+        &["DYNAMODB", "EVENTBRIDGE"],
+    )
+    .await
+    else {
         return;
-    }
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -458,20 +451,14 @@ impl stream_publisher::EventSink for FaultInjecting {
 
 #[tokio::test]
 async fn with_entries_failing_every_change_is_published_once_or_reported() {
-    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none()
-        || std::env::var_os("AWS_ENDPOINT_URL_EVENTBRIDGE").is_none()
-    {
-        assert!(
-            std::env::var_os("TAGCFG_EMULATORS").is_none(),
-            "TAGCFG_EMULATORS is set but the endpoints are not"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED with_entries_failing_every_change_is_published_once_or_reported: no emulators"
-        );
+    let Some(sdk) = adapters::aws::emulators::sdk_config_or_skip(
+        "with_entries_failing_every_change_is_published_once_or_reported",
+        &["DYNAMODB", "EVENTBRIDGE"],
+    )
+    .await
+    else {
         return;
-    }
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -2,7 +2,6 @@
 //! DynamoDB Local + moto (Parameter Store changes made outside the API).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,18 +207,12 @@ fn configuration_names_the_bad_variable() {
 
 #[tokio::test]
 async fn parameter_store_changes_made_outside_the_api_enter_the_feed_exactly_once() {
-    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none() {
-        assert!(
-            std::env::var_os("TAGCFG_EMULATORS").is_none(),
-            "TAGCFG_EMULATORS is set but the endpoints are not"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED parameter_store_changes_made_outside_the_api: no emulators; run `make test`"
-        );
+    let Some(sdk) =
+        adapters::aws::emulators::sdk_config_or_skip("parameter_store_changes_made_outside_the_api", &["DYNAMODB"])
+            .await
+    else {
         return;
-    }
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -355,18 +348,12 @@ impl aws_sdk_servicediscovery::config::Intercept for NoHostPrefix {
 
 #[tokio::test]
 async fn cloud_map_names_the_instances_to_refresh() {
-    if std::env::var_os("AWS_ENDPOINT_URL_SERVICEDISCOVERY").is_none() {
-        assert!(
-            std::env::var_os("TAGCFG_EMULATORS").is_none(),
-            "TAGCFG_EMULATORS is set but AWS_ENDPOINT_URL_SERVICEDISCOVERY is not"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED cloud_map_names_the_instances_to_refresh: no emulators; run `make test`"
-        );
+    let Some(sdk) =
+        adapters::aws::emulators::sdk_config_or_skip("cloud_map_names_the_instances_to_refresh", &["SERVICEDISCOVERY"])
+            .await
+    else {
         return;
-    }
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    };
     let cloud_map = aws_sdk_servicediscovery::Client::from_conf(
         aws_sdk_servicediscovery::config::Builder::from(&sdk)
             .interceptor(NoHostPrefix)

@@ -2,7 +2,6 @@
 //! the router, exactly what `lambda_http::run` drives) against DynamoDB Local + moto.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,18 +19,7 @@ fn root() -> PathBuf {
 }
 
 async fn emulators(test: &str) -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none() || std::env::var_os("AWS_ENDPOINT_URL_SSM").is_none() {
-        assert!(
-            std::env::var_os("TAGCFG_EMULATORS").is_none(),
-            "TAGCFG_EMULATORS is set but the endpoints are not"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: no emulators (AWS_ENDPOINT_URL_DYNAMODB / _SSM unset); run `make test`"
-        );
-        return None;
-    }
-    Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
+    adapters::aws::emulators::sdk_config_or_skip(test, &["DYNAMODB", "SSM"]).await
 }
 
 /// Counts the SSM operations a client starts.

@@ -3,7 +3,6 @@
 //! it was skipped.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::Duration;
 
 use adapters::aws::{table, Clients};
@@ -24,18 +23,12 @@ fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn refresh_in_watch_out_get_from_the_aws_store() {
-    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none() {
-        assert!(
-            std::env::var_os("TAGCFG_EMULATORS").is_none(),
-            "TAGCFG_EMULATORS is set but the endpoints are not"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED refresh_in_watch_out_get_from_the_aws_store: no emulators; run `make test`"
-        );
+    let Some(sdk) =
+        adapters::aws::emulators::sdk_config_or_skip("refresh_in_watch_out_get_from_the_aws_store", &["DYNAMODB"])
+            .await
+    else {
         return;
-    }
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

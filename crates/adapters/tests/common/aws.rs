@@ -1,25 +1,12 @@
 //! Emulator access for the AWS tests.
 
-use std::io::Write;
 
 use adapters::aws::{table, AwsSettings, SsmSettings};
 use tagged_routing::{RoutingTable, TaggedStore};
 
 /// The SDK config pointed at the emulators, or `None` (with a note) when they are not running.
 pub async fn emulators(test: &str) -> Option<aws_config::SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none() || std::env::var_os("AWS_ENDPOINT_URL_SSM").is_none() {
-        assert!(
-            std::env::var_os("TAGCFG_EMULATORS").is_none(),
-            "TAGCFG_EMULATORS is set but AWS_ENDPOINT_URL_DYNAMODB / _SSM are not"
-        );
-        // Straight to the stderr handle: libtest captures eprintln! of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: no emulators (AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_SSM unset); run `make test`"
-        );
-        return None;
-    }
-    Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
+    adapters::aws::emulators::sdk_config_or_skip(test, &["DYNAMODB", "SSM"]).await
 }
 
 /// A fresh table (from infra/dynamodb/config-table.json) and SSM root for one test.
