@@ -1,6 +1,5 @@
 //! Emulator access for the AWS tests.
 
-
 use adapters::aws::{table, AwsSettings, SsmSettings};
 use tagged_routing::{RoutingTable, TaggedStore};
 
