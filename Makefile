@@ -4,15 +4,21 @@ CARGO ?= cargo
 # Integration tests reach DynamoDB Local and moto through the real AWS SDK.
 FEATURES := --features adapters/aws
 
-.PHONY: run test test-unit lint fmt emulators lambda-invoke invoke-stream-publisher invoke-cache-refresher bench clean-tools
+.PHONY: run test test-unit lint fmt validate emulators lambda-invoke invoke-stream-publisher invoke-cache-refresher bench clean-tools
 
 ## run: build and start the local all-in-one server (embedded store, no AWS, no Docker)
 run:
 	$(CARGO) run -p tagcfg -- serve
 
-## test: unit + integration tests; installs and starts DynamoDB Local and moto itself
+## test: unit + integration tests (installs and starts DynamoDB Local and moto itself),
+##       then the template validation
 test:
 	infra/with-emulators.sh $(CARGO) test --workspace $(FEATURES)
+	$(MAKE) validate
+
+## validate: template.yaml through cfn-lint and `sam validate --lint`, offline
+validate:
+	infra/validate.sh
 
 ## test-unit: the tests that need no emulator (AWS integration tests report themselves skipped)
 test-unit:

@@ -1,0 +1,246 @@
+//! Keeps `template.yaml` in step with the code: every function's `Binary` is a crate of the
+//! workspace; the environment the template sets satisfies each binary's own configuration
+//! parser; the stream filter and the EventBridge rule patterns are the ones the code
+//! publishes and the end-to-end test uses; each function's policy grants the AWS actions
+//! its code calls.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use serde_json::json;
+use serde_yaml::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn template() -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(root().join("template.yaml")).unwrap()).unwrap()
+}
+
+fn functions(t: &Value) -> Vec<(String, &Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(name, r)| {
+            (
+                r["Metadata"]["BuildProperties"]["Binary"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name:?} has no Binary"))
+                    .to_owned(),
+                r,
+            )
+        })
+        .collect()
+}
+
+/// A template value as the deployed function would see it: plain strings as they are,
+/// `!Ref Parameter` as the parameter's default, other intrinsics as a placeholder.
+fn resolve(t: &Value, v: &Value, var: &str) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Tagged(tagged) if tagged.tag == "!Ref" => {
+            let name = tagged.value.as_str().unwrap();
+            match &t["Parameters"][name]["Default"] {
+                Value::Null => Some(placeholder(var)),
+                d => resolve(t, d, var),
+            }
+        }
+        Value::Tagged(tagged) if tagged.tag == "!If" => {
+            // Conditions default to the branch of a stack deployed with default parameters.
+            let branches = tagged.value.as_sequence().unwrap();
+            let taken = &branches[1];
+            match taken {
+                Value::Tagged(inner) if inner.tag == "!Ref" && inner.value == "AWS::NoValue" => None,
+                other => resolve(t, other, var),
+            }
+        }
+        _ => Some(placeholder(var)),
+    }
+}
+
+fn placeholder(var: &str) -> String {
+    match var {
+        "TAGCFG_COGNITO_USER_POOL_ID" => "us-east-1_Placeholder".into(),
+        "TAGCFG_SERVICE_SECRET" => "x".repeat(40),
+        _ => format!("placeholder-{}", var.to_lowercase()),
+    }
+}
+
+fn environment(t: &Value, function: &Value) -> HashMap<String, String> {
+    function["Properties"]["Environment"]["Variables"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, v)| {
+            let k = k.as_str().unwrap().to_owned();
+            resolve(t, v, &k).filter(|v| !v.is_empty()).map(|v| (k, v))
+        })
+        .collect()
+}
+
+#[test]
+fn every_binary_is_a_crate_and_its_environment_parses() {
+    let t = template();
+    let fns = functions(&t);
+    let names: BTreeSet<&str> = fns.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["cache-refresher", "config-api", "stream-publisher"])
+    );
+    for (binary, function) in &fns {
+        assert!(
+            root().join("crates").join(binary).join("src/main.rs").exists(),
+            "{binary} is not a crate with a main.rs"
+        );
+        let env = environment(&t, function);
+        let get = |k: &str| env.get(k).cloned();
+        let parsed = match binary.as_str() {
+            "config-api" => config_api::ApiConfig::from_lookup(get)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            "stream-publisher" => stream_publisher::PublisherConfig::from_lookup(&get)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            "cache-refresher" => cache_refresher::RefresherConfig::from_lookup(&get)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            other => panic!("no parser known for {other}"),
+        };
+        assert!(
+            parsed.is_ok(),
+            "{binary}: the template's environment does not configure it: {}",
+            parsed.unwrap_err()
+        );
+    }
+}
+
+fn read_json(path: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join(path)).unwrap()).unwrap()
+}
+
+/// A YAML pattern as JSON, `!Sub "/${SsmRoot}/"` resolved with the parameter's default.
+fn pattern(t: &Value, v: &Value) -> serde_json::Value {
+    match v {
+        Value::Tagged(tagged) if tagged.tag == "!Sub" => {
+            let root = t["Parameters"]["SsmRoot"]["Default"].as_str().unwrap();
+            json!(tagged.value.as_str().unwrap().replace("${SsmRoot}", root))
+        }
+        Value::Mapping(m) => m
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap().to_owned(), pattern(t, v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        Value::Sequence(s) => s.iter().map(|v| pattern(t, v)).collect::<Vec<_>>().into(),
+        other => serde_json::to_value(other).unwrap(),
+    }
+}
+
+#[test]
+fn the_stream_filter_and_rule_patterns_match_what_the_code_publishes_and_expects() {
+    let t = template();
+    let fns = functions(&t);
+    let publisher = fns.iter().find(|(b, _)| b == "stream-publisher").unwrap().1;
+    let filter = publisher["Properties"]["Events"]["TableStream"]["Properties"]["FilterCriteria"]["Filters"][0]
+        ["Pattern"]
+        .as_str()
+        .unwrap();
+    let filter: serde_json::Value = serde_json::from_str(filter).unwrap();
+    assert_eq!(
+        filter,
+        json!({"eventName": ["INSERT"], "dynamodb": {"Keys": {"sk": {"S": [{"prefix": adapters::aws::CHANGE_SK_PREFIX}]}}}})
+    );
+    let env = environment(&t, publisher);
+    let source = env
+        .get("TAGCFG_EVENT_SOURCE")
+        .cloned()
+        .unwrap_or_else(|| "tagcfg".into());
+
+    let refresher = fns.iter().find(|(b, _)| b == "cache-refresher").unwrap().1;
+    let events = &refresher["Properties"]["Events"];
+    let changed = pattern(&t, &events["ConfigChanged"]["Properties"]["Pattern"]);
+    assert_eq!(changed, read_json("infra/eventbridge/config-changed-pattern.json"));
+    assert_eq!(
+        changed,
+        json!({"source": [source], "detail-type": [stream_publisher::DETAIL_TYPE]})
+    );
+    assert_eq!(changed["detail-type"][0], cache_refresher::CONFIG_CHANGED);
+    let ssm = pattern(&t, &events["ParameterStoreChange"]["Properties"]["Pattern"]);
+    assert_eq!(ssm, read_json("infra/eventbridge/parameter-store-change-pattern.json"));
+    assert_eq!(ssm["detail-type"][0], cache_refresher::PARAMETER_STORE_CHANGE);
+}
+
+/// The AWS actions a function's policy grants.
+fn granted(function: &Value) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    for policy in function["Properties"]["Policies"].as_sequence().unwrap() {
+        for statement in policy["Statement"].as_sequence().into_iter().flatten() {
+            match &statement["Action"] {
+                Value::String(a) => {
+                    actions.insert(a.clone());
+                }
+                Value::Sequence(list) => actions.extend(list.iter().map(|a| a.as_str().unwrap().to_owned())),
+                _ => {}
+            }
+        }
+    }
+    actions
+}
+
+/// SDK calls found in a source file (`.get_item()` → `dynamodb:GetItem`, …).
+fn calls(path: &str, service: &str, methods: &[(&str, &str)]) -> BTreeSet<String> {
+    let source = std::fs::read_to_string(root().join(path)).unwrap();
+    methods
+        .iter()
+        .filter(|(method, _)| source.contains(&format!(".{method}()")))
+        .map(|(_, action)| format!("{service}:{action}"))
+        .collect()
+}
+
+const DYNAMODB: &[(&str, &str)] = &[
+    ("get_item", "GetItem"),
+    ("batch_get_item", "BatchGetItem"),
+    ("query", "Query"),
+    ("transact_write_items", "TransactWriteItems"),
+];
+const SSM: &[(&str, &str)] = &[
+    ("get_parameter", "GetParameter"),
+    ("get_parameters", "GetParameters"),
+    ("get_parameters_by_path", "GetParametersByPath"),
+    ("get_parameter_history", "GetParameterHistory"),
+    ("put_parameter", "PutParameter"),
+    ("delete_parameter", "DeleteParameter"),
+];
+
+#[test]
+fn each_policy_grants_the_actions_its_code_calls() {
+    let t = template();
+    let fns: HashMap<String, &Value> = functions(&t).into_iter().collect();
+    // config-api runs the whole store.
+    let mut needed = calls("crates/adapters/src/aws/dynamodb.rs", "dynamodb", DYNAMODB);
+    needed.extend(calls("crates/adapters/src/aws/ssm.rs", "ssm", SSM));
+    assert!(needed.len() >= 9, "the scan found the store's calls: {needed:?}");
+    let missing: Vec<_> = needed.difference(&granted(fns["config-api"])).cloned().collect();
+    assert!(missing.is_empty(), "config-api's policy lacks {missing:?}");
+    // stream-publisher sends events.
+    let needed = calls(
+        "crates/stream-publisher/src/lib.rs",
+        "events",
+        &[("put_events", "PutEvents")],
+    );
+    assert_eq!(needed, BTreeSet::from(["events:PutEvents".to_owned()]));
+    assert!(granted(fns["stream-publisher"]).is_superset(&needed));
+    // cache-refresher: discovery, plus the ingestion path (read the parameter and the
+    // pointer, append with a transaction).
+    let mut needed = calls(
+        "crates/cache-refresher/src/lib.rs",
+        "servicediscovery",
+        &[("discover_instances", "DiscoverInstances")],
+    );
+    needed.extend(["dynamodb:GetItem", "dynamodb:TransactWriteItems", "ssm:GetParameter"].map(String::from));
+    let missing: Vec<_> = needed.difference(&granted(fns["cache-refresher"])).cloned().collect();
+    assert!(missing.is_empty(), "cache-refresher's policy lacks {missing:?}");
+}
