@@ -86,17 +86,17 @@ impl ConfigStore for MemoryStore {
             .map(|i| i.version);
         let version = version_after_put(current, precondition)?;
         let revision = Revision(state.heads.get(owner.as_str()).map_or(0, |r| r.0) + 1);
-        let at = now_rfc3339();
-        let item = ConfigItem {
-            key: key.as_str().to_owned(),
-            value: value.clone(),
-            version,
+        let change = Change::new(
+            owner,
             revision,
-            updated_at: at.clone(),
-            updated_by: actor.to_owned(),
-            layer: owner.layer(),
-        };
-        let change = Change::new(owner, revision, key, ChangeOp::Put, version, actor, at, Some(value));
+            key,
+            ChangeOp::Put,
+            version,
+            actor,
+            now_rfc3339(),
+            Some(value),
+        );
+        let item = ConfigItem::written(owner, &change, value);
         self.commit(&mut state, owner, key, Some(item.clone()), change);
         Ok(item)
     }

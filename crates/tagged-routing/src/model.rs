@@ -105,6 +105,22 @@ pub struct ConfigItem {
     pub layer: Layer,
 }
 
+impl ConfigItem {
+    /// The item a put leaves behind: the key, version, revision, time and actor its change
+    /// recorded, with the value itself (which the change may not carry inline).
+    pub fn written(owner: &Owner, change: &Change, value: &JsonText) -> Self {
+        ConfigItem {
+            key: change.key.clone(),
+            value: value.clone(),
+            version: change.version,
+            revision: change.revision,
+            updated_at: change.at.clone(),
+            updated_by: change.actor.clone(),
+            layer: owner.layer(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeOp {

@@ -490,15 +490,7 @@ impl DynamoStore {
             ];
             match self.transact(items, Some(0)).await? {
                 Commit::Done => {
-                    let item = value.map(|value| ConfigItem {
-                        key: key.as_str().to_owned(),
-                        value: value.clone(),
-                        version,
-                        revision,
-                        updated_at: at,
-                        updated_by: actor.to_owned(),
-                        layer: owner.layer(),
-                    });
+                    let item = value.map(|value| ConfigItem::written(owner, &change, value));
                     return Ok((item, change));
                 }
                 // Re-read: the rules then report the precise precondition error, or the

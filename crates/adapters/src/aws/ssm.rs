@@ -336,15 +336,7 @@ impl ConfigStore for SsmStore {
         let change = self
             .record(owner, key, ChangeOp::Put, version, Some(value), actor)
             .await?;
-        Ok(ConfigItem {
-            key: key.as_str().to_owned(),
-            value: value.clone(),
-            version,
-            revision: change.revision,
-            updated_at: change.at,
-            updated_by: actor.to_owned(),
-            layer: owner.layer(),
-        })
+        Ok(ConfigItem::written(owner, &change, value))
     }
 
     async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {

@@ -114,17 +114,8 @@ impl RedbStore {
                 ChangeOp::Delete => version_removed_by_delete(current_version, precondition)?,
             };
             let revision = Revision(heads.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()) + 1);
-            let at = now_rfc3339();
-            let item = value.map(|value| ConfigItem {
-                key: key.as_str().to_owned(),
-                value: value.clone(),
-                version,
-                revision,
-                updated_at: at.clone(),
-                updated_by: actor.to_owned(),
-                layer: owner.layer(),
-            });
-            let change = Change::new(owner, revision, key, op, version, actor, at, value);
+            let change = Change::new(owner, revision, key, op, version, actor, now_rfc3339(), value);
+            let item = value.map(|value| ConfigItem::written(owner, &change, value));
             match &item {
                 Some(item) => values.insert(id, encode(item)?.as_slice()).map_err(storage)?,
                 None => values.remove(id).map_err(storage)?,
