@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Integration tests reach DynamoDB Local and moto through the real AWS SDK.
 FEATURES := --features adapters/aws
 
-.PHONY: run test test-unit lint fmt validate emulators lambda-invoke invoke-stream-publisher invoke-cache-refresher bench clean-tools
+.PHONY: run test test-unit lint fmt validate build deploy watch-image emulators lambda-invoke invoke-stream-publisher invoke-cache-refresher bench clean-tools
 
 ## run: build and start the local all-in-one server (embedded store, no AWS, no Docker)
 run:
@@ -19,6 +19,22 @@ test:
 ## validate: template.yaml through cfn-lint and `sam validate --lint`, offline
 validate:
 	infra/validate.sh
+
+## build: the three Lambda bootstraps through `sam build`, then checked (infra/check-bootstraps.py).
+##        ARCH=arm64 (the template's default) cross-compiles with zig from PyPI;
+##        ARCH=x86_64 is the native fallback (then deploy with Architecture=x86_64).
+ARCH ?= arm64
+build:
+	infra/sam-build.sh $(ARCH)
+
+## deploy: `sam deploy` of what `make build` built; `--guided` the first time (docs/DEPLOY.md)
+deploy:
+	infra/sam-deploy.sh
+
+## watch-image: the watch-server container image as an OCI layout in target/watch-server-image,
+##              no container engine needed (ARCH=arm64 by default; push: docs/DEPLOY.md)
+watch-image:
+	infra/watch-image.sh $(ARCH)
 
 ## test-unit: the tests that need no emulator (AWS integration tests report themselves skipped)
 test-unit:

@@ -8,17 +8,13 @@
 #   infra/with-emulators.sh infra/lambda-local.sh cache-refresher
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-tools="$root/.tools"
-export PATH="$tools/venv/bin:$PATH"
+. "$root/infra/tools.sh"
 export CARGO_LAMBDA_COMPILER=cargo
 function=${1:?usage: lambda-local.sh config-api|stream-publisher|cache-refresher [EVENT ...]}
 shift
 
 [ -n "${AWS_ENDPOINT_URL_DYNAMODB:-}" ] || { echo "run me through infra/with-emulators.sh" >&2; exit 1; }
-if ! command -v cargo-lambda >/dev/null; then
-  echo "[lambda] installing cargo-lambda from PyPI (no zig needed for host builds)" >&2
-  "$tools/venv/bin/pip" install -q --no-deps "cargo-lambda==1.9.2" >&2
-fi
+need_tool cargo-lambda # host builds only: no zig needed
 
 table="tagcfg-local"
 "$tools/venv/bin/python" "$root/infra/create-table.py" "$table" >&2

