@@ -29,8 +29,29 @@ binary="${CARGO_TARGET_DIR:-target}/watch-image/tagcfg/bootstrap"
 out="$root/target/watch-server-image"
 python3 infra/oci-image.py "$binary" "$arch" "$out" "${TAG:-latest}"
 
-# A static binary for this machine's architecture can be started as it is: it must answer.
-if [ "$arch" = "$(uname -m)" ] || { [ "$arch" = arm64 ] && [ "$(uname -m)" = aarch64 ]; }; then
-  version=$("$binary" --version) || die "the image's binary does not start"
-  echo "[watch-image] started: $version"
-fi
+# The image must start: its layer unpacked, `/tagcfg watch-server` (what the task runs) from
+# it, with the image's CA bundle, must listen. An arm64 binary runs under qemu-user here.
+runner=()
+case "$arch/$(uname -m)" in
+  arm64/aarch64 | x86_64/x86_64) ;;
+  arm64/*) need_debian_package qemu-aarch64 qemu-user; runner=(qemu-aarch64) ;;
+  *) die "cannot start an $arch binary on $(uname -m)" ;;
+esac
+rootfs=$(mktemp -d)
+trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$rootfs"' EXIT
+layer=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]+"/index.json"))["manifests"][0]["digest"].split(":")[1]; print(json.load(open(sys.argv[1]+"/blobs/sha256/"+m))["layers"][0]["digest"].split(":")[1])' "$out")
+tar -xzf "$out/blobs/sha256/$layer" -C "$rootfs"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+env -i TAGCFG_WATCH_ADDR="127.0.0.1:$port" TAGCFG_TABLE=image-check TAGCFG_COGNITO_USER_POOL_ID=us-east-1_ImageCheck \
+  TAGCFG_AUDIENCES=image-check TAGCFG_SERVICE_SECRET=image-check-service-secret-0123456789 AWS_REGION=us-east-1 \
+  SSL_CERT_FILE="$rootfs/etc/ssl/certs/ca-certificates.crt" "${runner[@]}" "$rootfs/tagcfg" watch-server \
+  >"$rootfs/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 100); do
+  python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$port" 2>/dev/null && break
+  kill -0 "$server" 2>/dev/null || die "the image's watch server exited: $(tail -3 "$rootfs/server.log")"
+  sleep 0.1
+done
+python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$port" 2>/dev/null ||
+  die "the image's watch server does not listen: $(tail -3 "$rootfs/server.log")"
+echo "[watch-image] the image's /tagcfg watch-server starts and listens (${runner[*]:-native})"

@@ -15,7 +15,11 @@ fn root() -> PathBuf {
 }
 
 fn template() -> Value {
-    serde_yaml::from_str(&std::fs::read_to_string(root().join("template.yaml")).unwrap()).unwrap()
+    yaml("template.yaml")
+}
+
+fn yaml(path: &str) -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(root().join(path)).unwrap()).unwrap()
 }
 
 fn functions(t: &Value) -> Vec<(String, &Value)> {
@@ -243,4 +247,58 @@ fn each_policy_grants_the_actions_its_code_calls() {
     needed.extend(["dynamodb:GetItem", "dynamodb:TransactWriteItems", "ssm:GetParameter"].map(String::from));
     let missing: Vec<_> = needed.difference(&granted(fns["cache-refresher"])).cloned().collect();
     assert!(missing.is_empty(), "cache-refresher's policy lacks {missing:?}");
+}
+
+#[test]
+fn the_watch_server_task_is_configured_by_its_environment() {
+    let t = yaml("infra/watch-server.yaml");
+    let container = &t["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    assert_eq!(
+        container["Command"],
+        serde_yaml::from_str::<Value>("[watch-server]").unwrap()
+    );
+    let mut env: HashMap<String, String> = HashMap::new();
+    for variable in container["Environment"].as_sequence().unwrap() {
+        let name = variable["Name"].as_str().unwrap();
+        if let Some(value) = resolve(&t, &variable["Value"], name) {
+            env.insert(name.to_owned(), value);
+        }
+    }
+    // Secrets arrive as variables too, their values from Parameter Store.
+    for secret in container["Secrets"].as_sequence().unwrap() {
+        let name = secret["Name"].as_str().unwrap();
+        env.insert(name.to_owned(), placeholder(name));
+    }
+    let config = tagcfg::watch_server::WatchServerConfig::from_lookup(&|k: &str| env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("the task's environment does not configure the watch server: {e}"));
+    assert!(
+        config.addr.ip().is_unspecified(),
+        "a task must listen on every interface"
+    );
+    assert_eq!(
+        Some(u64::from(config.addr.port())),
+        container["PortMappings"][0]["ContainerPort"].as_u64()
+    );
+
+    // The cache-refresher of a default API stack looks for these tasks where this stack
+    // registers them, on the port they listen on (A records carry no port).
+    let api = template();
+    let refresher = functions(&api)
+        .into_iter()
+        .find(|(b, _)| b == "cache-refresher")
+        .unwrap()
+        .1;
+    let refresher_env = environment(&api, refresher);
+    let refresher_config = cache_refresher::RefresherConfig::from_lookup(&|k: &str| refresher_env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let registered = &t["Resources"]["DiscoveryService"]["Properties"];
+    assert_eq!(registered["DnsConfig"]["DnsRecords"][0]["Type"], "A");
+    assert_eq!(
+        refresher_config.discovery,
+        cache_refresher::Discovery::CloudMap {
+            namespace: t["Parameters"]["NamespaceName"]["Default"].as_str().unwrap().to_owned(),
+            service: t["Parameters"]["ServiceName"]["Default"].as_str().unwrap().to_owned(),
+            default_port: config.addr.port(),
+        }
+    );
 }
