@@ -177,21 +177,39 @@ fn the_stream_filter_and_rule_patterns_match_what_the_code_publishes_and_expects
     assert_eq!(ssm["detail-type"][0], cache_refresher::PARAMETER_STORE_CHANGE);
 }
 
-/// The AWS actions a function's policy grants.
-fn granted(function: &Value) -> BTreeSet<String> {
-    let mut actions = BTreeSet::new();
-    for policy in function["Properties"]["Policies"].as_sequence().unwrap() {
-        for statement in policy["Statement"].as_sequence().into_iter().flatten() {
-            match &statement["Action"] {
-                Value::String(a) => {
-                    actions.insert(a.clone());
-                }
-                Value::Sequence(list) => actions.extend(list.iter().map(|a| a.as_str().unwrap().to_owned())),
-                _ => {}
-            }
+/// The statements of a function's permissions: its SAM `Policies`, or the policies of the
+/// role it names (`Role: !GetAtt SomeRole.Arn`).
+fn statements<'t>(t: &'t Value, function: &'t Value) -> Vec<&'t Value> {
+    let documents: Vec<&Value> = match &function["Properties"]["Role"] {
+        Value::Tagged(role) if role.tag == "!GetAtt" => {
+            let name = role.value.as_str().unwrap().trim_end_matches(".Arn");
+            let policies = t["Resources"][name]["Properties"]["Policies"].as_sequence();
+            policies.into_iter().flatten().map(|p| &p["PolicyDocument"]).collect()
         }
+        Value::Null => function["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .collect(),
+        other => panic!("a role the test cannot read: {other:?}"),
+    };
+    documents
+        .into_iter()
+        .flat_map(|policy| policy["Statement"].as_sequence().into_iter().flatten())
+        .collect()
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Sequence(list) => list.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+        _ => Vec::new(),
     }
-    actions
+}
+
+/// The AWS actions a function may call.
+fn granted(t: &Value, function: &Value) -> BTreeSet<String> {
+    statements(t, function).into_iter().flat_map(actions).collect()
 }
 
 /// SDK calls found in a source file (`.get_item()` → `dynamodb:GetItem`, …).
@@ -227,7 +245,7 @@ fn each_policy_grants_the_actions_its_code_calls() {
     let mut needed = calls("crates/adapters/src/aws/dynamodb.rs", "dynamodb", DYNAMODB);
     needed.extend(calls("crates/adapters/src/aws/ssm.rs", "ssm", SSM));
     assert!(needed.len() >= 9, "the scan found the store's calls: {needed:?}");
-    let missing: Vec<_> = needed.difference(&granted(fns["config-api"])).cloned().collect();
+    let missing: Vec<_> = needed.difference(&granted(&t, fns["config-api"])).cloned().collect();
     assert!(missing.is_empty(), "config-api's policy lacks {missing:?}");
     // stream-publisher sends events.
     let needed = calls(
@@ -236,7 +254,14 @@ fn each_policy_grants_the_actions_its_code_calls() {
         &[("put_events", "PutEvents")],
     );
     assert_eq!(needed, BTreeSet::from(["events:PutEvents".to_owned()]));
-    assert!(granted(fns["stream-publisher"]).is_superset(&needed));
+    // ...and its event source mapping reads the table's stream with the function's role.
+    let mut needed = needed;
+    needed.extend(["DescribeStream", "GetRecords", "GetShardIterator", "ListStreams"].map(|a| format!("dynamodb:{a}")));
+    let missing: Vec<_> = needed
+        .difference(&granted(&t, fns["stream-publisher"]))
+        .cloned()
+        .collect();
+    assert!(missing.is_empty(), "stream-publisher's role lacks {missing:?}");
     // cache-refresher: discovery, plus the ingestion path (read the parameter and the
     // pointer, append with a transaction).
     let mut needed = calls(
@@ -245,7 +270,10 @@ fn each_policy_grants_the_actions_its_code_calls() {
         &[("discover_instances", "DiscoverInstances")],
     );
     needed.extend(["dynamodb:GetItem", "dynamodb:TransactWriteItems", "ssm:GetParameter"].map(String::from));
-    let missing: Vec<_> = needed.difference(&granted(fns["cache-refresher"])).cloned().collect();
+    let missing: Vec<_> = needed
+        .difference(&granted(&t, fns["cache-refresher"]))
+        .cloned()
+        .collect();
     assert!(missing.is_empty(), "cache-refresher's policy lacks {missing:?}");
 }
 
@@ -301,4 +329,31 @@ fn the_watch_server_task_is_configured_by_its_environment() {
             default_port: config.addr.port(),
         }
     );
+}
+
+#[test]
+fn permissions_are_scoped_to_the_stacks_resources() {
+    let t = template();
+    // IAM has no resource to name for these.
+    let resourceless = BTreeSet::from(["servicediscovery:DiscoverInstances".to_owned()]);
+    for (binary, function) in functions(&t) {
+        for statement in statements(&t, function) {
+            if statement["Resource"] == "*" {
+                let wide: BTreeSet<String> = actions(statement).into_iter().collect();
+                assert!(
+                    wide.is_subset(&resourceless),
+                    "{binary} may call {wide:?} on every resource"
+                );
+            }
+        }
+        // With `Policies`, SAM attaches AWSLambdaDynamoDBExecutionRole for a stream source: it
+        // reads every stream in the account. Such a function needs a role of its own.
+        let mut events = function["Properties"]["Events"].as_mapping().into_iter().flatten();
+        if events.any(|(_, e)| e["Type"] == "DynamoDB") {
+            assert!(
+                matches!(function["Properties"]["Role"], Value::Tagged(_)),
+                "{binary} reads a stream with SAM's account-wide policy"
+            );
+        }
+    }
 }
