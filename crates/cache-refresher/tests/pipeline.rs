@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use adapters::aws::{table, Clients};
+use adapters::aws::{emulators, Clients};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use cache_refresher::{Outcome, Refresher, RefresherConfig};
@@ -122,14 +122,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
     else {
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("tagcfg-e2e-{nanos}");
-    table::create_config_table(&aws_sdk_dynamodb::Client::new(&sdk), &name)
-        .await
-        .unwrap();
+    let name = emulators::fresh_table(&sdk, "e2e").await;
     let clients = Clients::from_sdk(&sdk);
 
     // EventBridge bus → rule (the shared pattern) → SQS queue.
@@ -459,14 +452,7 @@ async fn with_entries_failing_every_change_is_published_once_or_reported() {
     else {
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("tagcfg-faults-{nanos}");
-    table::create_config_table(&aws_sdk_dynamodb::Client::new(&sdk), &name)
-        .await
-        .unwrap();
+    let name = emulators::fresh_table(&sdk, "faults").await;
     let events = aws_sdk_eventbridge::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     events.create_event_bus().name(&name).send().await.unwrap();

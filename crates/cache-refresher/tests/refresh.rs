@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters::aws::{table, Clients};
+use adapters::aws::{emulators, Clients};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use cache_refresher::{Outcome, RefreshError, Refresher, RefresherConfig};
 use serde_json::Value;
@@ -213,14 +213,7 @@ async fn parameter_store_changes_made_outside_the_api_enter_the_feed_exactly_onc
     else {
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let table_name = format!("tagcfg-refresher-{nanos}");
-    table::create_config_table(&aws_sdk_dynamodb::Client::new(&sdk), &table_name)
-        .await
-        .unwrap();
+    let table_name = emulators::fresh_table(&sdk, "refresher").await;
     let clients = Clients::from_sdk(&sdk);
     // The sample events name /tagcfg/acme/param_config/payments/endpoint.
     let config = config(
@@ -359,11 +352,7 @@ async fn cloud_map_names_the_instances_to_refresh() {
             .interceptor(NoHostPrefix)
             .build(),
     );
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let namespace = format!("tagcfg-{nanos}.local");
+    let namespace = format!("{}.local", emulators::unique_name("discovery"));
     cloud_map.create_http_namespace().name(&namespace).send().await.unwrap();
     let namespaces = cloud_map.list_namespaces().send().await.unwrap();
     let namespace_id = namespaces

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use adapters::aws::{table, Clients};
+use adapters::aws::{emulators, Clients};
 use aws_sdk_ssm::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_ssm::config::{ConfigBag, Intercept};
 use config_api::{build, ApiConfig, App};
@@ -73,14 +73,7 @@ async fn environment(
 }
 
 async fn fresh_names(sdk: &aws_config::SdkConfig, label: &str) -> (String, String) {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("tagcfg-{label}-{nanos}");
-    table::create_config_table(&aws_sdk_dynamodb::Client::new(sdk), &name)
-        .await
-        .unwrap();
+    let name = emulators::fresh_table(sdk, label).await;
     (name.clone(), name)
 }
 

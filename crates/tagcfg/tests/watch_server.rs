@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use adapters::aws::{table, Clients};
+use adapters::aws::{emulators, Clients};
 use tagcfg::watch_server::{start, WatchServerConfig};
 use tagged_routing::{ConfigStore, JsonText, Owner, Precondition, Revision, TenantId};
 use tenant_auth::{dev, service, Scope};
@@ -29,14 +29,7 @@ async fn refresh_in_watch_out_get_from_the_aws_store() {
     else {
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("tagcfg-ws-{nanos}");
-    table::create_config_table(&aws_sdk_dynamodb::Client::new(&sdk), &name)
-        .await
-        .unwrap();
+    let name = emulators::fresh_table(&sdk, "ws").await;
     let vars: HashMap<&str, String> = HashMap::from([
         ("TAGCFG_TABLE", name.clone()),
         ("TAGCFG_SSM_ROOT", name.clone()),

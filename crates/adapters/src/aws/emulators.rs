@@ -28,3 +28,24 @@ pub async fn sdk_config_or_skip(test: &str, services: &[&str]) -> Option<aws_con
     );
     None
 }
+
+/// A name no other test, nor an earlier run against the same long-lived emulator, has used:
+/// `tagcfg-<label>-<nanoseconds since the epoch>`. Tables, SSM roots, buses, queues and
+/// namespaces of one test all take it.
+pub fn unique_name(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("tagcfg-{label}-{nanos}")
+}
+
+/// Creates a config table (the shape in `infra/dynamodb/config-table.json`) under a
+/// [`unique_name`] and returns the name. Panics when the emulator refuses: a test with no
+/// table cannot say anything.
+pub async fn fresh_table(sdk: &aws_config::SdkConfig, label: &str) -> String {
+    let name = unique_name(label);
+    super::table::create_config_table(&aws_sdk_dynamodb::Client::new(sdk), &name)
+        .await
+        .unwrap_or_else(|e| panic!("create the config table {name} in DynamoDB Local: {e}"));
+    name
+}

@@ -1,6 +1,6 @@
 //! Emulator access for the AWS tests.
 
-use adapters::aws::{table, AwsSettings, SsmSettings};
+use adapters::aws::{emulators, AwsSettings, SsmSettings};
 use tagged_routing::{RoutingTable, TaggedStore};
 
 /// The SDK config pointed at the emulators, or `None` (with a note) when they are not running.
@@ -10,18 +10,12 @@ pub async fn emulators(test: &str) -> Option<aws_config::SdkConfig> {
 
 /// A fresh table (from infra/dynamodb/config-table.json) and SSM root for one test.
 pub async fn store(sdk: &aws_config::SdkConfig, label: &str) -> (TaggedStore, AwsSettings) {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let mut settings = AwsSettings::new(format!("tagcfg-{label}-{nanos}"));
+    let name = emulators::fresh_table(sdk, label).await;
+    let mut settings = AwsSettings::new(name.clone());
     settings.ssm = SsmSettings {
-        root: format!("tagcfg-{label}-{nanos}"),
+        root: name,
         ..SsmSettings::default()
     };
-    table::create_config_table(&aws_sdk_dynamodb::Client::new(sdk), &settings.table)
-        .await
-        .expect("create the config table in DynamoDB Local");
     (
         adapters::aws::tagged_store(
             &adapters::aws::Clients::from_sdk(sdk),
