@@ -180,22 +180,27 @@ fn the_stream_filter_and_rule_patterns_match_what_the_code_publishes_and_expects
 /// The statements of a function's permissions: its SAM `Policies`, or the policies of the
 /// role it names (`Role: !GetAtt SomeRole.Arn`).
 fn statements<'t>(t: &'t Value, function: &'t Value) -> Vec<&'t Value> {
-    let documents: Vec<&Value> = match &function["Properties"]["Role"] {
+    match &function["Properties"]["Role"] {
         Value::Tagged(role) if role.tag == "!GetAtt" => {
-            let name = role.value.as_str().unwrap().trim_end_matches(".Arn");
-            let policies = t["Resources"][name]["Properties"]["Policies"].as_sequence();
-            policies.into_iter().flatten().map(|p| &p["PolicyDocument"]).collect()
+            role_statements(t, role.value.as_str().unwrap().trim_end_matches(".Arn"))
         }
         Value::Null => function["Properties"]["Policies"]
             .as_sequence()
             .unwrap()
             .iter()
+            .flat_map(|policy| policy["Statement"].as_sequence().into_iter().flatten())
             .collect(),
         other => panic!("a role the test cannot read: {other:?}"),
-    };
-    documents
+    }
+}
+
+/// The statements of an `AWS::IAM::Role`'s inline policies.
+fn role_statements<'t>(t: &'t Value, role: &str) -> Vec<&'t Value> {
+    let policies = t["Resources"][role]["Properties"]["Policies"].as_sequence();
+    policies
         .into_iter()
-        .flat_map(|policy| policy["Statement"].as_sequence().into_iter().flatten())
+        .flatten()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_sequence().into_iter().flatten())
         .collect()
 }
 
@@ -319,6 +324,13 @@ fn the_watch_server_task_is_configured_by_its_environment() {
     let refresher_env = environment(&api, refresher);
     let refresher_config = cache_refresher::RefresherConfig::from_lookup(&|k: &str| refresher_env.get(k).cloned())
         .unwrap_or_else(|e| panic!("{e}"));
+    // The task reads what the Hub reads (heads and change log, batch gets), SecureStrings included.
+    let task_role: BTreeSet<String> = role_statements(&t, "TaskRole").into_iter().flat_map(actions).collect();
+    let mut needed = calls("crates/adapters/src/aws/dynamodb.rs", "dynamodb", &DYNAMODB[..3]);
+    needed.extend(["ssm:GetParameter", "ssm:GetParameters", "kms:Decrypt"].map(String::from));
+    let missing: Vec<_> = needed.difference(&task_role).cloned().collect();
+    assert!(missing.is_empty(), "the watch-server task role lacks {missing:?}");
+
     let registered = &t["Resources"]["DiscoveryService"]["Properties"];
     assert_eq!(registered["DnsConfig"]["DnsRecords"][0]["Type"], "A");
     assert_eq!(
