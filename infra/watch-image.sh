@@ -47,11 +47,11 @@ env -i TAGCFG_WATCH_ADDR="127.0.0.1:$port" TAGCFG_TABLE=image-check TAGCFG_COGNI
   SSL_CERT_FILE="$rootfs/etc/ssl/certs/ca-certificates.crt" "${runner[@]}" "$rootfs/tagcfg" watch-server \
   >"$rootfs/server.log" 2>&1 &
 server=$!
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 for _ in $(seq 1 100); do
-  python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$port" 2>/dev/null && break
+  listening && break
   kill -0 "$server" 2>/dev/null || die "the image's watch server exited: $(tail -3 "$rootfs/server.log")"
   sleep 0.1
 done
-python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$port" 2>/dev/null ||
-  die "the image's watch server does not listen: $(tail -3 "$rootfs/server.log")"
+listening || die "the image's watch server does not listen after 10 s: $(tail -3 "$rootfs/server.log")"
 echo "[watch-image] the image's /tagcfg watch-server starts and listens (${runner[*]:-native})"
