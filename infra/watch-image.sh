@@ -24,8 +24,8 @@ if ! rustup target list --installed | grep -qx "$triple"; then
 fi
 cd "$root"
 unset CARGO_LAMBDA_COMPILER # zig: a static musl binary needs no libc in the image
-cargo lambda build --release -p tagcfg --bin tagcfg --target "$triple" --lambda-dir "${CARGO_TARGET_DIR:-target}/watch-image"
-binary="${CARGO_TARGET_DIR:-target}/watch-image/tagcfg/bootstrap"
+cargo lambda build --release -p tagcfg --bin tagcfg --target "$triple" --lambda-dir "${CARGO_TARGET_DIR:-target}/watch-image/$arch"
+binary="${CARGO_TARGET_DIR:-target}/watch-image/$arch/tagcfg/bootstrap"
 out="$root/target/watch-server-image"
 python3 infra/oci-image.py "$binary" "$arch" "$out" "${TAG:-latest}"
 
