@@ -7,6 +7,8 @@
 //!    time until every stream has it, and the server's RSS growth per open stream.
 //!
 //! `make bench` runs it: `cargo bench -p tagcfg --bench watch`. Nothing leaves 127.0.0.1.
+//! `TAGCFG_BENCH_SERVER=<path to a tagcfg binary>` measures another build of the server (the
+//! watch-server image's static musl binary, say) with the same client.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -64,7 +66,8 @@ async fn next_change(stream: &mut tonic::Streaming<watch::pb::WatchEvent>) -> u6
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tagcfg"))
+    let server_binary = std::env::var_os("TAGCFG_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_tagcfg").into());
+    let mut server = Command::new(server_binary)
         .args([
             "serve",
             "--addr",
