@@ -16,7 +16,7 @@ test:
 	infra/with-emulators.sh $(CARGO) test --workspace $(FEATURES)
 	$(MAKE) validate
 
-## validate: template.yaml through cfn-lint and `sam validate --lint`, offline
+## validate: template.yaml and infra/watch-server.yaml through cfn-lint and `sam validate --lint`, offline
 validate:
 	infra/validate.sh
 
