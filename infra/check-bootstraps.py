@@ -64,11 +64,12 @@ def check(name, binary_name, arch):
     if needed > AL2023_GLIBC:
         return f"{name}: bootstrap needs glibc {needed}, provided.al2023 has {AL2023_GLIBC}"
     line = f"{name:24} {binary_name:17} {arch:7} {len(data) / 1048576:6.2f} MiB  glibc >= {'.'.join(map(str, needed))}"
+    runner = runner_for(arch)
     try:
-        ms = time_to_ready(str(bootstrap), START_ENV[binary_name], timeout=30, runner=runner_for(arch))
+        ms = time_to_ready(str(bootstrap), START_ENV[binary_name], timeout=30, runner=runner)
     except RuntimeError as e:
         return f"{name}: {e}"
-    print(f"{line}  starts: init {ms:.1f} ms{' under qemu' if runner_for(arch) else ''}")
+    print(f"{line}  starts: init {ms:.1f} ms{' under qemu' if runner else ''}")
     return None
 
 

@@ -112,26 +112,19 @@ impl StreamReader {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
-    let Some(sdk) = adapters::aws::emulators::sdk_config_or_skip(
-        "a_write_and_a_console_edit_travel_the_whole_feed",
-        &["DYNAMODB", "EVENTBRIDGE"],
-    )
-    .await
-    else {
-        return;
-    };
-    let name = emulators::fresh_table(&sdk, "e2e").await;
-    let clients = Clients::from_sdk(&sdk);
-
-    // EventBridge bus → rule (the shared pattern) → SQS queue.
-    let events = aws_sdk_eventbridge::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    events.create_event_bus().name(&name).send().await.unwrap();
+/// A bus named `name` whose rule - the pattern the SAM template and the refresher use,
+/// `infra/eventbridge/config-changed-pattern.json` - delivers to an SQS queue named `name`.
+/// Returns both clients and the queue's URL.
+async fn bus_to_queue(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+) -> (aws_sdk_eventbridge::Client, aws_sdk_sqs::Client, String) {
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    events.create_event_bus().name(name).send().await.unwrap();
     let queue_url = sqs
         .create_queue()
-        .queue_name(&name)
+        .queue_name(name)
         .send()
         .await
         .unwrap()
@@ -151,7 +144,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
     events
         .put_rule()
         .name("config-changed")
-        .event_bus_name(&name)
+        .event_bus_name(name)
         .event_pattern(pattern)
         .send()
         .await
@@ -159,7 +152,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
     events
         .put_targets()
         .rule("config-changed")
-        .event_bus_name(&name)
+        .event_bus_name(name)
         .targets(
             aws_sdk_eventbridge::types::Target::builder()
                 .id("refresher-queue")
@@ -170,6 +163,24 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
         .send()
         .await
         .unwrap();
+    (events, sqs, queue_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
+    let Some(sdk) = adapters::aws::emulators::sdk_config_or_skip(
+        "a_write_and_a_console_edit_travel_the_whole_feed",
+        &["DYNAMODB", "EVENTBRIDGE"],
+    )
+    .await
+    else {
+        return;
+    };
+    let name = emulators::fresh_table(&sdk, "e2e").await;
+    let clients = Clients::from_sdk(&sdk);
+
+    // EventBridge bus → rule (the shared pattern) → SQS queue.
+    let (events, sqs, queue_url) = bus_to_queue(&sdk, &name).await;
 
     // A watch server over the same table, and a watcher of acme.
     let vars: HashMap<&str, String> = HashMap::from([
@@ -453,47 +464,7 @@ async fn with_entries_failing_every_change_is_published_once_or_reported() {
         return;
     };
     let name = emulators::fresh_table(&sdk, "faults").await;
-    let events = aws_sdk_eventbridge::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    events.create_event_bus().name(&name).send().await.unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let queue_arn = attrs.attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
-    let pattern = std::fs::read_to_string(format!("{}/infra/eventbridge/config-changed-pattern.json", root())).unwrap();
-    events
-        .put_rule()
-        .name("all")
-        .event_bus_name(&name)
-        .event_pattern(pattern)
-        .send()
-        .await
-        .unwrap();
-    let target = aws_sdk_eventbridge::types::Target::builder()
-        .id("q")
-        .arn(queue_arn)
-        .build()
-        .unwrap();
-    events
-        .put_targets()
-        .rule("all")
-        .event_bus_name(&name)
-        .targets(target)
-        .send()
-        .await
-        .unwrap();
+    let (events, sqs, queue_url) = bus_to_queue(&sdk, &name).await;
 
     // 25 changes in the table, read back from its stream.
     let clients = Clients::from_sdk(&sdk);
