@@ -13,6 +13,9 @@ pub enum Error {
     /// A tenant id that does not match `[a-z0-9][a-z0-9-]{{0,62}}`.
     #[error("invalid tenant id: {0}")]
     InvalidTenant(String),
+    /// A tier name that does not match `[a-z0-9][a-z0-9-]{{0,62}}`.
+    #[error("invalid tier name: {0}")]
+    InvalidTier(String),
     /// The routing table configuration is malformed (reported at start-up).
     #[error("invalid routing table: {0}")]
     InvalidRoutingTable(String),

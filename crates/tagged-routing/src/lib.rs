@@ -3,7 +3,10 @@
 //! Configuration keys carry a *tag* (their prefix) and the tag decides which backend stores
 //! the key. This crate holds everything that is true whatever the backend is, and does no I/O:
 //!
-//! - [`TenantId`] and [`Owner`]: whose configuration a call touches (a tenant or the shared layer).
+//! - [`TenantId`], [`TierName`] and [`Owner`]: whose configuration a call touches (a tenant,
+//!   a tier or the shared layer).
+//! - [`layers`]: the tenant → tier → shared stack and the one resolution rule every reader
+//!   and every cache uses.
 //! - [`Key`], [`Tag`], [`BackendKind`] and the [`RoutingTable`] that parses a raw key into them
 //!   (longest matching tag wins).
 //! - The values: [`JsonText`], [`ConfigItem`], [`Version`], [`Revision`], [`Change`],
@@ -22,6 +25,7 @@
 pub mod env;
 mod error;
 mod key;
+pub mod layers;
 pub mod memory;
 mod model;
 mod ports;
@@ -39,4 +43,5 @@ pub use model::{
 pub use ports::{ChangeSink, ConfigStore};
 pub use routing::{RoutingTable, DEFAULT_ROUTES};
 pub use tagged_store::{StoreLimits, TaggedStore};
-pub use tenant::{Owner, TenantId, SHARED_OWNER};
+pub use layers::{is_visible, resolve, LayerSource, LayerStack};
+pub use tenant::{Owner, TenantId, TierName, SHARED_OWNER, TIER_OWNER_PREFIX};

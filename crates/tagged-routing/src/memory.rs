@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::rules::{version_after_put, version_removed_by_delete};
 use crate::{
     now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner,
-    Page, Precondition, Result, Revision,
+    Page, Precondition, Result, Revision, TenantId, TierName, Version,
 };
 
 #[derive(Default)]
@@ -19,6 +19,8 @@ struct State {
     heads: HashMap<String, Revision>,
     /// (owner, revision) → change
     changes: BTreeMap<(String, u64), Change>,
+    /// tenant → (tier, assignment version)
+    tiers: HashMap<String, (Option<TierName>, Version)>,
 }
 
 /// An in-memory [`ConfigStore`]; every write is atomic under one lock.
@@ -51,6 +53,10 @@ impl MemoryStore {
             Some(item) => state.values.insert(id, item),
             None => state.values.remove(&id),
         };
+        self.append(state, owner, change);
+    }
+
+    fn append(&self, state: &mut State, owner: &Owner, change: Change) {
         state.heads.insert(owner.as_str().to_owned(), change.revision);
         state
             .changes
@@ -184,5 +190,24 @@ impl ConfigStore for MemoryStore {
 
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
         Ok(self.lock().heads.get(owner.as_str()).copied().unwrap_or_default())
+    }
+
+    async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
+        Ok(self.lock().tiers.get(tenant.as_str()).and_then(|(t, _)| t.clone()))
+    }
+
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+        let mut state = self.lock();
+        let (current, version) = state.tiers.get(tenant.as_str()).cloned().unwrap_or((None, Version(0)));
+        if current.as_ref() == tier {
+            return Ok(None);
+        }
+        let owner = Owner::Tenant(tenant.clone());
+        let revision = Revision(state.heads.get(owner.as_str()).map_or(0, |r| r.0) + 1);
+        let version = Version(version.0 + 1);
+        let change = Change::tier_assigned(tenant, revision, tier, version, actor, now_rfc3339());
+        state.tiers.insert(tenant.as_str().to_owned(), (tier.cloned(), version));
+        self.append(&mut state, &owner, change.clone());
+        Ok(Some(change))
     }
 }

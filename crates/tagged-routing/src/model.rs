@@ -3,7 +3,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{BackendKind, Error, Key, Owner};
+use crate::{BackendKind, Error, Key, Owner, TenantId, TierName};
 
 /// Values up to this size travel inline in change records and events; larger ones are
 /// omitted there and read from the store.
@@ -84,12 +84,61 @@ impl<'de> Deserialize<'de> for JsonText {
     }
 }
 
-/// Which layer answered a read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Which layer answered a read: `tenant`, `tier:<name>` or `shared` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Layer {
     Tenant,
+    Tier(TierName),
     Shared,
+}
+
+impl Layer {
+    /// Parses `tenant`, `tier:<name>` or `shared`.
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        match raw {
+            "tenant" => Ok(Layer::Tenant),
+            "shared" => Ok(Layer::Shared),
+            _ => match raw.strip_prefix("tier:") {
+                Some(name) => TierName::parse(name).map(Layer::Tier),
+                None => Err(Error::InvalidValue(format!(
+                    "layer '{}' is not tenant, tier:<name> or shared",
+                    raw.chars().take(80).collect::<String>()
+                ))),
+            },
+        }
+    }
+
+    /// The owner whose values answer as this layer for `tenant`.
+    pub fn owner(&self, tenant: &TenantId) -> Owner {
+        match self {
+            Layer::Tenant => Owner::Tenant(tenant.clone()),
+            Layer::Tier(t) => Owner::Tier(t.clone()),
+            Layer::Shared => Owner::Shared,
+        }
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layer::Tenant => f.write_str("tenant"),
+            Layer::Tier(t) => write!(f, "tier:{t}"),
+            Layer::Shared => f.write_str("shared"),
+        }
+    }
+}
+
+impl Serialize for Layer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Layer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = std::borrow::Cow::<str>::deserialize(d)?;
+        Layer::parse(&raw).map_err(serde::de::Error::custom)
+    }
 }
 
 /// One stored value as readers see it.
@@ -126,6 +175,9 @@ impl ConfigItem {
 pub enum ChangeOp {
     Put,
     Delete,
+    /// The tenant was assigned to a tier (or removed from one): the change's value is the
+    /// tier name as a JSON string, or `null`; its key and tag are empty.
+    Tier,
 }
 
 /// Why a change record carries no value.
@@ -188,6 +240,49 @@ impl Change {
             at,
             value,
             value_omitted,
+        }
+    }
+}
+
+impl Change {
+    /// The record of assigning `tenant` to `tier` (`None`: to no tier). `version` counts the
+    /// tenant's assignments.
+    pub fn tier_assigned(
+        tenant: &TenantId,
+        revision: Revision,
+        tier: Option<&TierName>,
+        version: Version,
+        actor: &str,
+        at: String,
+    ) -> Self {
+        let value = match tier {
+            Some(t) => format!("\"{t}\""),
+            None => "null".to_owned(),
+        };
+        Change {
+            tenant: tenant.as_str().to_owned(),
+            revision,
+            key: String::new(),
+            tag: String::new(),
+            backend: BackendKind::Dynamodb,
+            op: ChangeOp::Tier,
+            version,
+            actor: actor.to_owned(),
+            at,
+            value: JsonText::parse(&value).ok(),
+            value_omitted: None,
+        }
+    }
+
+    /// For a [`ChangeOp::Tier`] change: the tier assigned (`Some(None)`: none). `None` for
+    /// any other change, or a tier change whose value is not a valid tier name.
+    pub fn assigned_tier(&self) -> Option<Option<TierName>> {
+        if self.op != ChangeOp::Tier {
+            return None;
+        }
+        match serde_json::from_str::<Option<String>>(self.value.as_ref()?.as_str()).ok()? {
+            None => Some(None),
+            Some(name) => TierName::parse(&name).ok().map(Some),
         }
     }
 }
@@ -270,5 +365,26 @@ mod tests {
         for bad in ["", "{", "01", "[1,]", "1 2", "nul"] {
             assert!(matches!(JsonText::parse(bad), Err(Error::InvalidValue(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn layers_round_trip_as_text() {
+        for text in ["\"tenant\"", "\"tier:pro\"", "\"shared\""] {
+            let layer: Layer = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&layer).unwrap(), text);
+        }
+        for bad in ["\"tier:\"", "\"tier:Pro\"", "\"Tenant\"", "\"_shared\""] {
+            assert!(serde_json::from_str::<Layer>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tier_changes_carry_the_tier() {
+        let acme = TenantId::parse("acme").unwrap();
+        let pro = TierName::parse("pro").unwrap();
+        let c = Change::tier_assigned(&acme, Revision(3), Some(&pro), Version(1), "op", now_rfc3339());
+        assert_eq!(c.assigned_tier(), Some(Some(pro)));
+        let c = Change::tier_assigned(&acme, Revision(4), None, Version(2), "op", now_rfc3339());
+        assert_eq!(c.assigned_tier(), Some(None));
     }
 }

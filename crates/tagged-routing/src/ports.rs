@@ -1,6 +1,9 @@
 use async_trait::async_trait;
 
-use crate::{Change, ConfigItem, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision};
+use crate::{
+    Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision, TenantId,
+    TierName,
+};
 
 /// The store port: everything the API needs from a backend. Implemented by each adapter
 /// (DynamoDB, SSM, redb, memory) and by [`crate::TaggedStore`], which dispatches to them.
@@ -13,8 +16,8 @@ use crate::{Change, ConfigItem, HistoryEntry, JsonText, Key, Owner, Page, Precon
 /// - listings are in key order; `after` is the last key of the previous page.
 #[async_trait]
 pub trait ConfigStore: Send + Sync {
-    /// The value of `key` in `owner`'s own layer (no shared-layer fallback here; the
-    /// [`crate::TaggedStore`] adds it).
+    /// The value of `key` in `owner`'s own layer: no fallback to other layers here.
+    /// A tenant's effective value comes from [`crate::layers::resolve`].
     async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>>;
 
     /// Writes `value` under `precondition`; returns the item as now stored.
@@ -44,6 +47,21 @@ pub trait ConfigStore: Send + Sync {
 
     /// The owner's latest revision (0 when it never changed).
     async fn head_revision(&self, owner: &Owner) -> Result<Revision>;
+
+    /// The tier `tenant` is assigned to, if any.
+    async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
+        let _ = tenant;
+        Err(Error::Backend("this store keeps no tier assignments".into()))
+    }
+
+    /// Assigns `tenant` to `tier` (`None`: to no tier). The assignment is a change of the
+    /// tenant: it gets the next revision and one [`crate::ChangeOp::Tier`] change, atomically
+    /// with the assignment. Assigning the current tier again changes nothing and returns
+    /// `None`.
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+        let _ = (tenant, tier, actor);
+        Err(Error::Backend("this store keeps no tier assignments".into()))
+    }
 }
 
 /// Where a store announces committed changes, in revision order per owner (the in-process

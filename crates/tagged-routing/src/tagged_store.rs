@@ -4,8 +4,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    BackendKind, Change, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Layer, Owner, Page, Precondition,
-    Result, Revision, RoutingTable,
+    BackendKind, Change, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition,
+    Result, Revision, RoutingTable, TenantId, TierName,
 };
 
 /// Size limits that depend on how the backends are provisioned.
@@ -33,8 +33,9 @@ impl StoreLimits {
 /// to; the change log and the head revision come from one store for all backends, so a
 /// tenant has one revision sequence whatever backend a key lives in.
 ///
-/// It adds what no single backend knows: value limits per backend kind, the shared-layer
-/// fallback of hierarchical backends, and listings merged across backends.
+/// It adds what no single backend knows: value limits per backend kind and listings merged
+/// across backends. Tier assignments live beside the change log. It reads each owner's own
+/// layer; resolution through the layers is [`crate::layers::resolve`] over it.
 #[derive(Clone)]
 pub struct TaggedStore {
     routes: Arc<RoutingTable>,
@@ -111,17 +112,7 @@ impl TaggedStore {
 #[async_trait]
 impl ConfigStore for TaggedStore {
     async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {
-        let store = self.store_for(key)?;
-        if let Some(item) = store.get(owner, key).await? {
-            return Ok(Some(item));
-        }
-        if key.backend().has_shared_layer() && matches!(owner, Owner::Tenant(_)) {
-            return Ok(store.get(&Owner::Shared, key).await?.map(|item| ConfigItem {
-                layer: Layer::Shared,
-                ..item
-            }));
-        }
-        Ok(None)
+        self.store_for(key)?.get(owner, key).await
     }
 
     async fn put(
@@ -182,22 +173,7 @@ impl ConfigStore for TaggedStore {
                 .backends
                 .get(&kind)
                 .ok_or_else(|| Error::Backend(format!("no store for backend {kind}")))?;
-            let items = store.batch_get(owner, &keys).await?;
-            if kind.has_shared_layer() && matches!(owner, Owner::Tenant(_)) {
-                let missing: Vec<Key> = keys
-                    .iter()
-                    .filter(|k| !items.iter().any(|i| i.key == k.as_str()))
-                    .cloned()
-                    .collect();
-                if !missing.is_empty() {
-                    let shared = store.batch_get(&Owner::Shared, &missing).await?;
-                    found.extend(shared.into_iter().map(|item| ConfigItem {
-                        layer: Layer::Shared,
-                        ..item
-                    }));
-                }
-            }
-            found.extend(items);
+            found.extend(store.batch_get(owner, &keys).await?);
         }
         Ok(found)
     }
@@ -213,13 +189,21 @@ impl ConfigStore for TaggedStore {
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
         self.change_log.head_revision(owner).await
     }
+
+    async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
+        self.change_log.tier_of(tenant).await
+    }
+
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+        self.change_log.assign_tier(tenant, tier, actor).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::memory::MemoryStore;
-    use crate::{TenantId, Version};
+    use crate::{Layer, Version};
 
     fn acme() -> Owner {
         Owner::Tenant(TenantId::parse("acme").unwrap())
@@ -268,30 +252,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shared_layer_fallback_only_for_hierarchical_backends() {
+    async fn tenant_reads_resolve_tenant_then_tier_then_shared_on_every_backend() {
         let (store, _, _) = split_store();
         let routes = store.routes().clone();
-        let param = routes.parse_key("param_config_region").unwrap();
-        let hot = routes.parse_key("tenant_config_region").unwrap();
-        store
-            .put(&Owner::Shared, &param, &json("\"eu\""), Precondition::None, "admin")
-            .await
-            .unwrap();
-        store
-            .put(&Owner::Shared, &hot, &json("\"eu\""), Precondition::None, "admin")
-            .await
-            .unwrap();
-        let got = store.get(&acme(), &param).await.unwrap().unwrap();
-        assert_eq!(got.layer, Layer::Shared);
-        assert!(store.get(&acme(), &hot).await.unwrap().is_none());
-        store
-            .put(&acme(), &param, &json("\"us\""), Precondition::None, "u")
-            .await
-            .unwrap();
-        let got = store.get(&acme(), &param).await.unwrap().unwrap();
-        assert_eq!((got.layer, got.value.as_str()), (Layer::Tenant, "\"us\""));
-        let batch = store.batch_get(&acme(), &[param.clone(), hot.clone()]).await.unwrap();
-        assert_eq!(batch.len(), 1);
+        let pro = TierName::parse("pro").unwrap();
+        let acme_id = TenantId::parse("acme").unwrap();
+        for raw in ["param_config_region", "tenant_config_region"] {
+            let key = routes.parse_key(raw).unwrap();
+            let read = || async { crate::layers::resolve(&store, &acme_id, std::slice::from_ref(&key)).await };
+            store
+                .put(&Owner::Shared, &key, &json("\"eu\""), Precondition::None, "op")
+                .await
+                .unwrap();
+            assert_eq!(read().await.unwrap().0[0].layer, Layer::Shared, "{raw}");
+            store
+                .put(&Owner::Tier(pro.clone()), &key, &json("\"us\""), Precondition::None, "op")
+                .await
+                .unwrap();
+            if store.tier_of(&acme_id).await.unwrap().is_none() {
+                // Not assigned to the tier yet: the tier layer is not consulted.
+                assert_eq!(read().await.unwrap().0[0].layer, Layer::Shared, "{raw}");
+                let change = store.assign_tier(&acme_id, Some(&pro), "op").await.unwrap().unwrap();
+                assert_eq!(change.assigned_tier(), Some(Some(pro.clone())));
+                assert!(store.assign_tier(&acme_id, Some(&pro), "op").await.unwrap().is_none());
+            }
+            let (items, stack) = read().await.unwrap();
+            assert_eq!(stack.tier(), Some(&pro));
+            assert_eq!(items[0].layer, Layer::Tier(pro.clone()), "{raw}");
+            store.put(&acme(), &key, &json("\"ap\""), Precondition::None, "u").await.unwrap();
+            let got = &read().await.unwrap().0[0];
+            assert_eq!((&got.layer, got.value.as_str()), (&Layer::Tenant, "\"ap\""));
+            // The own-layer read never falls back.
+            assert!(store.get(&Owner::Tenant(TenantId::parse("globex").unwrap()), &key).await.unwrap().is_none());
+        }
     }
 
     #[tokio::test]
