@@ -3,7 +3,8 @@ use std::sync::{Arc, OnceLock};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use tenant_auth::{Scope, TenantContext};
+use tagged_routing::{Layer, Owner, TenantId};
+use tenant_auth::{Principal, Scope};
 
 use crate::{ApiError, AppState};
 
@@ -21,17 +22,70 @@ impl RequestTenant {
 /// The verified caller of a request. Extracting it verifies the bearer token; a handler
 /// that takes a `Caller` cannot run for an unauthenticated request.
 #[derive(Debug, Clone)]
-pub struct Caller(pub TenantContext);
+pub struct Caller(pub Principal);
+
+/// What a call may touch: which layer, for whom.
+pub(crate) enum Access {
+    /// A tenant's own layer; its reads resolve through tier and shared.
+    Tenant(TenantId),
+    /// A platform layer (shared or a tier), addressed by an operator.
+    Platform(Owner),
+}
+
+impl Access {
+    pub(crate) fn owner(&self) -> Owner {
+        match self {
+            Access::Tenant(t) => Owner::Tenant(t.clone()),
+            Access::Platform(o) => o.clone(),
+        }
+    }
+}
+
+fn forbidden(detail: impl Into<String>) -> ApiError {
+    ApiError::Domain(tagged_routing::Error::Forbidden(detail.into()))
+}
 
 impl Caller {
-    /// Refuses with 403 unless the token grants `scope`.
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.0.scopes.allows(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::Domain(tagged_routing::Error::Forbidden(format!(
-                "this operation needs the {scope} scope"
-            ))))
+    pub fn subject(&self) -> &str {
+        self.0.subject()
+    }
+
+    /// The layer a call addresses, after the rules of who owns what:
+    /// - a tenant principal addresses its own tenant (no `?layer`, or `?layer=tenant`) with
+    ///   at least `scope`; the shared and tier layers are refused (they belong to operators,
+    ///   and reading another tier's layer directly would show what other tenants get);
+    /// - an operator addresses `?layer=shared` or `?layer=tier:<name>`, never a tenant's
+    ///   own layer: tenant configuration stays with the tenant.
+    pub(crate) fn access(&self, layer: Option<&str>, scope: Scope) -> Result<Access, ApiError> {
+        let layer = layer.map(Layer::parse).transpose()?;
+        match (&self.0, layer) {
+            (Principal::Tenant(t), None | Some(Layer::Tenant)) => {
+                if t.scopes.allows(scope) {
+                    Ok(Access::Tenant(t.tenant.clone()))
+                } else {
+                    Err(forbidden(format!("this operation needs the {scope} scope")))
+                }
+            }
+            (Principal::Tenant(_), Some(_)) => Err(forbidden(
+                "the shared and tier layers belong to platform operators (config:operator)",
+            )),
+            (Principal::Operator(_), Some(layer @ (Layer::Shared | Layer::Tier(_)))) => {
+                Ok(Access::Platform(match layer {
+                    Layer::Tier(t) => Owner::Tier(t),
+                    _ => Owner::Shared,
+                }))
+            }
+            (Principal::Operator(_), _) => Err(forbidden(
+                "an operator token addresses ?layer=shared or ?layer=tier:<name>; a tenant's own layer needs the tenant's token",
+            )),
+        }
+    }
+
+    /// Refuses with 403 unless the caller is an operator.
+    pub(crate) fn require_operator(&self) -> Result<(), ApiError> {
+        match self.0 {
+            Principal::Operator(_) => Ok(()),
+            Principal::Tenant(_) => Err(forbidden("this operation needs the config:operator scope")),
         }
     }
 }
@@ -54,7 +108,10 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .map_err(ApiError::Auth)?;
         if let Some(slot) = parts.extensions.get::<RequestTenant>() {
-            let _ = slot.0.set(ctx.tenant.to_string());
+            let _ = slot.0.set(match &ctx {
+                Principal::Tenant(t) => t.tenant.to_string(),
+                Principal::Operator(_) => "(operator)".to_owned(),
+            });
         }
         Ok(Caller(ctx))
     }

@@ -9,6 +9,12 @@
 //! cost one backend read plus one head read per window — SSM, which allows ~40 TPS per
 //! account, is read once.
 //!
+//! It caches each owner's *own* layer, validated against that owner's own change log only;
+//! a tenant's effective value is resolved above it by [`tagged_routing::layers::resolve`]
+//! (tenant, then tier, then shared, each read through this cache), so no cache entry ever
+//! depends on a revision of another log. A tenant's tier is cached beside its values and
+//! dropped when its log shows a tier change.
+//!
 //! `head_revision` always asks the backend (and re-validates), so a read with
 //! `min_revision` (the handler calls `head_revision` first) sees a write made in another
 //! environment at once. Writes made through this cache update it immediately.
@@ -20,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tagged_routing::{
-    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
+    Change, ChangeOp, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result,
+    Revision, TenantId, TierName,
 };
 
 /// How many changes one re-validation reads; more than this and the owner's cache is dropped.
@@ -60,15 +67,10 @@ impl CacheMetrics {
 struct OwnerCache {
     head: Revision,
     confirmed_at: Option<Instant>,
-    entries: HashMap<String, Entry>,
-}
-
-#[derive(Clone)]
-struct Entry {
-    /// The item, or `None` for a key known to be absent.
-    item: Option<ConfigItem>,
-    /// The key's backend has a shared layer, so a shared-layer write can change the answer.
-    layered: bool,
+    /// key → the item, or `None` for a key known to be absent from this owner's layer.
+    entries: HashMap<String, Option<ConfigItem>>,
+    /// A tenant's tier, once read (`Some(None)`: no tier).
+    tier: Option<Option<TierName>>,
 }
 
 /// The read cache decorator. Cheap to clone; clones share the cache.
@@ -108,7 +110,7 @@ impl CachedStore {
         self.metrics.head_checks.fetch_add(1, Ordering::Relaxed);
         let head = self.inner.head_revision(owner).await?;
         let known = self.with_owner(owner, |c| c.head);
-        let changed = if head > known && self.with_owner(owner, |c| !c.entries.is_empty()) {
+        let changed = if head > known && self.with_owner(owner, |c| !c.entries.is_empty() || c.tier.is_some()) {
             let changes = self
                 .inner
                 .changes_since(owner, known, MAX_CHANGES_PER_VALIDATION)
@@ -123,12 +125,18 @@ impl CachedStore {
             match changed {
                 Some((changes, true)) => {
                     for change in changes {
+                        if change.op == ChangeOp::Tier {
+                            c.tier = None;
+                        }
                         c.entries.remove(&change.key);
                     }
                 }
                 // The log could not account for every revision (retention, a huge burst,
                 // or a change still on its way): drop everything this owner cached.
-                Some((_, false)) => c.entries.clear(),
+                Some((_, false)) => {
+                    c.entries.clear();
+                    c.tier = None;
+                }
                 None => {}
             }
             c.head = c.head.max(head);
@@ -143,34 +151,11 @@ impl CachedStore {
         self.with_owner(owner, |c| {
             if revision.0 == c.head.0 + 1 {
                 c.head = revision;
-                let layered = key.backend().has_shared_layer();
-                // A delete of a layered key may uncover the shared value: read it again.
-                if item.is_some() || !layered {
-                    c.entries.insert(key.as_str().to_owned(), Entry { item, layered });
-                    return;
-                }
+                c.entries.insert(key.as_str().to_owned(), item);
+            } else {
+                c.entries.remove(key.as_str());
             }
-            c.entries.remove(key.as_str());
         });
-    }
-
-    /// Shared-layer changes live in the `_shared` log: a tenant's cached SSM-tagged keys
-    /// (which may have answered from the shared layer) are validated against it too.
-    async fn validate_with_shared(&self, owner: &Owner, key: &Key) -> Result<()> {
-        if key.backend().has_shared_layer() && matches!(owner, Owner::Tenant(_)) && !self.is_fresh(&Owner::Shared) {
-            let before = self.with_owner(&Owner::Shared, |c| c.head);
-            let shared_head = self.validate(&Owner::Shared).await?;
-            if shared_head > before {
-                // Rare (admin writes): forget every tenant's layered keys.
-                let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-                for (owner, cache) in owners.iter_mut() {
-                    if *owner != Owner::Shared {
-                        cache.entries.retain(|_, entry| !entry.layered);
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -180,10 +165,9 @@ impl ConfigStore for CachedStore {
         if !self.is_fresh(owner) {
             self.validate(owner).await?;
         }
-        self.validate_with_shared(owner, key).await?;
         if let Some(hit) = self.with_owner(owner, |c| c.entries.get(key.as_str()).cloned()) {
             self.metrics.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(hit.item);
+            return Ok(hit);
         }
         self.metrics.misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.backend_reads.fetch_add(1, Ordering::Relaxed);
@@ -192,11 +176,7 @@ impl ConfigStore for CachedStore {
         // Cache only if no validation moved the head meanwhile.
         self.with_owner(owner, |c| {
             if c.head == head_before {
-                let entry = Entry {
-                    item: item.clone(),
-                    layered: key.backend().has_shared_layer(),
-                };
-                c.entries.insert(key.as_str().to_owned(), entry);
+                c.entries.insert(key.as_str().to_owned(), item.clone());
             }
         });
         Ok(item)
@@ -242,5 +222,30 @@ impl ConfigStore for CachedStore {
 
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
         self.validate(owner).await
+    }
+
+    async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
+        let owner = Owner::Tenant(tenant.clone());
+        if !self.is_fresh(&owner) {
+            self.validate(&owner).await?;
+        }
+        if let Some(tier) = self.with_owner(&owner, |c| c.tier.clone()) {
+            return Ok(tier);
+        }
+        self.metrics.backend_reads.fetch_add(1, Ordering::Relaxed);
+        let head_before = self.with_owner(&owner, |c| c.head);
+        let tier = self.inner.tier_of(tenant).await?;
+        self.with_owner(&owner, |c| {
+            if c.head == head_before {
+                c.tier = Some(tier.clone());
+            }
+        });
+        Ok(tier)
+    }
+
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+        let change = self.inner.assign_tier(tenant, tier, actor).await?;
+        self.with_owner(&Owner::Tenant(tenant.clone()), |c| c.tier = None);
+        Ok(change)
     }
 }

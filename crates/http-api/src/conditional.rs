@@ -1,17 +1,23 @@
 //! ETags and preconditions. A tenant-layer item's ETag is its version (`"3"`); a
-//! shared-layer item's is `"shared-3"`, so it never satisfies an `If-Match` on the
-//! tenant's own key.
+//! shared-layer item's is `"shared-3"` and a tier's `"tier-pro-3"`, so an ETag read from one
+//! layer never satisfies an `If-Match` on a write to another.
 
 use axum::http::{HeaderMap, HeaderValue};
 use tagged_routing::{ConfigItem, Layer, Precondition, Version};
 
 use crate::ApiError;
 
-pub fn etag(item: &ConfigItem) -> String {
-    match item.layer {
-        Layer::Tenant => format!("\"{}\"", item.version),
-        Layer::Shared => format!("\"shared-{}\"", item.version),
+/// The ETag text before the version: empty for the tenant layer.
+fn etag_prefix(layer: &Layer) -> String {
+    match layer {
+        Layer::Tenant => String::new(),
+        Layer::Tier(t) => format!("tier-{t}-"),
+        Layer::Shared => "shared-".to_owned(),
     }
+}
+
+pub fn etag(item: &ConfigItem) -> String {
+    format!("\"{}{}\"", etag_prefix(&item.layer), item.version)
 }
 
 pub fn etag_header(item: &ConfigItem) -> HeaderValue {
@@ -25,8 +31,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
         .transpose()
 }
 
-/// The precondition of a PUT or DELETE from `If-Match` / `If-None-Match`.
-pub fn write_precondition(headers: &HeaderMap, allow_create_only: bool) -> Result<Precondition, ApiError> {
+/// The precondition of a PUT or DELETE of `layer` from `If-Match` / `If-None-Match`. An
+/// `If-Match` ETag of another layer is refused with 412: it names a version of a value this
+/// write does not touch.
+pub fn write_precondition(headers: &HeaderMap, layer: &Layer, allow_create_only: bool) -> Result<Precondition, ApiError> {
     let if_match = header(headers, "if-match")?;
     let if_none_match = header(headers, "if-none-match")?;
     match (if_match, if_none_match) {
@@ -36,7 +44,23 @@ pub fn write_precondition(headers: &HeaderMap, allow_create_only: bool) -> Resul
         )),
         (Some(v), None) => {
             let tag = v.trim();
-            let digits = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
+            let tag = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
+            let prefix = etag_prefix(layer);
+            let Some(digits) = tag.strip_prefix(prefix.as_str()).filter(|d| d.bytes().all(|b| b.is_ascii_digit())) else {
+                if tag.bytes().last().is_some_and(|b| b.is_ascii_digit()) && tag.contains('-') || !prefix.is_empty() {
+                    // Well formed for another layer: a version mismatch, not a bad header.
+                    if let Some(n) = tag.rsplit('-').next().and_then(|d| d.parse::<u64>().ok()).filter(|n| *n > 0) {
+                        return Err(ApiError::Domain(tagged_routing::Error::VersionMismatch {
+                            expected: Version(n),
+                            actual: None,
+                        }));
+                    }
+                }
+                return Err(ApiError::bad_header(
+                    "if-match",
+                    "must be the ETag of a version of the layer written, e.g. \"3\"",
+                ));
+            };
             digits
                 .parse::<u64>()
                 .ok()
@@ -45,7 +69,7 @@ pub fn write_precondition(headers: &HeaderMap, allow_create_only: bool) -> Resul
                 .ok_or_else(|| {
                     ApiError::bad_header(
                         "if-match",
-                        "must be the ETag of the key's tenant-layer version, e.g. \"3\"",
+                        "must be the ETag of a version of the layer written, e.g. \"3\"",
                     )
                 })
         }

@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tagged_routing::{Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Revision};
+use tagged_routing::{layers, Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Revision, TenantId, TierName};
 use tenant_auth::Scope;
 
-use crate::auth::RequestTenant;
+use crate::auth::{Access, RequestTenant};
 use crate::conditional::{etag_header, not_modified, write_precondition};
 use crate::{ApiError, AppState, Caller, MAX_BATCH_KEYS, MAX_PAGE};
 
@@ -21,30 +21,21 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 const OPENAPI: &str = include_str!("../openapi.json");
 const HISTORY_SUFFIX: &str = "/history";
 
-/// The layer a request addresses: the caller's tenant (default) or the shared layer, which
-/// anyone may read and only `config:admin` may write.
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-enum LayerParam {
-    #[default]
-    Tenant,
-    Shared,
-}
+// `layer` (`tenant`, `shared`, `tier:<name>`) selects the layer a call addresses; who may
+// address which is `Caller::access`.
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ReadQuery {
     min_revision: Option<u64>,
-    #[serde(default)]
-    layer: LayerParam,
+    layer: Option<String>,
     limit: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct WriteQuery {
-    #[serde(default)]
-    layer: LayerParam,
+pub struct LayerQuery {
+    layer: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -53,6 +44,7 @@ pub struct ListQuery {
     prefix: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    layer: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -60,6 +52,22 @@ pub struct ListQuery {
 pub struct ChangesQuery {
     since: Option<u64>,
     limit: Option<usize>,
+    layer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantBody {
+    tier: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TenantRecord {
+    tenant: String,
+    tier: Option<String>,
+    /// The tenant's revision after the assignment (absent on reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<Revision>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,16 +128,13 @@ fn page_limit(limit: Option<usize>, default: usize) -> ApiResult<usize> {
     }
 }
 
-fn owner_for(caller: &Caller, layer: &LayerParam, writing: bool) -> ApiResult<Owner> {
-    match layer {
-        LayerParam::Tenant => Ok(Owner::Tenant(caller.0.tenant.clone())),
-        LayerParam::Shared => {
-            if writing {
-                caller.require(Scope::Admin)?;
-            }
-            Ok(Owner::Shared)
-        }
-    }
+/// Reads `keys` as the caller sees them: a tenant's through its layers, an operator's in
+/// the one platform layer addressed.
+async fn read_items(state: &AppState, access: &Access, keys: &[Key]) -> ApiResult<Vec<ConfigItem>> {
+    Ok(match access {
+        Access::Tenant(tenant) => layers::resolve(&*state.store, tenant, keys).await?.0,
+        Access::Platform(owner) => layers::LayerSource::own_items(&*state.store, owner, keys).await?,
+    })
 }
 
 fn parse_key(state: &AppState, raw: &str) -> ApiResult<Key> {
@@ -171,9 +176,9 @@ pub async fn get_or_history(
     q: Result<Query<ReadQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    caller.require(Scope::Read)?;
     let q = query(q)?;
-    let owner = owner_for(&caller, &q.layer, false)?;
+    let access = caller.access(q.layer.as_deref(), Scope::Read)?;
+    let owner = access.owner();
     if let Some(raw) = raw.strip_suffix(HISTORY_SUFFIX) {
         let key = parse_key(&state, raw)?;
         let limit = page_limit(q.limit, 50)?;
@@ -195,7 +200,10 @@ pub async fn get_or_history(
             .into());
         }
     }
-    let item = state.store.get(&owner, &key).await?.ok_or(Error::NotFound)?;
+    let item = read_items(&state, &access, std::slice::from_ref(&key))
+        .await?
+        .pop()
+        .ok_or(Error::NotFound)?;
     if not_modified(&headers, &item) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         response.headers_mut().insert(header::ETAG, etag_header(&item));
@@ -209,21 +217,20 @@ pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
-    q: Result<Query<WriteQuery>, QueryRejection>,
+    q: Result<Query<LayerQuery>, QueryRejection>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    caller.require(Scope::Write)?;
     let q = query(q)?;
-    let owner = owner_for(&caller, &q.layer, true)?;
+    let owner = caller.access(q.layer.as_deref(), Scope::Write)?.owner();
     let key = parse_key(&state, &raw)?;
-    let precondition = write_precondition(&headers, true)?;
+    let precondition = write_precondition(&headers, &owner.layer(), true)?;
     let bytes = body(bytes, state.max_body_bytes)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::InvalidValue("the body is not UTF-8".into()))?;
     let value = JsonText::parse(text)?;
     let item = state
         .store
-        .put(&owner, &key, &value, precondition, &caller.0.subject)
+        .put(&owner, &key, &value, precondition, caller.subject())
         .await?;
     let status = if item.version.0 == 1 {
         StatusCode::CREATED
@@ -242,17 +249,16 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
-    q: Result<Query<WriteQuery>, QueryRejection>,
+    q: Result<Query<LayerQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    caller.require(Scope::Write)?;
     let q = query(q)?;
-    let owner = owner_for(&caller, &q.layer, true)?;
+    let owner = caller.access(q.layer.as_deref(), Scope::Write)?.owner();
     let key = parse_key(&state, &raw)?;
-    let precondition = write_precondition(&headers, false)?;
+    let precondition = write_precondition(&headers, &owner.layer(), false)?;
     let change = state
         .store
-        .delete(&owner, &key, precondition, &caller.0.subject)
+        .delete(&owner, &key, precondition, caller.subject())
         .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = HeaderValue::from_str(&change.revision.to_string()) {
@@ -267,8 +273,8 @@ pub async fn list(
     caller: Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult {
-    caller.require(Scope::Read)?;
     let q = query(q)?;
+    let owner = caller.access(q.layer.as_deref(), Scope::Read)?.owner();
     let limit = page_limit(q.limit, 100)?;
     let prefix = q.prefix.unwrap_or_default();
     if prefix.len() > 300 {
@@ -277,7 +283,6 @@ pub async fn list(
             "prefix is longer than 300 characters",
         ));
     }
-    let owner = Owner::Tenant(caller.0.tenant.clone());
     let page = state.store.list(&owner, &prefix, q.cursor.as_deref(), limit).await?;
     Ok(Json(ListPage {
         items: page.items,
@@ -290,9 +295,10 @@ pub async fn list(
 pub async fn batch_get(
     State(state): State<AppState>,
     caller: Caller,
+    q: Result<Query<LayerQuery>, QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    caller.require(Scope::Read)?;
+    let access = caller.access(query(q)?.layer.as_deref(), Scope::Read)?;
     let bytes = body(bytes, state.max_body_bytes)?;
     let request: BatchGetBody = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("bad_body", format!("expected {{\"keys\": [\"...\"]}}: {e}")))?;
@@ -309,8 +315,7 @@ pub async fn batch_get(
             keys.push(key);
         }
     }
-    let owner = Owner::Tenant(caller.0.tenant.clone());
-    let mut found = state.store.batch_get(&owner, &keys).await?;
+    let mut found = read_items(&state, &access, &keys).await?;
     // Answer in request order.
     let mut items = Vec::with_capacity(found.len());
     let mut missing = Vec::new();
@@ -329,14 +334,58 @@ pub async fn changes(
     caller: Caller,
     q: Result<Query<ChangesQuery>, QueryRejection>,
 ) -> ApiResult {
-    caller.require(Scope::Read)?;
     let q = query(q)?;
+    let owner = caller.access(q.layer.as_deref(), Scope::Read)?.owner();
     let limit = page_limit(q.limit, 100)?;
-    let owner = Owner::Tenant(caller.0.tenant.clone());
     let since = Revision(q.since.unwrap_or(0));
     let changes = state.store.changes_since(&owner, since, limit).await?;
     let head = state.store.head_revision(&owner).await?;
     Ok(Json(ChangesPage { changes, head }).into_response())
+}
+
+fn tenant_param(raw: &str) -> ApiResult<TenantId> {
+    Ok(TenantId::parse(raw)?)
+}
+
+/// `GET /v1/tenants/{tenant}` (operator): the tenant's tier.
+pub async fn get_tenant(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult {
+    caller.require_operator()?;
+    let tenant = tenant_param(&raw)?;
+    let tier = state.store.tier_of(&tenant).await?;
+    Ok(Json(TenantRecord {
+        tenant: tenant.to_string(),
+        tier: tier.map(|t| t.to_string()),
+        revision: None,
+    })
+    .into_response())
+}
+
+/// `PUT /v1/tenants/{tenant}` `{"tier": "pro" | null}` (operator): assigns the tenant to at
+/// most one tier. The assignment is a change of the tenant (its watchers learn which
+/// effective values moved).
+pub async fn put_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    caller.require_operator()?;
+    let tenant = tenant_param(&raw)?;
+    let bytes = body(bytes, state.max_body_bytes)?;
+    let request: TenantBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("expected {{\"tier\": \"<name>\" | null}}: {e}")))?;
+    let tier = request.tier.as_deref().map(TierName::parse).transpose()?;
+    let change = state.store.assign_tier(&tenant, tier.as_ref(), caller.subject()).await?;
+    let revision = match change {
+        Some(change) => change.revision,
+        None => state.store.head_revision(&Owner::Tenant(tenant.clone())).await?,
+    };
+    Ok(Json(TenantRecord {
+        tenant: tenant.to_string(),
+        tier: tier.map(|t| t.to_string()),
+        revision: Some(revision),
+    })
+    .into_response())
 }
 
 /// One line per request: method, path (the key), tenant, status, latency. Never bodies

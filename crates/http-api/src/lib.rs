@@ -3,10 +3,12 @@
 //! The same router serves `tagcfg serve` locally and the `config-api` Lambda (through
 //! `lambda_http`), so both answer identically. Map of the crate:
 //!
-//! - [`router`] and [`AppState`]: the routes of DESIGN.md §4 over any
-//!   [`tagged_routing::ConfigStore`];
+//! - [`router`] and [`AppState`]: the routes (documented in `openapi.json`) over any
+//!   [`tagged_routing::ConfigStore`]; a tenant's reads resolve tenant → tier → shared
+//!   through [`tagged_routing::layers`];
 //! - `auth`: the [`Caller`] extractor — the tenant comes only from the verified bearer
-//!   token, never from the path, query, body or a header of the client's choosing;
+//!   token, never from the path, query, body or a header of the client's choosing — and
+//!   who may address which layer (tenants their own; operators shared and tiers);
 //! - `conditional`: ETags and the `If-Match` / `If-None-Match` preconditions;
 //! - [`problem`]: the one place that maps every error to an HTTP status and an
 //!   `application/problem+json` body;
@@ -74,6 +76,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(handlers::delete),
         )
         .route("/v1/changes", get(handlers::changes))
+        .route("/v1/tenants/{tenant}", get(handlers::get_tenant).put(handlers::put_tenant))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -44,6 +44,7 @@ impl ApiError {
                 Error::InvalidKey(_) => (StatusCode::BAD_REQUEST, "invalid_key"),
                 Error::UnknownTag(_) => (StatusCode::BAD_REQUEST, "unknown_tag"),
                 Error::InvalidTenant(_) => (StatusCode::BAD_REQUEST, "invalid_tenant"),
+                Error::InvalidTier(_) => (StatusCode::BAD_REQUEST, "invalid_tier"),
                 Error::InvalidRoutingTable(_) => (StatusCode::BAD_REQUEST, "invalid_routing_table"),
                 Error::InvalidValue(_) => (StatusCode::BAD_REQUEST, "invalid_value"),
                 Error::ValueTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"),
@@ -58,6 +59,7 @@ impl ApiError {
                 Error::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, "backend_error"),
             },
             ApiError::Auth(e) if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, e.code()),
+            ApiError::Auth(e) if e.is_wrong_principal() => (StatusCode::FORBIDDEN, e.code()),
             ApiError::Auth(e) => (StatusCode::UNAUTHORIZED, e.code()),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -103,7 +105,7 @@ impl IntoResponse for ApiError {
             ApiError::Domain(Error::Unavailable(_)) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            ApiError::Auth(e) if !e.is_unavailable() => {
+            ApiError::Auth(e) if !e.is_unavailable() && !e.is_wrong_principal() => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}

@@ -36,21 +36,40 @@ impl fmt::Display for Scope {
     }
 }
 
-/// The highest scope a token grants; a token without any tagcfg scope may read.
+/// The scope (or Cognito group) of platform operators. It is not above `config:admin`: it
+/// is a different principal, which owns the shared and tier layers and no tenant.
+pub const OPERATOR_SCOPE: &str = "config:operator";
+
+/// The highest tenant scope a token grants (a token without any tagcfg scope may read), and
+/// whether it names the operator scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scopes(Scope);
+pub struct Scopes {
+    highest: Scope,
+    operator: bool,
+}
 
 impl Scopes {
     pub fn from_claims<'a>(names: impl IntoIterator<Item = &'a str>) -> Scopes {
-        Scopes(names.into_iter().filter_map(Scope::parse).max().unwrap_or(Scope::Read))
+        let mut highest = Scope::Read;
+        let mut operator = false;
+        for name in names {
+            operator |= name.rsplit('/').next() == Some(OPERATOR_SCOPE);
+            highest = highest.max(Scope::parse(name).unwrap_or(Scope::Read));
+        }
+        Scopes { highest, operator }
     }
 
     pub fn highest(self) -> Scope {
-        self.0
+        self.highest
     }
 
     pub fn allows(self, needed: Scope) -> bool {
-        self.0 >= needed
+        self.highest >= needed
+    }
+
+    /// Whether the token names `config:operator`.
+    pub fn operator(self) -> bool {
+        self.operator
     }
 }
 
@@ -61,6 +80,38 @@ pub struct TenantContext {
     pub tenant: TenantId,
     pub subject: String,
     pub scopes: Scopes,
+}
+
+/// A platform operator: writes the shared and tier layers and assigns tenants to tiers. An
+/// operator token carries no tenant claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorContext {
+    pub subject: String,
+}
+
+/// Whoever a verified token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Tenant(TenantContext),
+    Operator(OperatorContext),
+}
+
+impl Principal {
+    /// The token subject, recorded as `updated_by` / `actor`.
+    pub fn subject(&self) -> &str {
+        match self {
+            Principal::Tenant(t) => &t.subject,
+            Principal::Operator(o) => &o.subject,
+        }
+    }
+
+    /// The tenant context, or [`crate::AuthError::NotATenant`] for an operator.
+    pub fn into_tenant(self) -> Result<TenantContext, crate::AuthError> {
+        match self {
+            Principal::Tenant(t) => Ok(t),
+            Principal::Operator(_) => Err(crate::AuthError::NotATenant),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +126,8 @@ mod tests {
         let admin = Scopes::from_claims(["config:read", "config:admin"]);
         assert!(admin.allows(Scope::Write) && admin.allows(Scope::Read));
         assert!(!Scopes::from_claims(["config:write"]).allows(Scope::Admin));
+        let operator = Scopes::from_claims(["tagcfg/config:operator"]);
+        assert!(operator.operator() && !operator.allows(Scope::Write));
+        assert!(!admin.operator());
     }
 }

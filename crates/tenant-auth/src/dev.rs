@@ -8,7 +8,7 @@ use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 use tagged_routing::TenantId;
 
-use crate::{AuthError, Scope, DEFAULT_TENANT_CLAIM};
+use crate::{AuthError, Scope, DEFAULT_TENANT_CLAIM, OPERATOR_SCOPE};
 
 /// The issuer of dev tokens.
 pub const DEV_ISSUER: &str = "tagcfg-dev";
@@ -23,12 +23,21 @@ pub fn mint(
     scopes: &[Scope],
     ttl_secs: u64,
 ) -> Result<String, AuthError> {
+    let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    sign(secret, subject, &scope.join(" "), Some(tenant), ttl_secs)
+}
+
+/// Mints an HS256 operator token (scope `config:operator`, no tenant claim).
+pub fn mint_operator(secret: &[u8], subject: &str, ttl_secs: u64) -> Result<String, AuthError> {
+    sign(secret, subject, OPERATOR_SCOPE, None, ttl_secs)
+}
+
+fn sign(secret: &[u8], subject: &str, scope: &str, tenant: Option<&TenantId>, ttl_secs: u64) -> Result<String, AuthError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    let claims = json!({
+    let mut claims = json!({
         "iss": DEV_ISSUER,
         "aud": DEV_AUDIENCE,
         "sub": subject,
@@ -36,9 +45,11 @@ pub fn mint(
         "nbf": now,
         "exp": now + ttl_secs,
         "token_use": "access",
-        "scope": scope.join(" "),
-        DEFAULT_TENANT_CLAIM: tenant.as_str(),
+        "scope": scope,
     });
+    if let Some(tenant) = tenant {
+        claims[DEFAULT_TENANT_CLAIM] = json!(tenant.as_str());
+    }
     encode(&Header::default(), &claims, &EncodingKey::from_secret(secret))
         .map_err(|e| AuthError::Config(format!("cannot sign a dev token: {e}")))
 }

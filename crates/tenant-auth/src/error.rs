@@ -35,6 +35,10 @@ pub enum AuthError {
     MalformedTenantClaim(String),
     #[error("the tenant claim names the reserved shared layer")]
     ReservedTenant,
+    #[error("the token names both a tenant and the config:operator scope; an operator token carries no tenant claim")]
+    MixedPrincipal,
+    #[error("an operator token has no tenant; this call needs a tenant's token")]
+    NotATenant,
     #[error("the JWKS could not be loaded: {0}")]
     JwksUnavailable(String),
     #[error("invalid verifier configuration: {0}")]
@@ -62,9 +66,16 @@ impl AuthError {
             AuthError::MissingTenantClaim(_) => "missing_tenant_claim",
             AuthError::MalformedTenantClaim(_) => "malformed_tenant_claim",
             AuthError::ReservedTenant => "reserved_tenant",
+            AuthError::MixedPrincipal => "mixed_principal",
+            AuthError::NotATenant => "not_a_tenant",
             AuthError::JwksUnavailable(_) => "jwks_unavailable",
             AuthError::Config(_) => "auth_config",
         }
+    }
+
+    /// The token is valid but speaks for the wrong kind of principal (403, not 401).
+    pub fn is_wrong_principal(&self) -> bool {
+        matches!(self, AuthError::NotATenant)
     }
 
     /// The verifier could not do its job (as opposed to the token being bad).

@@ -1,4 +1,4 @@
-//! # tenant-auth: bearer JWT → [`TenantContext`]
+//! # tenant-auth: bearer JWT → [`Principal`] (a tenant's [`TenantContext`] or an operator)
 //!
 //! The tenant of every request comes from here and nowhere else. A [`Verifier`] checks a
 //! token's signature and claims and extracts the tenant, the subject and the scopes:
@@ -21,7 +21,7 @@ mod jwks;
 pub mod service;
 mod verifier;
 
-pub use context::{Scope, Scopes, TenantContext};
+pub use context::{OperatorContext, Principal, Scope, Scopes, TenantContext, OPERATOR_SCOPE};
 pub use error::AuthError;
 pub use jwks::KeySource;
 pub use verifier::{Verifier, VerifierConfig, DEFAULT_TENANT_CLAIM};

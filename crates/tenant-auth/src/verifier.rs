@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use tagged_routing::{TenantId, SHARED_OWNER};
 
 use crate::jwks::JwksCache;
-use crate::{AuthError, KeySource, Scopes, TenantContext};
+use crate::{AuthError, KeySource, OperatorContext, Principal, Scopes, TenantContext};
 
 /// Cognito's custom attribute for the tenant, as the AWS tagged-storage article uses.
 pub const DEFAULT_TENANT_CLAIM: &str = "custom:tenantId";
@@ -94,7 +94,7 @@ impl Verifier {
     }
 
     /// Verifies the value of an `Authorization` header (`Bearer <jwt>`).
-    pub async fn verify_authorization(&self, header: Option<&str>) -> Result<TenantContext, AuthError> {
+    pub async fn verify_authorization(&self, header: Option<&str>) -> Result<Principal, AuthError> {
         let header = header
             .map(str::trim)
             .filter(|h| !h.is_empty())
@@ -106,8 +106,19 @@ impl Verifier {
         self.verify(token.trim()).await
     }
 
-    /// Verifies a compact JWT.
-    pub async fn verify(&self, token: &str) -> Result<TenantContext, AuthError> {
+    /// Verifies the `Authorization` header of a call only tenants may make.
+    pub async fn verify_tenant_authorization(&self, header: Option<&str>) -> Result<TenantContext, AuthError> {
+        self.verify_authorization(header).await?.into_tenant()
+    }
+
+    /// Verifies a compact JWT that must speak for a tenant.
+    pub async fn verify_tenant(&self, token: &str) -> Result<TenantContext, AuthError> {
+        self.verify(token).await?.into_tenant()
+    }
+
+    /// Verifies a compact JWT: a tenant principal (tenant claim) or an operator (the
+    /// `config:operator` scope or group, and no tenant claim).
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let header = decode_header(token).map_err(|_| classify_bad_header(token))?;
         let key = match header.alg {
             Algorithm::HS256 => self.dev_key.clone().ok_or(AuthError::HmacNotAccepted)?,
@@ -162,17 +173,22 @@ impl Verifier {
                 return Err(AuthError::WrongTokenUse(token_use.chars().take(32).collect()));
             }
         }
-        let tenant = self.tenant_of(&claims)?;
         let subject = ["sub", "client_id", "username"]
             .iter()
             .find_map(|c| claims.get(*c).and_then(Value::as_str))
             .unwrap_or("anonymous")
             .to_owned();
-        Ok(TenantContext {
-            tenant,
-            subject,
-            scopes: scopes_of(&claims),
-        })
+        let scopes = scopes_of(&claims);
+        let has_tenant = claims.contains_key(&self.config.tenant_claim);
+        match (scopes.operator(), has_tenant) {
+            (true, true) => Err(AuthError::MixedPrincipal),
+            (true, false) => Ok(Principal::Operator(OperatorContext { subject })),
+            (false, _) => Ok(Principal::Tenant(TenantContext {
+                tenant: self.tenant_of(&claims)?,
+                subject,
+                scopes,
+            })),
+        }
     }
 
     fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {

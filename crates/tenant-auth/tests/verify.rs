@@ -59,7 +59,7 @@ fn verifier() -> Verifier {
 }
 
 async fn reject(token: &str) -> AuthError {
-    verifier().verify(token).await.expect_err("the token must be refused")
+    verifier().verify_tenant(token).await.expect_err("the token must be refused")
 }
 
 fn with(field: &str, value: Value) -> Value {
@@ -74,7 +74,7 @@ fn b64(v: &Value) -> String {
 
 #[tokio::test]
 async fn valid_rs256_and_es256_tokens_are_accepted() {
-    let ctx = verifier().verify(&rsa(&claims())).await.unwrap();
+    let ctx = verifier().verify_tenant(&rsa(&claims())).await.unwrap();
     assert_eq!(ctx.tenant.as_str(), "acme");
     assert_eq!(ctx.subject, "user-1");
     assert_eq!(ctx.scopes.highest(), Scope::Write);
@@ -87,7 +87,7 @@ async fn valid_rs256_and_es256_tokens_are_accepted() {
     id["cognito:groups"] = json!(["config:admin"]);
     id.as_object_mut().unwrap().remove("scope");
     let ctx = verifier()
-        .verify(&sign(Algorithm::ES256, Some("test-ec"), "ec-private.pem", &id))
+        .verify_tenant(&sign(Algorithm::ES256, Some("test-ec"), "ec-private.pem", &id))
         .await
         .unwrap();
     assert_eq!(ctx.scopes.highest(), Scope::Admin);
@@ -97,7 +97,7 @@ async fn valid_rs256_and_es256_tokens_are_accepted() {
 async fn no_scope_means_read_only() {
     let mut c = claims();
     c.as_object_mut().unwrap().remove("scope");
-    assert_eq!(verifier().verify(&rsa(&c)).await.unwrap().scopes.highest(), Scope::Read);
+    assert_eq!(verifier().verify_tenant(&rsa(&c)).await.unwrap().scopes.highest(), Scope::Read);
 }
 
 #[tokio::test]
@@ -126,8 +126,8 @@ async fn expired_and_not_yet_valid_are_refused_beyond_the_leeway() {
         AuthError::NotYetValid
     );
     // Within the 60 s leeway both pass.
-    assert!(verifier().verify(&rsa(&with("exp", json!(now() - 30)))).await.is_ok());
-    assert!(verifier().verify(&rsa(&with("nbf", json!(now() + 30)))).await.is_ok());
+    assert!(verifier().verify_tenant(&rsa(&with("exp", json!(now() - 30)))).await.is_ok());
+    assert!(verifier().verify_tenant(&rsa(&with("nbf", json!(now() + 30)))).await.is_ok());
     let mut no_exp = claims();
     no_exp.as_object_mut().unwrap().remove("exp");
     assert_eq!(reject(&rsa(&no_exp)).await, AuthError::MissingExpiry);
@@ -189,9 +189,9 @@ async fn garbage_is_malformed() {
     assert!(matches!(reject("not-a-jwt").await, AuthError::Malformed(_)));
     assert!(matches!(reject("a.b.c").await, AuthError::Malformed(_)));
     let v = verifier();
-    assert_eq!(v.verify_authorization(None).await.unwrap_err(), AuthError::MissingToken);
+    assert_eq!(v.verify_tenant_authorization(None).await.unwrap_err(), AuthError::MissingToken);
     assert!(matches!(
-        v.verify_authorization(Some("Basic abc")).await,
+        v.verify_tenant_authorization(Some("Basic abc")).await,
         Err(AuthError::Malformed(_))
     ));
 }
@@ -205,7 +205,7 @@ async fn the_tenant_claim_name_is_configurable() {
         ..VerifierConfig::default()
     })
     .unwrap();
-    let ctx = v.verify(&rsa(&with("tenant", json!("globex")))).await.unwrap();
+    let ctx = v.verify_tenant(&rsa(&with("tenant", json!("globex")))).await.unwrap();
     assert_eq!(ctx.tenant.as_str(), "globex");
 }
 
@@ -222,9 +222,9 @@ async fn dev_tokens_need_the_dev_secret() {
         ..VerifierConfig::default()
     })
     .unwrap();
-    assert_eq!(dev_verifier.verify(&token).await.unwrap().tenant, acme);
+    assert_eq!(dev_verifier.verify_tenant(&token).await.unwrap().tenant, acme);
     let other = dev::mint(b"another-secret-another-secret-another", &acme, "dev", &[], 60).unwrap();
-    assert_eq!(dev_verifier.verify(&other).await.unwrap_err(), AuthError::BadSignature);
+    assert_eq!(dev_verifier.verify_tenant(&other).await.unwrap_err(), AuthError::BadSignature);
 }
 
 /// A one-route HTTP server that serves `body` and counts requests.
@@ -266,7 +266,7 @@ async fn jwks_url_is_fetched_once_and_refetches_for_unknown_kids_at_a_limited_ra
     })
     .unwrap();
     for _ in 0..5 {
-        v.verify(&rsa(&claims())).await.unwrap();
+        v.verify_tenant(&rsa(&claims())).await.unwrap();
     }
     assert_eq!(hits.load(Ordering::SeqCst), 1, "known kids are served from the cache");
     // A flood of bogus kids: the first (after the interval) could refetch, none of these may.
@@ -277,7 +277,7 @@ async fn jwks_url_is_fetched_once_and_refetches_for_unknown_kids_at_a_limited_ra
             "rsa-private.pem",
             &claims(),
         );
-        assert!(matches!(v.verify(&bogus).await, Err(AuthError::UnknownKid(_))));
+        assert!(matches!(v.verify_tenant(&bogus).await, Err(AuthError::UnknownKid(_))));
     }
     assert_eq!(
         hits.load(Ordering::SeqCst),
@@ -293,6 +293,47 @@ async fn an_unreachable_jwks_is_unavailable_not_a_bad_token() {
         ..VerifierConfig::default()
     })
     .unwrap();
-    let err = v.verify(&rsa(&claims())).await.unwrap_err();
+    let err = v.verify_tenant(&rsa(&claims())).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
+}
+
+#[tokio::test]
+async fn operators_carry_the_operator_scope_and_no_tenant() {
+    use tenant_auth::{OperatorContext, Principal};
+    let mut operator = claims();
+    operator.as_object_mut().unwrap().remove("custom:tenantId");
+    operator["scope"] = json!("tagcfg/config:operator");
+    assert_eq!(
+        verifier().verify(&rsa(&operator)).await.unwrap(),
+        Principal::Operator(OperatorContext { subject: "user-1".into() })
+    );
+    // The Cognito group works the same way.
+    let mut grouped = operator.clone();
+    grouped["scope"] = json!("openid");
+    grouped["cognito:groups"] = json!(["config:operator"]);
+    assert!(matches!(verifier().verify(&rsa(&grouped)).await, Ok(Principal::Operator(_))));
+    // An operator is no tenant.
+    assert_eq!(reject(&rsa(&operator)).await, AuthError::NotATenant);
+    // A tenant token cannot also be an operator's.
+    let mixed = with("scope", json!("config:admin config:operator"));
+    assert_eq!(verifier().verify(&rsa(&mixed)).await.unwrap_err(), AuthError::MixedPrincipal);
+    // Without the scope, no tenant claim is still an error.
+    let mut nobody = claims();
+    nobody.as_object_mut().unwrap().remove("custom:tenantId");
+    assert!(matches!(reject(&rsa(&nobody)).await, AuthError::MissingTenantClaim(_)));
+}
+
+#[tokio::test]
+async fn dev_operator_tokens() {
+    let token = dev::mint_operator(DEV_SECRET, "ops", 60).unwrap();
+    let dev_verifier = Verifier::new(VerifierConfig {
+        issuer: Some(dev::DEV_ISSUER.into()),
+        audiences: vec![dev::DEV_AUDIENCE.into()],
+        dev_secret: Some(DEV_SECRET.to_vec()),
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    let principal = dev_verifier.verify(&token).await.unwrap();
+    assert_eq!(principal.subject(), "ops");
+    assert!(matches!(principal, tenant_auth::Principal::Operator(_)));
 }

@@ -6,6 +6,7 @@
 //! | head | `T#<owner>` | `REV` | `revision`: the owner's change counter |
 //! | change | `T#<owner>` | `C#<revision, 20 digits>` | the [`Change`] fields, `expires_at` (TTL) |
 //! | SSM pointer | `T#<owner>` | `P#<key>` | `version` (SSM's), `revision`, `updated_at`, `updated_by` |
+//! | tier assignment | `T#<tenant>` | `TIER` | `tier` (absent: none), `version` |
 //!
 //! A write is one `TransactWriteItems`: the value (conditioned on the version read), the
 //! head (conditioned on the revision read) and the change item. Both conditions failing
@@ -24,7 +25,7 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
     now_rfc3339, BackendKind, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner,
-    Page, Precondition, Result, Revision, ValueOmitted, Version,
+    Page, Precondition, Result, Revision, TenantId, TierName, ValueOmitted, Version,
 };
 
 use super::error::{corrupt, from_sdk};
@@ -32,6 +33,7 @@ use super::retry::backoff;
 
 const SERVICE: &str = "DynamoDB";
 const HEAD_SK: &str = "REV";
+const TIER_SK: &str = "TIER";
 /// How often a write is retried when other writers of the same tenant keep winning.
 const MAX_WRITE_ATTEMPTS: u32 = 12;
 /// DynamoDB's BatchGetItem limit.
@@ -79,6 +81,15 @@ impl ValueItem {
 #[derive(Debug, Serialize, Deserialize)]
 struct HeadItem {
     revision: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TierItem {
+    pk: String,
+    sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tier: Option<String>,
+    version: u64,
 }
 
 /// The sort-key prefix of change-log items (what the stream filter keeps).
@@ -445,6 +456,7 @@ impl DynamoStore {
             let version = match op {
                 ChangeOp::Put => version_after_put(current_version, precondition)?,
                 ChangeOp::Delete => version_removed_by_delete(current_version, precondition)?,
+                ChangeOp::Tier => return Err(Error::Backend("a tier assignment is not a value write".into())),
             };
             let revision = Revision(head.0 + 1);
             let at = now_rfc3339();
@@ -622,5 +634,63 @@ impl ConfigStore for DynamoStore {
 
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
         self.head(owner).await
+    }
+
+    async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
+        let owner = Owner::Tenant(tenant.clone());
+        self.get_item::<TierItem>(pk(&owner), TIER_SK.into())
+            .await?
+            .and_then(|i| i.tier)
+            .map(|t| TierName::parse(&t).map_err(corrupt))
+            .transpose()
+    }
+
+    /// The assignment item is written in the same transaction as the head and the change,
+    /// conditioned on the assignment version read: two operators assigning at once both
+    /// land in order, each with its own revision.
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+        let owner = Owner::Tenant(tenant.clone());
+        for attempt in 0..MAX_WRITE_ATTEMPTS {
+            let current = self.get_item::<TierItem>(pk(&owner), TIER_SK.into()).await?;
+            let read_version = current.as_ref().map(|c| c.version);
+            if current.as_ref().and_then(|c| c.tier.as_deref()) == tier.map(TierName::as_str) {
+                return Ok(None);
+            }
+            let version = Version(read_version.unwrap_or(0) + 1);
+            let at = now_rfc3339();
+            let record = TierItem {
+                pk: pk(&owner),
+                sk: TIER_SK.into(),
+                tier: tier.map(|t| t.as_str().to_owned()),
+                version: version.0,
+            };
+            let appended = self
+                .append_change_guarded(
+                    &owner,
+                    |revision| Change::tier_assigned(tenant, revision, tier, version, actor, at.clone()),
+                    |_| {
+                        let put = Put::builder().table_name(&self.table).set_item(Some(encode(&record)?));
+                        let put = match read_version {
+                            None => put.condition_expression("attribute_not_exists(pk)"),
+                            Some(v) => put
+                                .condition_expression("version = :read")
+                                .expression_attribute_values(":read", n(v)),
+                        };
+                        Ok(vec![TransactWriteItem::builder()
+                            .put(put.build().map_err(build_err)?)
+                            .build()])
+                    },
+                    true,
+                )
+                .await?;
+            match appended {
+                Some(change) => return Ok(Some(change)),
+                // Another assignment landed first: read it and decide again.
+                None => backoff(attempt).await,
+            }
+        }
+        Err(Error::Conflict(format!(
+            "gave up assigning a tier after {MAX_WRITE_ATTEMPTS} attempts"
+        )))
     }
 }

@@ -174,6 +174,7 @@ impl SsmStore {
                         Ok(vec![self.log.put_item(item)?])
                     }
                     ChangeOp::Delete => Ok(vec![self.log.delete_item(pk(owner), pointer_sk(key.as_str()))?]),
+                    ChangeOp::Tier => Err(Error::Backend("a tier assignment is not a parameter write".into())),
                 },
             )
             .await

@@ -6,7 +6,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
     now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner,
-    Page, Precondition, Result, Revision,
+    Page, Precondition, Result, Revision, TenantId, TierName, Version,
 };
 
 /// (owner, key) → ConfigItem as JSON
@@ -15,6 +15,14 @@ const VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("value
 const HEADS: TableDefinition<&str, u64> = TableDefinition::new("heads");
 /// (owner, revision) → Change as JSON
 const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("changes");
+/// tenant → TierRecord as JSON
+const TIERS: TableDefinition<&str, &[u8]> = TableDefinition::new("tiers");
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TierRecord {
+    tier: Option<String>,
+    version: u64,
+}
 
 /// The embedded store of `tagcfg serve`: one redb file holds values, head revisions and the
 /// change log. A write commits all three in one redb transaction, so a crash never leaves a
@@ -62,6 +70,7 @@ impl RedbStore {
         txn.open_table(VALUES).map_err(storage)?;
         txn.open_table(HEADS).map_err(storage)?;
         txn.open_table(CHANGES).map_err(storage)?;
+        txn.open_table(TIERS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(RedbStore {
             db: Arc::new(db),
@@ -112,6 +121,7 @@ impl RedbStore {
             let version = match op {
                 ChangeOp::Put => version_after_put(current_version, precondition)?,
                 ChangeOp::Delete => version_removed_by_delete(current_version, precondition)?,
+                ChangeOp::Tier => return Err(Error::Backend("a tier assignment is not a value write".into())),
             };
             let revision = Revision(heads.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()) + 1);
             let change = Change::new(owner, revision, key, op, version, actor, now_rfc3339(), value);
@@ -131,6 +141,44 @@ impl RedbStore {
             sink.publish(&result.1);
         }
         Ok(result)
+    }
+
+    fn assign(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let owner = Owner::Tenant(tenant.clone());
+        let txn = self.db.begin_write().map_err(storage)?;
+        let change = {
+            let mut tiers = txn.open_table(TIERS).map_err(storage)?;
+            let mut heads = txn.open_table(HEADS).map_err(storage)?;
+            let mut changes = txn.open_table(CHANGES).map_err(storage)?;
+            let current: Option<TierRecord> = match tiers.get(tenant.as_str()).map_err(storage)? {
+                Some(bytes) => Some(decode(bytes.value())?),
+                None => None,
+            };
+            let (current_tier, version) = current.map_or((None, 0), |r| (r.tier, r.version));
+            if current_tier.as_deref() == tier.map(TierName::as_str) {
+                return Ok(None);
+            }
+            let revision = Revision(heads.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()) + 1);
+            let change = Change::tier_assigned(tenant, revision, tier, Version(version + 1), actor, now_rfc3339());
+            let record = TierRecord {
+                tier: tier.map(|t| t.as_str().to_owned()),
+                version: version + 1,
+            };
+            tiers
+                .insert(tenant.as_str(), encode(&record)?.as_slice())
+                .map_err(storage)?;
+            heads.insert(owner.as_str(), revision.0).map_err(storage)?;
+            changes
+                .insert((owner.as_str(), revision.0), encode(&change)?.as_slice())
+                .map_err(storage)?;
+            change
+        };
+        txn.commit().map_err(storage)?;
+        if let Some(sink) = &self.sink {
+            sink.publish(&change);
+        }
+        Ok(Some(change))
     }
 
     fn changes_between(&self, owner: &Owner, from: u64, to: u64) -> Result<Vec<Change>> {
@@ -281,5 +329,24 @@ impl ConfigStore for RedbStore {
             ))
         })
         .await
+    }
+
+    async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
+        let tenant = tenant.clone();
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(TIERS).map_err(storage)?;
+            let record: Option<TierRecord> = match table.get(tenant.as_str()).map_err(storage)? {
+                Some(bytes) => Some(decode(bytes.value())?),
+                None => None,
+            };
+            record.and_then(|r| r.tier).map(|t| TierName::parse(&t)).transpose()
+        })
+        .await
+    }
+
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+        let (tenant, tier, actor) = (tenant.clone(), tier.cloned(), actor.to_owned());
+        self.blocking(move |s| s.assign(&tenant, tier.as_ref(), &actor)).await
     }
 }

@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tagged_routing::{
-    ChangeOp, ConfigStore, Error, JsonText, Key, Layer, Owner, Precondition, Revision, TaggedStore, TenantId,
-    ValueOmitted, Version,
+    resolve, ChangeOp, ConfigStore, Error, JsonText, Key, Layer, Owner, Precondition, Revision, TaggedStore, TenantId,
+    TierName, ValueOmitted, Version,
 };
 
 /// A tenant no other scenario (or earlier run against the same emulator) has used.
@@ -40,6 +40,7 @@ pub async fn run_all(store: &TaggedStore) {
     tenant_isolation(store).await;
     secrets_stay_out_of_the_change_log(store).await;
     shared_layer(store).await;
+    layers(store).await;
 }
 
 pub async fn put_get_round_trip(store: &TaggedStore) {
@@ -341,6 +342,62 @@ pub async fn secrets_stay_out_of_the_change_log(store: &TaggedStore) {
     assert!(!serde_json::to_string(&log).unwrap().contains("hunter2"));
 }
 
+/// Layers on every backend: a tenant's read resolves tenant → its tier → shared, the
+/// answer names the layer, each layer keeps its own log, and a tier assignment is a change
+/// of the tenant.
+pub async fn layers(store: &TaggedStore) {
+    let t = fresh_tenant("lyr");
+    let Owner::Tenant(tenant) = &t else { unreachable!() };
+    // Names unique to this run: the shared and tier layers are global.
+    let tier = TierName::parse(&format!("t-{}", tenant.as_str())).unwrap();
+    let tier_owner = Owner::Tier(tier.clone());
+    for raw in [format!("param_config_shared/{tenant}"), format!("tenant_config_shared/{tenant}")] {
+        let k = key(store, &raw);
+        let read = || async { resolve(store, tenant, std::slice::from_ref(&k)).await.unwrap().0.pop() };
+        assert!(read().await.is_none(), "{raw}");
+        let shared_head = store.head_revision(&Owner::Shared).await.unwrap();
+        let shared = store
+            .put(&Owner::Shared, &k, &json("\"default\""), Precondition::None, "op")
+            .await
+            .unwrap();
+        assert_eq!(shared.revision, Revision(shared_head.0 + 1), "{raw}: the shared log's own revision");
+        let got = read().await.expect("falls back to the shared layer");
+        assert_eq!((got.value.as_str(), got.layer), ("\"default\"", Layer::Shared), "{raw}");
+        store
+            .put(&tier_owner, &k, &json("\"tiered\""), Precondition::None, "op")
+            .await
+            .unwrap();
+        if store.tier_of(tenant).await.unwrap().is_none() {
+            assert_eq!(read().await.unwrap().layer, Layer::Shared, "{raw}: no tier assigned yet");
+            let head = store.head_revision(&t).await.unwrap();
+            let change = store.assign_tier(tenant, Some(&tier), "op").await.unwrap().unwrap();
+            assert_eq!((change.op, change.revision), (ChangeOp::Tier, Revision(head.0 + 1)));
+            assert_eq!(change.assigned_tier(), Some(Some(tier.clone())));
+            assert!(store.assign_tier(tenant, Some(&tier), "op").await.unwrap().is_none(), "same tier: no change");
+            assert_eq!(store.tier_of(tenant).await.unwrap(), Some(tier.clone()));
+            let log = store.changes_since(&t, head, 10).await.unwrap();
+            assert_eq!(log.len(), 1, "one change per assignment");
+        }
+        let got = read().await.unwrap();
+        assert_eq!((got.value.as_str(), &got.layer), ("\"tiered\"", &Layer::Tier(tier.clone())), "{raw}");
+        store.put(&t, &k, &json("\"mine\""), Precondition::None, "a").await.unwrap();
+        let got = read().await.unwrap();
+        assert_eq!((got.value.as_str(), got.layer), ("\"mine\"", Layer::Tenant), "{raw}");
+        // The own-layer read never falls back.
+        let other = fresh_tenant("lyr");
+        assert!(store.get(&other, &k).await.unwrap().is_none(), "{raw}");
+        store.delete(&t, &k, Precondition::None, "a").await.unwrap();
+        assert_eq!(read().await.unwrap().layer, Layer::Tier(tier.clone()), "{raw}: the tier shows again");
+        store.delete(&tier_owner, &k, Precondition::None, "op").await.unwrap();
+        store.delete(&Owner::Shared, &k, Precondition::None, "op").await.unwrap();
+        assert!(read().await.is_none(), "{raw}");
+    }
+    let head = store.head_revision(&t).await.unwrap();
+    let change = store.assign_tier(tenant, None, "op").await.unwrap().unwrap();
+    assert_eq!((change.revision, change.assigned_tier()), (Revision(head.0 + 1), Some(None)));
+    assert_eq!(store.tier_of(tenant).await.unwrap(), None);
+}
+
 pub async fn shared_layer(store: &TaggedStore) {
     let t = fresh_tenant("shr");
     // A name unique to this run: the shared layer is global.
@@ -350,17 +407,15 @@ pub async fn shared_layer(store: &TaggedStore) {
         .put(&Owner::Shared, &k, &json("\"default\""), Precondition::None, "admin")
         .await
         .unwrap();
-    let got = store
-        .get(&t, &k)
-        .await
-        .unwrap()
-        .expect("falls back to the shared layer");
+    let Owner::Tenant(tenant) = &t else { unreachable!() };
+    let got = resolve(store, tenant, std::slice::from_ref(&k)).await.unwrap().0.pop();
+    let got = got.expect("falls back to the shared layer");
     assert_eq!((got.value.as_str(), got.layer), ("\"default\"", Layer::Shared));
     store
         .put(&t, &k, &json("\"mine\""), Precondition::None, "a")
         .await
         .unwrap();
-    let got = store.get(&t, &k).await.unwrap().unwrap();
+    let got = resolve(store, tenant, std::slice::from_ref(&k)).await.unwrap().0.pop().unwrap();
     assert_eq!((got.value.as_str(), got.layer), ("\"mine\"", Layer::Tenant));
     store
         .delete(&Owner::Shared, &k, Precondition::None, "admin")
