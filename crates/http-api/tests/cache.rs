@@ -9,7 +9,7 @@ use http_api::CachedStore;
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{
     Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
-    RoutingTable, StoreLimits, TaggedStore, TenantId,
+    RoutingTable, StoreLimits, TaggedStore, TenantId, TierName,
 };
 
 /// Counts the `get` calls that reach the backend.
@@ -44,6 +44,12 @@ impl ConfigStore for Counting {
     }
     async fn head_revision(&self, o: &Owner) -> Result<Revision> {
         self.inner.head_revision(o).await
+    }
+    async fn tier_of(&self, t: &TenantId) -> Result<Option<TierName>> {
+        self.inner.tier_of(t).await
+    }
+    async fn assign_tier(&self, t: &TenantId, tier: Option<&TierName>, a: &str) -> Result<Option<Change>> {
+        self.inner.assign_tier(t, tier, a).await
     }
 }
 
@@ -87,10 +93,10 @@ async fn a_thousand_reads_of_an_unchanged_key_make_one_backend_read() {
     }
     assert_eq!(backend.gets.load(Ordering::SeqCst), 1);
     let counts = cache.metrics().take();
-    // Two head checks: acme's, and the shared layer's (an SSM-tagged key may answer from it).
+    // One head check: acme's own log is all an own-layer entry depends on.
     assert_eq!(
         (counts.hits, counts.misses, counts.backend_reads, counts.head_checks),
-        (999, 1, 1, 2)
+        (999, 1, 1, 1)
     );
     // Absent keys are remembered too.
     let missing = key("tenant_config_nothing");
@@ -159,8 +165,15 @@ async fn min_revision_reads_see_another_environments_write_at_once() {
     assert_eq!(first.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "true");
 }
 
+/// A tenant's effective value, resolved through the cache layer by layer.
+async fn effective(cache: &CachedStore, k: &Key) -> Option<String> {
+    let acme = TenantId::parse("acme").unwrap();
+    let (mut items, _) = tagged_routing::resolve(cache, &acme, std::slice::from_ref(k)).await.unwrap();
+    items.pop().map(|i| format!("{}@{}", i.value.as_str(), i.layer))
+}
+
 #[tokio::test]
-async fn own_writes_are_visible_immediately_and_shared_layer_writes_invalidate_layered_keys() {
+async fn own_writes_are_visible_immediately_and_other_layers_are_validated_against_their_own_logs() {
     let backend = backend();
     let cache = CachedStore::new(backend.clone(), LONG);
     let k = key("param_config_region");
@@ -168,27 +181,43 @@ async fn own_writes_are_visible_immediately_and_shared_layer_writes_invalidate_l
         .put(&Owner::Shared, &k, &json("\"eu\""), Precondition::None, "ops")
         .await
         .unwrap();
-    assert_eq!(cache.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"eu\"");
+    assert_eq!(effective(&cache, &k).await.unwrap(), "\"eu\"@shared");
     cache
         .put(&acme(), &k, &json("\"us\""), Precondition::None, "a")
         .await
         .unwrap();
-    assert_eq!(cache.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"us\"");
+    assert_eq!(effective(&cache, &k).await.unwrap(), "\"us\"@tenant");
     cache.delete(&acme(), &k, Precondition::None, "a").await.unwrap();
     assert_eq!(
-        cache.get(&acme(), &k).await.unwrap().unwrap().value.as_str(),
-        "\"eu\"",
+        effective(&cache, &k).await.unwrap(),
+        "\"eu\"@shared",
         "the shared value shows again"
     );
 
-    // An admin changes the shared layer from another environment.
+    // An operator changes the shared layer and assigns a tier from another environment.
     let window = Duration::from_millis(50);
     let reader = CachedStore::new(backend.clone(), window);
-    assert_eq!(reader.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"eu\"");
+    assert_eq!(effective(&reader, &k).await.unwrap(), "\"eu\"@shared");
+    // The shared log is far ahead of acme's: never compared with it.
+    for i in 0..40 {
+        let filler = key(&format!("param_config_filler/{i}"));
+        backend.put(&Owner::Shared, &filler, &json("0"), Precondition::None, "ops").await.unwrap();
+    }
     backend
         .put(&Owner::Shared, &k, &json("\"ap\""), Precondition::None, "ops")
         .await
         .unwrap();
     tokio::time::sleep(window + Duration::from_millis(20)).await;
-    assert_eq!(reader.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"ap\"");
+    assert_eq!(effective(&reader, &k).await.unwrap(), "\"ap\"@shared");
+    let pro = TierName::parse("pro").unwrap();
+    backend
+        .put(&Owner::Tier(pro.clone()), &k, &json("\"pro\""), Precondition::None, "ops")
+        .await
+        .unwrap();
+    backend.assign_tier(&TenantId::parse("acme").unwrap(), Some(&pro), "ops").await.unwrap();
+    tokio::time::sleep(window + Duration::from_millis(20)).await;
+    assert_eq!(effective(&reader, &k).await.unwrap(), "\"pro\"@tier:pro");
+    // A tenant write at its revision 3, with shared past revision 40, wins at once.
+    reader.put(&acme(), &k, &json("\"mine\""), Precondition::None, "a").await.unwrap();
+    assert_eq!(effective(&reader, &k).await.unwrap(), "\"mine\"@tenant");
 }
