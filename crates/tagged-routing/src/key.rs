@@ -103,8 +103,8 @@ impl fmt::Display for Tag {
 }
 
 /// A parsed key: `<tag><name>` and the backend its tag routes to. Only a
-/// [`crate::RoutingTable`] makes one, so every `Key` is routable.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// [`crate::RoutingTable`] makes one, so every `Key` is routable. Ordered by its text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     pub(crate) raw: String,
     pub(crate) tag: Tag,

@@ -1,52 +1,125 @@
 //! Domain ↔ protobuf, and the one place errors become gRPC status codes.
 
 use tagged_routing::{
-    BackendKind, Change, ChangeOp, ConfigItem, Error, JsonText, Layer, Revision, ValueOmitted, Version,
+    BackendKind, Change, ChangeOp, ConfigItem, Error, JsonText, Layer, Owner, Revision, RoutingTable, TierName,
+    ValueOmitted, Version, INLINE_VALUE_LIMIT,
 };
 use tenant_auth::AuthError;
 use tonic::Status;
 
+use crate::hub::{Cursor, Update};
 use crate::pb;
+
+fn op_to_pb(op: ChangeOp) -> pb::Op {
+    match op {
+        ChangeOp::Put => pb::Op::Put,
+        ChangeOp::Delete => pb::Op::Delete,
+        ChangeOp::Tier => pb::Op::Tier,
+    }
+}
+
+fn backend_to_pb(b: BackendKind) -> pb::Backend {
+    match b {
+        BackendKind::Dynamodb => pb::Backend::Dynamodb,
+        BackendKind::Ssm => pb::Backend::Ssm,
+        BackendKind::SsmSecure => pb::Backend::SsmSecure,
+    }
+}
+
+fn omitted_to_pb(o: Option<ValueOmitted>) -> pb::ValueOmitted {
+    match o {
+        None => pb::ValueOmitted::None,
+        Some(ValueOmitted::Secret) => pb::ValueOmitted::Secret,
+        Some(ValueOmitted::TooLarge) => pb::ValueOmitted::TooLarge,
+    }
+}
+
+pub fn layer_to_pb(layer: &Layer) -> pb::Layer {
+    match layer {
+        Layer::Tenant => pb::Layer {
+            kind: pb::LayerKind::Tenant.into(),
+            tier: String::new(),
+        },
+        Layer::Tier(t) => pb::Layer {
+            kind: pb::LayerKind::Tier.into(),
+            tier: t.to_string(),
+        },
+        Layer::Shared => pb::Layer {
+            kind: pb::LayerKind::Shared.into(),
+            tier: String::new(),
+        },
+    }
+}
+
+/// The domain layer of a protobuf one (`None` when unspecified or malformed).
+pub fn layer_from_pb(layer: &pb::Layer) -> Option<Layer> {
+    match layer.kind() {
+        pb::LayerKind::Tenant => Some(Layer::Tenant),
+        pb::LayerKind::Shared => Some(Layer::Shared),
+        pb::LayerKind::Tier => TierName::parse(&layer.tier).ok().map(Layer::Tier),
+        pb::LayerKind::Unspecified => None,
+    }
+}
+
+pub fn cursor_to_pb(c: &Cursor) -> pb::Cursor {
+    pb::Cursor {
+        tenant: c.tenant.0,
+        tier: c.tier.as_ref().map(|(t, _)| t.to_string()).unwrap_or_default(),
+        tier_revision: c.tier.as_ref().map_or(0, |(_, r)| r.0),
+        shared: c.shared.0,
+    }
+}
+
+pub fn cursor_from_pb(c: &pb::Cursor) -> Result<Cursor, Status> {
+    let tier = match c.tier.as_str() {
+        "" => None,
+        name => Some((
+            TierName::parse(name).map_err(|e| Status::invalid_argument(format!("cursor: {e}")))?,
+            Revision(c.tier_revision),
+        )),
+    };
+    Ok(Cursor {
+        tenant: Revision(c.tenant),
+        tier,
+        shared: Revision(c.shared),
+    })
+}
 
 pub fn change_to_pb(c: &Change) -> pb::Change {
     pb::Change {
-        tenant: c.tenant.clone(),
+        owner: c.tenant.clone(),
         revision: c.revision.0,
         key: c.key.clone(),
         tag: c.tag.clone(),
-        backend: c.backend.as_str().to_owned(),
-        op: match c.op {
-            ChangeOp::Put => "put",
-            ChangeOp::Delete => "delete",
-        }
-        .to_owned(),
+        backend: backend_to_pb(c.backend).into(),
+        op: op_to_pb(c.op).into(),
         version: c.version.0,
         actor: c.actor.clone(),
         at: c.at.clone(),
         value_json: c.value.as_ref().map(|v| v.as_str().to_owned()),
-        value_omitted: match c.value_omitted {
-            Some(ValueOmitted::Secret) => "secret",
-            Some(ValueOmitted::TooLarge) => "too_large",
-            None => "",
-        }
-        .to_owned(),
+        value_omitted: omitted_to_pb(c.value_omitted).into(),
     }
 }
 
 /// Checks a change pushed in through `Refresh`: a malformed one is refused, not guessed at.
-pub fn change_from_pb(c: pb::Change) -> Result<Change, Status> {
-    let bad = |what: &str| Status::invalid_argument(format!("change {}:{}: {what}", c.tenant, c.revision));
-    let backend: BackendKind = c.backend.parse().map_err(|_| bad("unknown backend"))?;
-    let op = match c.op.as_str() {
-        "put" => ChangeOp::Put,
-        "delete" => ChangeOp::Delete,
-        _ => return Err(bad("op must be put or delete")),
+pub fn change_from_pb(c: pb::Change, routes: &RoutingTable) -> Result<Change, Status> {
+    let bad = |what: &str| Status::invalid_argument(format!("change {}:{}: {what}", c.owner, c.revision));
+    let backend = match c.backend() {
+        pb::Backend::Dynamodb => BackendKind::Dynamodb,
+        pb::Backend::Ssm => BackendKind::Ssm,
+        pb::Backend::SsmSecure => BackendKind::SsmSecure,
+        pb::Backend::Unspecified => return Err(bad("unknown backend")),
     };
-    let value_omitted = match c.value_omitted.as_str() {
-        "" => None,
-        "secret" => Some(ValueOmitted::Secret),
-        "too_large" => Some(ValueOmitted::TooLarge),
-        _ => return Err(bad("value_omitted must be secret, too_large or empty")),
+    let op = match c.op() {
+        pb::Op::Put => ChangeOp::Put,
+        pb::Op::Delete => ChangeOp::Delete,
+        pb::Op::Tier => ChangeOp::Tier,
+        pb::Op::Unspecified => return Err(bad("op must be put, delete or tier")),
+    };
+    let value_omitted = match c.value_omitted() {
+        pb::ValueOmitted::None => None,
+        pb::ValueOmitted::Secret => Some(ValueOmitted::Secret),
+        pb::ValueOmitted::TooLarge => Some(ValueOmitted::TooLarge),
     };
     let value = c
         .value_json
@@ -54,15 +127,12 @@ pub fn change_from_pb(c: pb::Change) -> Result<Change, Status> {
         .map(JsonText::parse)
         .transpose()
         .map_err(|_| bad("value_json is not JSON"))?;
-    if backend.is_secret() && value.is_some() {
-        return Err(bad("a secret value must not travel in a change"));
-    }
     if c.revision == 0 || c.version == 0 {
         return Err(bad("revision and version start at 1"));
     }
-    tagged_routing::Owner::parse(&c.tenant).map_err(|_| bad("invalid tenant"))?;
-    Ok(Change {
-        tenant: c.tenant.clone(),
+    let owner = Owner::parse(&c.owner).map_err(|_| bad("invalid owner"))?;
+    let change = Change {
+        tenant: c.owner.clone(),
         revision: Revision(c.revision),
         key: c.key.clone(),
         tag: c.tag.clone(),
@@ -73,7 +143,21 @@ pub fn change_from_pb(c: pb::Change) -> Result<Change, Status> {
         at: c.at.clone(),
         value,
         value_omitted,
-    })
+    };
+    if op == ChangeOp::Tier {
+        if !matches!(owner, Owner::Tenant(_)) || change.assigned_tier().is_none() {
+            return Err(bad("a tier change belongs to a tenant and names a tier or null"));
+        }
+        return Ok(change);
+    }
+    let key = routes.parse_key(&c.key).map_err(|e| bad(&e.to_string()))?;
+    if key.backend() != backend || key.tag().as_str() != c.tag {
+        return Err(bad("the key's tag and backend do not match this server's routes"));
+    }
+    if backend.is_secret() && change.value.is_some() {
+        return Err(bad("a secret value must not travel in a change"));
+    }
+    Ok(change)
 }
 
 pub fn item_to_pb(i: &ConfigItem) -> pb::Item {
@@ -83,11 +167,46 @@ pub fn item_to_pb(i: &ConfigItem) -> pb::Item {
         version: i.version.0,
         revision: i.revision.0,
         updated_at: i.updated_at.clone(),
-        layer: match i.layer {
-            Layer::Tenant => "tenant",
-            Layer::Shared => "shared",
+        layer: Some(layer_to_pb(&i.layer)),
+    }
+}
+
+/// An update as a watcher receives it. Secret values never travel on the stream and values
+/// over [`INLINE_VALUE_LIMIT`] are left out: the client reads those with `Get`.
+pub fn update_to_pb(u: &Update, routes: &RoutingTable) -> pb::Update {
+    match (&u.item, &u.removed_by) {
+        (Some(item), _) => {
+            let secret = routes.parse_key(&u.key).is_ok_and(|k| k.backend().is_secret());
+            let omitted = if secret {
+                Some(ValueOmitted::Secret)
+            } else if item.value.len() > INLINE_VALUE_LIMIT {
+                Some(ValueOmitted::TooLarge)
+            } else {
+                None
+            };
+            pb::Update {
+                key: u.key.clone(),
+                op: pb::Op::Put.into(),
+                layer: Some(layer_to_pb(&item.layer)),
+                version: item.version.0,
+                revision: item.revision.0,
+                actor: item.updated_by.clone(),
+                at: item.updated_at.clone(),
+                value_json: omitted.is_none().then(|| item.value.as_str().to_owned()),
+                value_omitted: omitted_to_pb(omitted).into(),
+            }
         }
-        .to_owned(),
+        (None, cause) => pb::Update {
+            key: u.key.clone(),
+            op: pb::Op::Delete.into(),
+            layer: None,
+            version: cause.as_ref().map_or(0, |c| c.version.0),
+            revision: cause.as_ref().map_or(0, |c| c.revision.0),
+            actor: cause.as_ref().map(|c| c.actor.clone()).unwrap_or_default(),
+            at: cause.as_ref().map(|c| c.at.clone()).unwrap_or_default(),
+            value_json: None,
+            value_omitted: pb::ValueOmitted::None.into(),
+        },
     }
 }
 
@@ -98,6 +217,7 @@ pub fn status_of(e: &Error) -> Status {
         Error::InvalidKey(_)
         | Error::UnknownTag(_)
         | Error::InvalidTenant(_)
+        | Error::InvalidTier(_)
         | Error::InvalidValue(_)
         | Error::InvalidRoutingTable(_) => Status::invalid_argument(message),
         Error::ValueTooLarge { .. } => Status::out_of_range(message),
@@ -113,10 +233,13 @@ pub fn status_of(e: &Error) -> Status {
     }
 }
 
-/// Auth error → gRPC status (an unreachable JWKS is the server's problem, not the token's).
+/// Auth error → gRPC status (an unreachable JWKS is the server's problem, not the token's;
+/// a valid operator token on a tenant's call is refused, not unauthenticated).
 pub fn auth_status(e: &AuthError) -> Status {
     if e.is_unavailable() {
         Status::unavailable(e.to_string())
+    } else if e.is_wrong_principal() {
+        Status::permission_denied(format!("{}: {e}", e.code()))
     } else {
         Status::unauthenticated(format!("{}: {e}", e.code()))
     }

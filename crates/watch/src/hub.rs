@@ -1,39 +1,54 @@
-//! The fan-out hub: every change of a tenant goes to that tenant's subscribers whose
-//! prefixes match, in revision order, at most once.
+//! The fan-out hub: every change of an owner's log (a tenant, a tier, the shared layer)
+//! becomes an update of the *effective* values of every tenant that reads through it, sent
+//! to that tenant's subscribers whose prefixes match, in order, at most once.
 //!
-//! - **Idempotent**: a change at or below the tenant's head is a duplicate and ignored, so
-//!   retried `Refresh` calls and overlapping feeds are harmless.
-//! - **Gap-free**: a change that skips revisions makes the hub read the missing ones from
-//!   the store's change log first; if the log no longer has them, every subscriber of the
-//!   tenant gets a `resync` instead of a silent gap.
+//! - **Per-log order, never across logs**: the hub keeps a head per owner; a change at or
+//!   below its owner's head is a duplicate and ignored, so retried `Refresh` calls and
+//!   overlapping feeds are harmless. Revisions of different owners are never compared.
+//! - **Gap-free**: a change that skips revisions makes the hub read the missing ones from the
+//!   store's change log first; if the log no longer has them, every subscriber that follows
+//!   the owner gets a `resync` instead of a silent gap. A change beyond the store's own head
+//!   cannot be real and is refused, so a bad `Refresh` cannot poison an owner's head.
+//! - **Layers**: a change of a tier or of the shared layer reaches the subscribers of every
+//!   tenant reading through it, unless the tenant (or its tier) overrides the key; deleting
+//!   an override announces the value that shows again; a tenant's tier change announces
+//!   every key of the old and the new tier. Which update is visible is decided by
+//!   [`tagged_routing::layers`], the one resolution rule.
+//! - **Cursor**: a subscriber's position is a [`Cursor`] over the logs it follows; resuming
+//!   from one replays the current effective value of every key that moved after it, or
+//!   resyncs when a log no longer covers it.
 //! - **Bounded**: each subscriber has a fixed buffer; one that falls behind is cut off (its
-//!   stream ends with `resync: slow consumer`) instead of holding memory or delaying the
-//!   others.
-//! - **Replay**: a subscriber that resumes after a revision gets the missed changes from an
-//!   in-memory ring, or from the store's change log, or an explicit resync.
-//! - **Cache**: the latest value of each key read or pushed, so `Get` needs no backend read
-//!   after warm-up.
+//!   stream ends with `resync: slow consumer`) instead of holding memory or delaying others.
+//! - **Cache**: each owner's own layer, as read or pushed, so `Get` needs no backend read
+//!   after warm-up; entries change only with their own owner's log.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use tagged_routing::{Change, ChangeOp, ConfigItem, ConfigStore, Key, Layer, Owner, Result, Revision, SHARED_OWNER};
+use async_trait::async_trait;
+use tagged_routing::layers::{is_visible, resolve_in, LayerSource, LayerStack};
+use tagged_routing::{
+    Change, ChangeOp, ConfigItem, ConfigStore, Error, Key, Owner, Result, Revision, RoutingTable, TenantId, TierName,
+};
 use tokio::sync::mpsc;
 
 /// Why a subscriber whose buffer filled up was cut off.
 pub const SLOW_CONSUMER: &str =
-    "slow consumer: the stream fell too far behind and was cut off; resume with since_revision";
+    "slow consumer: the stream fell too far behind and was cut off; resume from the last cursor";
 
 /// Sizes of the hub's buffers.
 #[derive(Debug, Clone, Copy)]
 pub struct HubConfig {
-    /// Changes kept per tenant for replay.
+    /// Changes kept per owner for replay.
     pub ring_capacity: usize,
-    /// Changes buffered per subscriber before it is cut off.
+    /// Deliveries buffered per subscriber before it is cut off.
     pub subscriber_buffer: usize,
-    /// Page size when reading the store's change log.
+    /// Page size when reading the store's change log or listing a layer.
     pub log_page: usize,
+    /// The most keys a tier layer may hold for a tier change to be announced key by key;
+    /// beyond it, the tenant's subscribers get a resync.
+    pub max_tier_keys: usize,
 }
 
 impl Default for HubConfig {
@@ -42,6 +57,7 @@ impl Default for HubConfig {
             ring_capacity: 1024,
             subscriber_buffer: 256,
             log_page: 500,
+            max_tier_keys: 10_000,
         }
     }
 }
@@ -53,30 +69,85 @@ pub enum Published {
     Duplicate,
 }
 
+/// A position in every log a tenant's stream follows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cursor {
+    pub tenant: Revision,
+    /// The tenant's tier at this position, and that tier's revision.
+    pub tier: Option<(TierName, Revision)>,
+    pub shared: Revision,
+}
+
+/// The effective value of one key moved: `Put` with the item it now reads as, or `Delete`
+/// when no layer holds it any more (the item is then `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub key: String,
+    pub item: Option<ConfigItem>,
+    /// For a delete: the change that removed the last value.
+    pub removed_by: Option<Change>,
+}
+
+impl Update {
+    fn new(key: &str, effective: Option<ConfigItem>, cause: &Change) -> Self {
+        Update {
+            key: key.to_owned(),
+            removed_by: effective.is_none().then(|| cause.clone()),
+            item: effective,
+        }
+    }
+}
+
+/// What the hub sends a subscriber: updates of its tenant (not yet filtered by prefix) and
+/// the cursor once they are applied.
+#[derive(Debug)]
+pub struct Delivery {
+    pub updates: Vec<Update>,
+    pub cursor: Cursor,
+}
+
 struct Subscriber {
     prefixes: Vec<String>,
-    tx: mpsc::Sender<Arc<Change>>,
+    tx: mpsc::Sender<Arc<Delivery>>,
     cut: Arc<OnceLock<String>>,
+}
+
+/// One owner's log as the hub knows it, and the owner's own layer as cached.
+#[derive(Default)]
+struct LogState {
+    head: Option<Revision>,
+    /// Bumped whenever a change alters the cache (or a tenant's tier): a store read begun
+    /// before is not cached after.
+    epoch: u64,
+    ring: VecDeque<Arc<Change>>,
+    /// key → the owner's own item, or `None` when known absent.
+    cache: HashMap<String, Option<ConfigItem>>,
 }
 
 #[derive(Default)]
 struct TenantState {
-    head: Option<Revision>,
-    ring: VecDeque<Arc<Change>>,
+    /// The tenant's tier once read (`Some(None)`: none).
+    tier: Option<Option<TierName>>,
     subscribers: Vec<Subscriber>,
-    cache: HashMap<String, ConfigItem>,
 }
 
-/// A registered watcher: what it missed, then live changes.
+#[derive(Default)]
+struct State {
+    logs: HashMap<Owner, LogState>,
+    tenants: HashMap<TenantId, TenantState>,
+}
+
+/// A registered watcher: what it missed, then live deliveries.
 pub struct Subscription {
-    /// Changes after the requested revision, in order (already filtered by prefix).
-    pub replay: Vec<Change>,
+    /// The current value of every key that moved after the requested cursor (already
+    /// filtered by prefix).
+    pub replay: Vec<Update>,
     /// Set when the missed changes cannot be replayed: the stream must say so.
     pub resync: Option<String>,
-    /// The tenant's head when the subscription started.
-    pub head: Revision,
-    /// Live changes after `head`.
-    pub live: mpsc::Receiver<Arc<Change>>,
+    /// The position the subscription starts from.
+    pub cursor: Cursor,
+    /// Live deliveries after `cursor`.
+    pub live: mpsc::Receiver<Arc<Delivery>>,
     /// Set by the hub, with the reason, when it cut this subscriber off.
     pub cut: Arc<OnceLock<String>>,
 }
@@ -84,24 +155,70 @@ pub struct Subscription {
 /// See the module documentation.
 pub struct Hub {
     store: Arc<dyn ConfigStore>,
+    routes: Arc<RoutingTable>,
     config: HubConfig,
-    tenants: Mutex<HashMap<String, TenantState>>,
+    state: Mutex<State>,
     /// Serialises publishing and subscribing, so a subscriber's replay and its live
-    /// changes meet exactly at its head.
+    /// deliveries meet exactly at its cursor.
     order: tokio::sync::Mutex<()>,
     duplicates: AtomicU64,
 }
 
-fn matches(prefixes: &[String], key: &str) -> bool {
+pub(crate) fn matches(prefixes: &[String], key: &str) -> bool {
     prefixes.is_empty() || prefixes.iter().any(|p| key.starts_with(p.as_str()))
 }
 
+/// Reads through the hub's caches, filling them from the store.
+struct CachedView<'a>(&'a Hub);
+
+#[async_trait]
+impl LayerSource for CachedView<'_> {
+    async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
+        self.0.tier_of(tenant).await
+    }
+
+    async fn own_items(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
+        let hub = self.0;
+        let epoch = hub.epoch(owner);
+        let mut found = Vec::new();
+        let mut misses = Vec::new();
+        {
+            let state = hub.state();
+            let cache = state.logs.get(owner).map(|l| &l.cache);
+            for key in keys {
+                match cache.and_then(|c| c.get(key.as_str())) {
+                    Some(Some(item)) => found.push(item.clone()),
+                    Some(None) => {}
+                    None => misses.push(key.clone()),
+                }
+            }
+        }
+        if misses.is_empty() {
+            return Ok(found);
+        }
+        let read = LayerSource::own_items(&*hub.store, owner, &misses).await?;
+        let mut state = hub.state();
+        let log = state.logs.entry(owner.clone()).or_default();
+        // Cache only if no change of this owner arrived meanwhile (it could be newer).
+        if log.epoch == epoch {
+            for key in &misses {
+                let item = read.iter().find(|i| i.key == key.as_str()).cloned();
+                log.cache.insert(key.as_str().to_owned(), item);
+            }
+        }
+        found.extend(read);
+        Ok(found)
+    }
+}
+
 impl Hub {
-    pub fn new(store: Arc<dyn ConfigStore>, config: HubConfig) -> Self {
+    /// `routes` must be the store's: keys arriving in changes are parsed with it.
+    pub fn new(store: Arc<dyn ConfigStore>, routes: Arc<RoutingTable>, config: HubConfig) -> Self {
         Hub {
             store,
+            routes,
             config,
-            tenants: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
             order: tokio::sync::Mutex::new(()),
             duplicates: AtomicU64::new(0),
         }
@@ -111,8 +228,8 @@ impl Hub {
         &self.store
     }
 
-    fn tenants(&self) -> MutexGuard<'_, HashMap<String, TenantState>> {
-        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many changes were ignored as duplicates so far.
@@ -120,148 +237,336 @@ impl Hub {
         self.duplicates.load(Ordering::Relaxed)
     }
 
-    /// The number of live subscribers of `owner`.
-    pub fn subscribers(&self, owner: &Owner) -> usize {
-        self.tenants().get(owner.as_str()).map_or(0, |t| t.subscribers.len())
+    /// The number of live subscribers of `tenant`.
+    pub fn subscribers(&self, tenant: &TenantId) -> usize {
+        self.state().tenants.get(tenant).map_or(0, |t| t.subscribers.len())
     }
 
     /// The head the hub knows for `owner`, loading it from the store the first time.
     pub async fn head(&self, owner: &Owner) -> Result<Revision> {
-        if let Some(h) = self.tenants().get(owner.as_str()).and_then(|t| t.head) {
+        if let Some(h) = self.state().logs.get(owner).and_then(|l| l.head) {
             return Ok(h);
         }
         let loaded = self.store.head_revision(owner).await?;
-        let mut tenants = self.tenants();
-        let state = tenants.entry(owner.as_str().to_owned()).or_default();
-        Ok(*state.head.get_or_insert(loaded))
+        let mut state = self.state();
+        Ok(*state.logs.entry(owner.clone()).or_default().head.get_or_insert(loaded))
+    }
+
+    /// The cache epoch of `owner`'s log (see `LogState::epoch`).
+    fn epoch(&self, owner: &Owner) -> u64 {
+        self.state().logs.entry(owner.clone()).or_default().epoch
+    }
+
+    async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
+        if let Some(tier) = self.state().tenants.get(tenant).and_then(|t| t.tier.clone()) {
+            return Ok(tier);
+        }
+        let owner = Owner::Tenant(tenant.clone());
+        let epoch = self.epoch(&owner);
+        let loaded = self.store.tier_of(tenant).await?;
+        let mut state = self.state();
+        let unchanged = state.logs.get(&owner).map(|l| l.epoch) == Some(epoch);
+        let entry = state.tenants.entry(tenant.clone()).or_default();
+        if unchanged {
+            entry.tier.get_or_insert(loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    async fn stack(&self, tenant: &TenantId) -> Result<LayerStack> {
+        Ok(LayerStack::new(tenant.clone(), self.tier_of(tenant).await?))
+    }
+
+    /// The position of every log `stack` follows, as the hub knows them now.
+    async fn cursor_of(&self, stack: &LayerStack) -> Result<Cursor> {
+        let tenant = self.head(&Owner::Tenant(stack.tenant().clone())).await?;
+        let tier = match stack.tier() {
+            Some(t) => Some((t.clone(), self.head(&Owner::Tier(t.clone())).await?)),
+            None => None,
+        };
+        let shared = self.head(&Owner::Shared).await?;
+        Ok(Cursor { tenant, tier, shared })
+    }
+
+    /// The cursor of `tenant`'s logs, but only while `live` holds nothing: then every change
+    /// up to it has been delivered or was invisible to the subscriber.
+    pub fn cursor_if_drained(&self, tenant: &TenantId, live: &mpsc::Receiver<Arc<Delivery>>) -> Option<Cursor> {
+        let state = self.state();
+        if !live.is_empty() {
+            return None;
+        }
+        let head = |owner: &Owner| state.logs.get(owner).and_then(|l| l.head);
+        let tier = state.tenants.get(tenant)?.tier.clone()?;
+        Some(Cursor {
+            tenant: head(&Owner::Tenant(tenant.clone()))?,
+            tier: match tier {
+                Some(t) => Some((t.clone(), head(&Owner::Tier(t))?)),
+                None => None,
+            },
+            shared: head(&Owner::Shared)?,
+        })
     }
 
     /// Takes in one change (from the in-process feed or `Refresh`).
     pub async fn publish(&self, change: Change) -> Result<Published> {
         let _order = self.order.lock().await;
-        let head = self.tenants().get(&change.tenant).and_then(|t| t.head);
-        match head {
-            Some(h) if change.revision <= h => {
-                self.duplicates.fetch_add(1, Ordering::Relaxed);
-                return Ok(Published::Duplicate);
+        let owner = Owner::parse(&change.tenant)?;
+        let known = self.state().logs.get(&owner).and_then(|l| l.head);
+        let head = match known {
+            Some(h) => h,
+            None => {
+                // Nothing of this owner is cached or followed: only check the change is real.
+                let store_head = self.store.head_revision(&owner).await?;
+                self.check_real(&change, store_head)?;
+                let mut state = self.state();
+                let log = state.logs.entry(owner).or_default();
+                log.head = Some(log.head.map_or(store_head, |h| h.max(store_head)));
+                return Ok(Published::Delivered);
             }
-            Some(h) if change.revision.0 > h.0 + 1 => {
-                let owner = Owner::parse(&change.tenant)?;
-                let wanted = change.revision.0 - h.0 - 1;
-                match self.read_log(&owner, h, wanted).await {
-                    Ok(missing) if is_contiguous(&missing, h, wanted) => {
-                        for c in missing {
-                            self.deliver(c);
-                        }
+        };
+        if change.revision <= head {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ok(Published::Duplicate);
+        }
+        if change.revision.0 > head.0 + 1 {
+            let wanted = change.revision.0 - head.0 - 1;
+            match self.read_log(&owner, head, wanted).await {
+                Ok(missing) if is_contiguous(&missing, head, wanted) => {
+                    for c in missing {
+                        self.apply(&owner, c).await?;
                     }
-                    _ => self.break_continuity(
-                        &change.tenant,
-                        "the feed skipped revisions the change log does not hold",
-                    ),
+                }
+                _ => {
+                    let store_head = self.store.head_revision(&owner).await?;
+                    self.check_real(&change, store_head)?;
+                    self.break_continuity(&owner, "the feed skipped revisions the change log does not hold");
                 }
             }
-            _ => {}
         }
-        self.deliver(change);
+        self.apply(&owner, change).await?;
         Ok(Published::Delivered)
     }
 
-    /// Reads from the store the changes the hub may have missed (after a lagging feed).
-    pub async fn catch_up(&self, owner: &Owner) -> Result<()> {
-        let store_head = self.store.head_revision(owner).await?;
-        let known = self.tenants().get(owner.as_str()).and_then(|t| t.head);
-        if let Some(h) = known {
-            if store_head > h {
-                for change in self.read_log(owner, h, store_head.0 - h.0).await? {
-                    self.publish(change).await?;
-                }
-            }
+    /// A change beyond the store's own head cannot have been committed: refuse it rather
+    /// than move the hub's head past every real change to come.
+    fn check_real(&self, change: &Change, store_head: Revision) -> Result<()> {
+        if change.revision > store_head {
+            tracing::warn!(
+                owner = change.tenant,
+                revision = change.revision.0,
+                store_head = store_head.0,
+                "refusing a change beyond the store's head"
+            );
+            return Err(Error::InvalidValue(format!(
+                "change {}:{} is beyond the store's head {store_head}",
+                change.tenant, change.revision
+            )));
         }
         Ok(())
     }
 
-    /// The owners the hub has state for.
-    pub fn known_owners(&self) -> Vec<Owner> {
-        self.tenants().keys().filter_map(|t| Owner::parse(t).ok()).collect()
+    /// Applies the next change of `owner`: its own cache, then the updates of every tenant
+    /// that reads through it, then the head.
+    async fn apply(&self, owner: &Owner, change: Change) -> Result<()> {
+        let change = Arc::new(change);
+        {
+            let mut state = self.state();
+            let log = state.logs.entry(owner.clone()).or_default();
+            log.epoch += 1;
+            match (&change.op, &change.value) {
+                (ChangeOp::Put, Some(value)) => {
+                    let item = ConfigItem::written(owner, &change, value);
+                    log.cache.insert(change.key.clone(), Some(item));
+                }
+                (ChangeOp::Delete, _) => {
+                    log.cache.insert(change.key.clone(), None);
+                }
+                // A value not carried inline: the next read asks the store.
+                (ChangeOp::Put, None) => {
+                    log.cache.remove(&change.key);
+                }
+                (ChangeOp::Tier, _) => {}
+            }
+        }
+        let mut deliveries: Vec<(TenantId, Vec<Update>)> = Vec::new();
+        let mut tier_moves: Option<(TenantId, Option<TierName>)> = None;
+        match change.op {
+            ChangeOp::Tier => {
+                if let (Owner::Tenant(tenant), Some(new_tier)) = (owner, change.assigned_tier()) {
+                    tier_moves = Some((tenant.clone(), new_tier));
+                }
+            }
+            _ => {
+                for tenant in self.tenants_reading(owner, &change.key) {
+                    let stack = self.stack(&tenant).await?;
+                    let key = self.routes.parse_key(&change.key)?;
+                    let effective = resolve_in(&CachedView(self), &stack, std::slice::from_ref(&key))
+                        .await?
+                        .pop();
+                    if is_visible(&stack, owner, change.op, effective.as_ref()) {
+                        deliveries.push((tenant, vec![Update::new(&change.key, effective, &change)]));
+                    }
+                }
+            }
+        }
+        if let Some((tenant, new_tier)) = tier_moves {
+            let old_tier = self.tier_of(&tenant).await?;
+            match self.tier_move(&tenant, old_tier, new_tier.clone(), &change).await {
+                Ok(updates) => {
+                    self.state().tenants.entry(tenant.clone()).or_default().tier = Some(new_tier);
+                    deliveries.push((tenant, updates));
+                }
+                Err(e) => {
+                    self.state().tenants.entry(tenant.clone()).or_default().tier = Some(new_tier);
+                    self.cut_tenant(&tenant, &format!("the tenant's tier changed and its keys could not be listed: {e}"));
+                }
+            }
+        }
+        let mut state = self.state();
+        let log = state.logs.entry(owner.clone()).or_default();
+        log.head = Some(change.revision);
+        log.ring.push_back(change.clone());
+        while log.ring.len() > self.config.ring_capacity {
+            log.ring.pop_front();
+        }
+        for (tenant, updates) in deliveries {
+            deliver(&mut state, &tenant, updates);
+        }
+        Ok(())
     }
 
-    fn deliver(&self, change: Change) {
-        let change = Arc::new(change);
-        let mut tenants = self.tenants();
-        if change.tenant == SHARED_OWNER {
-            // A shared-layer change can change what any tenant reads for this key.
-            for state in tenants.values_mut() {
-                state.cache.remove(&change.key);
+    /// The tenants with subscribers interested in `key` that read through `owner`.
+    fn tenants_reading(&self, owner: &Owner, key: &str) -> Vec<TenantId> {
+        let state = self.state();
+        let interested = |t: &TenantState| t.subscribers.iter().any(|s| matches(&s.prefixes, key));
+        match owner {
+            Owner::Tenant(t) => state
+                .tenants
+                .get(t)
+                .filter(|s| interested(s))
+                .map(|_| vec![t.clone()])
+                .unwrap_or_default(),
+            Owner::Tier(tier) => state
+                .tenants
+                .iter()
+                .filter(|(_, s)| matches!(&s.tier, Some(Some(t)) if t == tier) && interested(s))
+                .map(|(t, _)| t.clone())
+                .collect(),
+            Owner::Shared => state
+                .tenants
+                .iter()
+                .filter(|(_, s)| interested(s))
+                .map(|(t, _)| t.clone())
+                .collect(),
+        }
+    }
+
+    /// The updates of a tenant moving from one tier to another: every key either tier
+    /// holds, resolved with the new tier.
+    async fn tier_move(
+        &self,
+        tenant: &TenantId,
+        old: Option<TierName>,
+        new: Option<TierName>,
+        cause: &Change,
+    ) -> Result<Vec<Update>> {
+        let prefixes: Vec<String> = {
+            let state = self.state();
+            match state.tenants.get(tenant) {
+                Some(t) if !t.subscribers.is_empty() => t.subscribers.iter().flat_map(|s| s.prefixes.clone()).collect(),
+                _ => return Ok(Vec::new()),
+            }
+        };
+        let mut keys = BTreeSet::new();
+        for tier in old.iter().chain(new.iter()) {
+            keys.extend(self.layer_keys(&Owner::Tier(tier.clone()), &prefixes).await?);
+        }
+        let stack = LayerStack::new(tenant.clone(), new);
+        self.updates_for(&stack, keys, cause).await
+    }
+
+    /// The current effective value of each key for `stack`.
+    async fn updates_for(&self, stack: &LayerStack, keys: BTreeSet<Key>, cause: &Change) -> Result<Vec<Update>> {
+        let keys: Vec<Key> = keys.into_iter().collect();
+        let mut updates = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let items = resolve_in(&CachedView(self), stack, chunk).await?;
+            for key in chunk {
+                let item = items.iter().find(|i| i.key == key.as_str()).cloned();
+                updates.push(Update::new(key.as_str(), item, cause));
             }
         }
-        let state = tenants.entry(change.tenant.clone()).or_default();
-        state.head = Some(change.revision);
-        state.ring.push_back(change.clone());
-        while state.ring.len() > self.config.ring_capacity {
-            state.ring.pop_front();
-        }
-        match (&change.op, &change.value) {
-            (ChangeOp::Put, Some(value)) => {
-                let newer = state
-                    .cache
-                    .get(&change.key)
-                    .is_none_or(|i| i.revision < change.revision);
-                if newer {
-                    let item = ConfigItem {
-                        key: change.key.clone(),
-                        value: value.clone(),
-                        version: change.version,
-                        revision: change.revision,
-                        updated_at: change.at.clone(),
-                        updated_by: change.actor.clone(),
-                        layer: if change.tenant == SHARED_OWNER {
-                            Layer::Shared
-                        } else {
-                            Layer::Tenant
-                        },
-                    };
-                    state.cache.insert(change.key.clone(), item);
+        Ok(updates)
+    }
+
+    /// Every key of `owner`'s own layer under any of `prefixes` (all, when one is empty).
+    async fn layer_keys(&self, owner: &Owner, prefixes: &[String]) -> Result<Vec<Key>> {
+        let all = prefixes.is_empty() || prefixes.iter().any(String::is_empty);
+        let scopes: Vec<&str> = if all { vec![""] } else { prefixes.iter().map(String::as_str).collect() };
+        let mut keys = Vec::new();
+        for prefix in scopes {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .store
+                    .list(owner, prefix, after.as_deref(), self.config.log_page)
+                    .await?;
+                for item in &page.items {
+                    keys.push(self.routes.parse_key(&item.key)?);
+                }
+                if keys.len() > self.config.max_tier_keys {
+                    return Err(Error::InvalidValue(format!(
+                        "{owner} holds more than {} keys",
+                        self.config.max_tier_keys
+                    )));
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
                 }
             }
-            // A value not carried inline, or a delete (which may uncover a shared value):
-            // the next Get reads the store.
-            _ => {
-                state.cache.remove(&change.key);
-            }
         }
-        state.subscribers.retain(|s| {
-            if !matches(&s.prefixes, &change.key) {
-                return !s.tx.is_closed();
-            }
-            match s.tx.try_send(change.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    let _ = s.cut.set(SLOW_CONSUMER.to_owned());
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        });
+        Ok(keys)
     }
 
     /// Ends every subscription (server shutdown): each stream closes with a resync that
     /// tells its client to resume elsewhere or later.
     pub fn close_all(&self) {
-        let mut tenants = self.tenants();
-        for state in tenants.values_mut() {
-            state.subscribers.clear();
+        let mut state = self.state();
+        for tenant in state.tenants.values_mut() {
+            tenant.subscribers.clear();
         }
     }
 
-    fn break_continuity(&self, tenant: &str, reason: &str) {
-        tracing::warn!(tenant, reason, "cutting every subscriber of the tenant off");
-        let mut tenants = self.tenants();
-        if let Some(state) = tenants.get_mut(tenant) {
-            for s in state.subscribers.drain(..) {
+    fn cut_tenant(&self, tenant: &TenantId, reason: &str) {
+        let mut state = self.state();
+        if let Some(t) = state.tenants.get_mut(tenant) {
+            for s in t.subscribers.drain(..) {
                 let _ = s.cut.set(reason.to_owned());
             }
-            state.ring.clear();
-            state.cache.clear();
+        }
+    }
+
+    /// The log of `owner` has a hole: everything cached of it goes, and every subscriber
+    /// reading through it is cut off with `reason`.
+    fn break_continuity(&self, owner: &Owner, reason: &str) {
+        tracing::warn!(owner = %owner, reason, "cutting the subscribers that follow this log off");
+        let mut state = self.state();
+        if let Some(log) = state.logs.get_mut(owner) {
+            log.ring.clear();
+            log.cache.clear();
+        }
+        for (tenant, t) in state.tenants.iter_mut() {
+            let follows = match owner {
+                Owner::Tenant(o) => o == tenant,
+                Owner::Tier(tier) => matches!(&t.tier, Some(Some(x)) if x == tier),
+                Owner::Shared => true,
+            };
+            if follows {
+                for s in t.subscribers.drain(..) {
+                    let _ = s.cut.set(reason.to_owned());
+                }
+            }
         }
     }
 
@@ -278,112 +583,154 @@ impl Hub {
         Ok(out)
     }
 
-    /// Registers a watcher of `owner` for keys under `prefixes`, resuming after `since`.
-    pub async fn subscribe(
-        &self,
-        owner: &Owner,
-        prefixes: Vec<String>,
-        since: Option<Revision>,
-    ) -> Result<Subscription> {
+    /// The changes of `owner` in `(since, head]`, from the ring or the store's log; `None`
+    /// when neither holds all of them.
+    async fn changes_between(&self, owner: &Owner, since: Revision, head: Revision) -> Result<Option<Vec<Change>>> {
+        if since >= head {
+            return Ok(Some(Vec::new()));
+        }
+        {
+            let state = self.state();
+            if let Some(ring) = state.logs.get(owner).map(|l| &l.ring) {
+                let covers = ring.front().is_some_and(|f| f.revision.0 <= since.0 + 1)
+                    && ring.back().is_some_and(|b| b.revision == head);
+                if covers {
+                    return Ok(Some(
+                        ring.iter()
+                            .filter(|c| c.revision > since)
+                            .map(|c| (**c).clone())
+                            .collect(),
+                    ));
+                }
+            }
+        }
+        let wanted = head.0 - since.0;
+        let changes = self.read_log(owner, since, wanted).await?;
+        Ok(is_contiguous(&changes, since, wanted).then_some(changes))
+    }
+
+    /// Registers a watcher of `tenant` for keys under `prefixes`, resuming after `since`.
+    pub async fn subscribe(&self, tenant: &TenantId, prefixes: Vec<String>, since: Option<Cursor>) -> Result<Subscription> {
         let _order = self.order.lock().await;
-        let head = self.head(owner).await?;
+        let stack = self.stack(tenant).await?;
+        let cursor = self.cursor_of(&stack).await?;
         let (tx, live) = mpsc::channel(self.config.subscriber_buffer.max(1));
         let cut = Arc::new(OnceLock::new());
         let (replay, resync) = match since {
             None => (Vec::new(), None),
-            Some(s) if s > head => (
-                Vec::new(),
-                Some(format!("since_revision {s} is ahead of the tenant's head {head}")),
-            ),
-            Some(s) if s == head => (Vec::new(), None),
-            Some(s) => match self.ring_since(owner, s, head) {
-                Some(changes) => (changes, None),
-                None => match self.read_log(owner, s, head.0 - s.0).await {
-                    Ok(changes) if is_contiguous(&changes, s, head.0 - s.0) => (changes, None),
-                    Ok(_) => (
-                        Vec::new(),
-                        Some(format!("the change log no longer holds revision {}", s.0 + 1)),
-                    ),
-                    Err(e) => return Err(e),
-                },
+            Some(since) => match self.replay(&stack, &cursor, &since, &prefixes).await? {
+                Ok(replay) => (replay, None),
+                Err(reason) => (Vec::new(), Some(reason)),
             },
         };
-        let replay = replay.into_iter().filter(|c| matches(&prefixes, &c.key)).collect();
         if resync.is_none() {
-            let mut tenants = self.tenants();
-            tenants
-                .entry(owner.as_str().to_owned())
-                .or_default()
-                .subscribers
-                .push(Subscriber {
-                    prefixes,
-                    tx,
-                    cut: cut.clone(),
-                });
+            let mut state = self.state();
+            state.tenants.entry(tenant.clone()).or_default().subscribers.push(Subscriber {
+                prefixes,
+                tx,
+                cut: cut.clone(),
+            });
         }
         Ok(Subscription {
             replay,
             resync,
-            head,
+            cursor,
             live,
             cut,
         })
     }
 
-    /// The ring's changes after `since`, if the ring still holds all of them.
-    fn ring_since(&self, owner: &Owner, since: Revision, head: Revision) -> Option<Vec<Change>> {
-        let tenants = self.tenants();
-        let ring = &tenants.get(owner.as_str())?.ring;
-        let first = ring.front()?.revision;
-        let last = ring.back()?.revision;
-        if first.0 > since.0 + 1 || last != head {
-            return None;
+    /// What a subscriber at `since` missed: the current value of every key under `prefixes`
+    /// that any followed log changed after it. `Err(reason)` when it cannot be told.
+    async fn replay(
+        &self,
+        stack: &LayerStack,
+        now: &Cursor,
+        since: &Cursor,
+        prefixes: &[String],
+    ) -> Result<std::result::Result<Vec<Update>, String>> {
+        let ahead = since.tenant > now.tenant
+            || since.shared > now.shared
+            || matches!((&since.tier, &now.tier), (Some((a, r)), Some((b, h))) if a == b && r > h);
+        if ahead {
+            return Ok(Err("the cursor is ahead of this server's logs".to_owned()));
         }
-        Some(
-            ring.iter()
-                .filter(|c| c.revision > since)
-                .map(|c| (**c).clone())
-                .collect(),
-        )
+        let mut moved: BTreeSet<Key> = BTreeSet::new();
+        let mut last: Option<Change> = None;
+        let mut tiers_to_list: Vec<TierName> = Vec::new();
+        let tenant_owner = Owner::Tenant(stack.tenant().clone());
+        let mut logs = vec![(tenant_owner, since.tenant, now.tenant), (Owner::Shared, since.shared, now.shared)];
+        match (&since.tier, &now.tier) {
+            (Some((a, r)), Some((b, h))) if a == b => logs.push((Owner::Tier(b.clone()), *r, *h)),
+            (old, new) => {
+                tiers_to_list.extend(old.iter().chain(new.iter()).map(|(t, _)| t.clone()));
+            }
+        }
+        for (owner, from, to) in logs {
+            let Some(changes) = self.changes_between(&owner, from, to).await? else {
+                return Ok(Err(format!("the change log of {owner} no longer holds revision {}", from.0 + 1)));
+            };
+            for change in changes {
+                if change.op == ChangeOp::Tier {
+                    if let Some(Some(t)) = change.assigned_tier() {
+                        tiers_to_list.push(t);
+                    }
+                } else if matches(prefixes, &change.key) {
+                    moved.insert(self.routes.parse_key(&change.key)?);
+                }
+                last = Some(change);
+            }
+        }
+        for tier in tiers_to_list {
+            match self.layer_keys(&Owner::Tier(tier), prefixes).await {
+                Ok(keys) => moved.extend(keys.into_iter().filter(|k| matches(prefixes, k.as_str()))),
+                Err(e) => return Ok(Err(format!("the tenant's tier changed and its keys could not be listed: {e}"))),
+            }
+        }
+        let Some(cause) = last else {
+            return Ok(Ok(Vec::new()));
+        };
+        self.updates_for(stack, moved, &cause).await.map(Ok)
     }
 
-    /// Current values of `keys` for `owner`: cached ones without a backend read, the rest
-    /// from the store (and cached). Returns found items, missing keys and the head.
-    pub async fn get(&self, owner: &Owner, keys: &[Key]) -> Result<(Vec<ConfigItem>, Vec<String>, Revision)> {
-        let head = self.head(owner).await?;
-        let mut found = Vec::new();
-        let mut misses = Vec::new();
-        {
-            let tenants = self.tenants();
-            let cache = tenants.get(owner.as_str()).map(|t| &t.cache);
-            for key in keys {
-                match cache.and_then(|c| c.get(key.as_str())) {
-                    Some(item) => found.push(item.clone()),
-                    None => misses.push(key.clone()),
-                }
-            }
-        }
-        let mut missing = Vec::new();
-        if !misses.is_empty() {
-            let read = self.store.batch_get(owner, &misses).await?;
-            let mut tenants = self.tenants();
-            let state = tenants.entry(owner.as_str().to_owned()).or_default();
-            // Cache only if no change arrived meanwhile (it could be newer than the read).
-            let unchanged = state.head == Some(head);
-            for key in &misses {
-                match read.iter().find(|i| i.key == key.as_str()) {
-                    Some(item) => {
-                        if unchanged {
-                            state.cache.insert(item.key.clone(), item.clone());
-                        }
-                        found.push(item.clone());
-                    }
-                    None => missing.push(key.as_str().to_owned()),
-                }
-            }
-        }
-        Ok((found, missing, head))
+    /// Effective values of `keys` for `tenant`: cached layers without a backend read, the
+    /// rest from the store (and cached). Returns found items, missing keys and the cursor.
+    pub async fn get(&self, tenant: &TenantId, keys: &[Key]) -> Result<(Vec<ConfigItem>, Vec<String>, Cursor)> {
+        let stack = self.stack(tenant).await?;
+        let cursor = self.cursor_of(&stack).await?;
+        let found = resolve_in(&CachedView(self), &stack, keys).await?;
+        let missing = keys
+            .iter()
+            .filter(|k| !found.iter().any(|i| i.key == k.as_str()))
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        Ok((found, missing, cursor))
     }
+
+}
+
+/// Sends `updates` (with the tenant's new cursor) to each subscriber of `tenant`.
+fn deliver(state: &mut State, tenant: &TenantId, updates: Vec<Update>) {
+    let head = |owner: &Owner| state.logs.get(owner).and_then(|l| l.head).unwrap_or_default();
+    let Some(t) = state.tenants.get(tenant) else { return };
+    let cursor = Cursor {
+        tenant: head(&Owner::Tenant(tenant.clone())),
+        tier: match &t.tier {
+            Some(Some(tier)) => Some((tier.clone(), head(&Owner::Tier(tier.clone())))),
+            _ => None,
+        },
+        shared: head(&Owner::Shared),
+    };
+    let delivery = Arc::new(Delivery { updates, cursor });
+    let Some(t) = state.tenants.get_mut(tenant) else { return };
+    t.subscribers.retain(|s| match s.tx.try_send(delivery.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let _ = s.cut.set(SLOW_CONSUMER.to_owned());
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    });
 }
 
 fn is_contiguous(changes: &[Change], after: Revision, count: u64) -> bool {

@@ -5,13 +5,16 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::pb;
 use crate::WatchService;
 
-/// Serves until `shutdown` completes.
+/// Serves `tagcfg.v2.ConfigWatch`, `tagcfg.v2.ConfigRefresh`, grpc.health.v1 and server
+/// reflection (v1 and v1alpha: many tools still speak only v1alpha) until `shutdown`
+/// completes. Every accepted socket gets `TCP_NODELAY`: without it, an answer of a few
+/// hundred bytes waits for the client's delayed ACK (about 40 ms per call).
 pub async fn serve(
     listener: TcpListener,
     service: WatchService,
@@ -21,17 +24,24 @@ pub async fn serve(
     health
         .set_serving::<pb::config_watch_server::ConfigWatchServer<WatchService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().expect("the embedded descriptor sets are valid");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .expect("the embedded descriptor sets are valid");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(pb::config_refresh_server::ConfigRefreshServer::new(service.clone()))
         .add_service(pb::config_watch_server::ConfigWatchServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 

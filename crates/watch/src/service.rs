@@ -1,10 +1,11 @@
-//! The `tagcfg.v1.ConfigWatch` service.
+//! The `tagcfg.v2.ConfigWatch` service (tenants) and the internal `tagcfg.v2.ConfigRefresh`
+//! service (the cache-refresher).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tagged_routing::{Change, Owner, Revision, RoutingTable};
+use tagged_routing::{RoutingTable, TenantId};
 use tenant_auth::service::ServiceVerifier;
 use tenant_auth::{TenantContext, Verifier};
 use tokio::sync::mpsc;
@@ -12,17 +13,21 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::convert::{auth_status, change_from_pb, change_to_pb, item_to_pb, status_of};
-use crate::hub::{Published, Subscription};
+use crate::convert::{
+    auth_status, change_from_pb, cursor_from_pb, cursor_to_pb, item_to_pb, status_of, update_to_pb,
+};
+use crate::hub::{matches, Cursor, Published, Subscription, Update};
 use crate::pb::{self, watch_event::Event};
 use crate::Hub;
 
 /// The most keys one `Get` may ask for, and the most prefixes one `Watch` may name.
 pub const MAX_KEYS: usize = 100;
 pub const MAX_PREFIXES: usize = 32;
-/// Changes per replay batch.
+/// Updates per replay batch.
 const REPLAY_BATCH: usize = 100;
 
+/// Both services over one hub. Cheap to clone.
+#[derive(Clone)]
 pub struct WatchService {
     hub: Arc<Hub>,
     routes: Arc<RoutingTable>,
@@ -60,7 +65,7 @@ impl WatchService {
             .get("authorization")
             .map(|v| v.to_str().unwrap_or("\u{0}"));
         self.verifier
-            .verify_authorization(header)
+            .verify_tenant_authorization(header)
             .await
             .map_err(|e| auth_status(&e))
     }
@@ -70,73 +75,87 @@ fn event(e: Event) -> pb::WatchEvent {
     pb::WatchEvent { event: Some(e) }
 }
 
-fn batch(changes: &[Change]) -> pb::WatchEvent {
-    event(Event::Changes(pb::ChangeBatch {
-        revision: changes.last().map_or(0, |c| c.revision.0),
-        changes: changes.iter().map(change_to_pb).collect(),
+fn heartbeat(cursor: &Cursor) -> pb::WatchEvent {
+    event(Event::Heartbeat(pb::Heartbeat {
+        cursor: Some(cursor_to_pb(cursor)),
     }))
 }
 
-/// Feeds one watcher: replay, then live changes and heartbeats; ends with a resync when
-/// the hub cut it off. Exits when the client goes away.
-async fn pump(
-    mut sub: Subscription,
+/// Feeds one watcher: replay, then live updates and heartbeats; ends with a resync when the
+/// hub cut it off. Exits when the client goes away.
+struct Pump {
+    sub: Subscription,
+    tenant: TenantId,
+    prefixes: Vec<String>,
+    hub: Arc<Hub>,
+    routes: Arc<RoutingTable>,
     // Plain events, not `Result<_, Status>`: a `Status` is ~170 bytes and a channel
     // allocates 32 slots at a time, so this saves ~4 KiB per open stream.
     tx: mpsc::Sender<pb::WatchEvent>,
     heartbeat: Duration,
-    since: Option<Revision>,
-) {
-    if let Some(reason) = sub.resync.take() {
-        let _ = tx
-            .send(event(Event::Resync(pb::Resync {
-                reason,
-                head_revision: sub.head.0,
-            })))
-            .await;
-        return;
+}
+
+impl Pump {
+    fn batch(&self, updates: &[&Update], cursor: &Cursor) -> pb::WatchEvent {
+        event(Event::Updates(pb::UpdateBatch {
+            updates: updates.iter().map(|u| update_to_pb(u, &self.routes)).collect(),
+            cursor: Some(cursor_to_pb(cursor)),
+        }))
     }
-    for chunk in sub.replay.chunks(REPLAY_BATCH) {
-        if tx.send(batch(chunk)).await.is_err() {
+
+    async fn run(mut self) {
+        let mut cursor = self.sub.cursor.clone();
+        if let Some(reason) = self.sub.resync.take() {
+            let resync = pb::Resync {
+                reason,
+                cursor: Some(cursor_to_pb(&cursor)),
+            };
+            let _ = self.tx.send(event(Event::Resync(resync))).await;
             return;
         }
-    }
-    // Everything up to the head is now accounted for (replayed, or not asked for). Say so
-    // at once: a client knows from here which revision it is live from.
-    let mut complete_to = since.map_or(sub.head, |s| s.max(sub.head));
-    if tx
-        .send(event(Event::Heartbeat(pb::Heartbeat {
-            revision: complete_to.0,
-        })))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let mut ticker = tokio::time::interval(heartbeat);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            change = sub.live.recv() => match change {
-                Some(change) if change.revision <= complete_to => {}
-                Some(change) => {
-                    complete_to = change.revision;
-                    if tx.send(batch(std::slice::from_ref(&*change))).await.is_err() {
+        let replay = std::mem::take(&mut self.sub.replay);
+        let chunks: Vec<Vec<&Update>> = replay.chunks(REPLAY_BATCH).map(|c| c.iter().collect()).collect();
+        for chunk in chunks {
+            if self.tx.send(self.batch(&chunk, &cursor)).await.is_err() {
+                return;
+            }
+        }
+        // Everything up to the cursor is now accounted for. Say so at once: a client knows
+        // from here which position it is live from.
+        if self.tx.send(heartbeat(&cursor)).await.is_err() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(self.heartbeat);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                delivery = self.sub.live.recv() => match delivery {
+                    Some(delivery) => {
+                        cursor = delivery.cursor.clone();
+                        let mine: Vec<&Update> = delivery.updates.iter().filter(|u| matches(&self.prefixes, &u.key)).collect();
+                        if !mine.is_empty() && self.tx.send(self.batch(&mine, &cursor)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        let reason = self.sub.cut.get().cloned().unwrap_or_else(|| "the server stopped this stream; resume from the last cursor".to_owned());
+                        let resync = pb::Resync { reason, cursor: Some(cursor_to_pb(&cursor)) };
+                        let _ = self.tx.send(event(Event::Resync(resync))).await;
+                        return;
+                    }
+                },
+                _ = ticker.tick() => {
+                    // Changes this stream did not need (other prefixes, overridden keys)
+                    // still move its position, once nothing is queued for it.
+                    if let Some(now) = self.hub.cursor_if_drained(&self.tenant, &self.sub.live) {
+                        cursor = now;
+                    }
+                    if self.tx.send(heartbeat(&cursor)).await.is_err() {
                         return;
                     }
                 }
-                None => {
-                    let reason = sub.cut.get().cloned().unwrap_or_else(|| "the server stopped this stream; resume with since_revision".to_owned());
-                    let _ = tx.send(event(Event::Resync(pb::Resync { reason, head_revision: complete_to.0 }))).await;
-                    return;
-                }
-            },
-            _ = ticker.tick() => {
-                if tx.send(event(Event::Heartbeat(pb::Heartbeat { revision: complete_to.0 }))).await.is_err() {
-                    return;
-                }
+                _ = self.tx.closed() => return,
             }
-            _ = tx.closed() => return,
         }
     }
 }
@@ -154,12 +173,11 @@ impl pb::config_watch_server::ConfigWatch for WatchService {
             .map(|k| self.routes.parse_key(k))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| status_of(&e))?;
-        let owner = Owner::Tenant(ctx.tenant);
-        let (items, missing, head) = self.hub.get(&owner, &keys).await.map_err(|e| status_of(&e))?;
+        let (items, missing, cursor) = self.hub.get(&ctx.tenant, &keys).await.map_err(|e| status_of(&e))?;
         Ok(Response::new(pb::GetResponse {
             items: items.iter().map(item_to_pb).collect(),
             missing,
-            revision: head.0,
+            cursor: Some(cursor_to_pb(&cursor)),
         }))
     }
 
@@ -173,18 +191,29 @@ impl pb::config_watch_server::ConfigWatch for WatchService {
                 "at most {MAX_PREFIXES} prefixes of at most 300 characters"
             )));
         }
-        let owner = Owner::Tenant(ctx.tenant);
-        let since = req.since_revision.map(Revision);
+        let since = req.since.as_ref().map(cursor_from_pb).transpose()?;
         let sub = self
             .hub
-            .subscribe(&owner, req.prefixes, since)
+            .subscribe(&ctx.tenant, req.prefixes.clone(), since)
             .await
             .map_err(|e| status_of(&e))?;
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(pump(sub, tx, self.heartbeat, since));
+        let pump = Pump {
+            sub,
+            tenant: ctx.tenant,
+            prefixes: req.prefixes,
+            hub: self.hub.clone(),
+            routes: self.routes.clone(),
+            tx,
+            heartbeat: self.heartbeat,
+        };
+        tokio::spawn(pump.run());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
     }
+}
 
+#[tonic::async_trait]
+impl pb::config_refresh_server::ConfigRefresh for WatchService {
     async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::RefreshResponse>, Status> {
         let verifier = self
             .service_auth
@@ -199,7 +228,7 @@ impl pb::config_watch_server::ConfigWatch for WatchService {
             .into_inner()
             .changes
             .into_iter()
-            .map(change_from_pb)
+            .map(|c| change_from_pb(c, &self.routes))
             .collect::<Result<Vec<_>, _>>()?;
         let (mut accepted, mut duplicates) = (0, 0);
         for change in changes {
