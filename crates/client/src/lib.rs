@@ -11,31 +11,48 @@
 //! struct Checkout { enabled: bool }
 //! let flags: Checkout = config.get("tenant_config_flags/checkout").await?;
 //! let mut changes = config.subscribe();
-//! while let Ok(changed) = changes.recv().await {
-//!     println!("changed: {:?}", changed.keys);
+//! while let Ok(event) = changes.recv().await {
+//!     match event {
+//!         Ok(changed) => println!("changed: {:?}", changed.keys),
+//!         Err(error) => eprintln!("the client cannot stay fresh: {error}"),
+//!     }
 //! }
 //! # Ok(()) }
 //! ```
 //!
-//! - `get` answers from the local cache; a miss asks the watch server (`Get`), or the HTTP
-//!   API when the stream is down and a fallback URL is set.
-//! - A background task holds a `Watch` stream: changes update the cache as they happen and
-//!   are announced on [`Client::subscribe`] (an OpenFeature-style "configuration changed"
-//!   with the changed keys). It reconnects with `since_revision` and exponential backoff,
-//!   so nothing is missed; on `resync` it reloads what it caches.
-//! - While the stream is down it polls the HTTP API with `If-None-Match` (when configured)
-//!   and keeps serving the last known good values.
+//! Map of the crate:
+//! - [`Client`] and [`ClientBuilder`]: `get` answers from the local cache; a miss asks the
+//!   watch server (`Get`), or the HTTP API when the stream is down and a fallback URL is set.
+//!   Values are *effective*: the server resolves tenant → tier → shared.
+//! - `stream`: the background task holding a `Watch` stream. Updates change the cache as
+//!   they happen and are announced on [`Client::subscribe`] (an OpenFeature-style
+//!   "configuration changed" with the changed keys). It reconnects with exponential
+//!   backoff (`backoff`) and resumes from the stream's cursor, so nothing is missed; on
+//!   `resync` it reloads what it caches.
+//! - [`token`]: a [`TokenProvider`] supplies the token of every call and reconnect, so a
+//!   token can rotate under a long-lived client. When the server refuses the token, the
+//!   error is surfaced: on `subscribe`, in [`Client::last_error`], and by `connect` when it
+//!   happens at once.
+//! - `cache`: the local cache; `fallback`: conditional HTTP reads while the stream is down.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+mod backoff;
+mod cache;
+mod fallback;
+mod stream;
+pub mod token;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
-use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
-use watch::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event};
+use watch::pb::{self, config_watch_client::ConfigWatchClient};
+
+use cache::{Cache, Cached};
+use fallback::{HttpFallback, Polled};
+pub use token::{StaticToken, TokenFn, TokenProvider};
 
 /// What went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,39 +69,38 @@ pub enum ClientError {
     Decode { key: String, reason: String },
 }
 
-/// "Configuration changed": the keys whose values changed, and the revision reached.
+/// "Configuration changed": the keys whose values changed, and where the stream stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigChanged {
     pub keys: Vec<String>,
-    pub revision: u64,
+    /// The stream's cursor after the change (`None` before it was ever live).
+    pub cursor: Option<pb::Cursor>,
     /// The server asked for a resync: every cached key was reloaded.
     pub resync: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Cached {
-    value_json: String,
-    version: u64,
-    revision: u64,
-}
+/// What [`Client::subscribe`] delivers: a change, or an error that keeps the client from
+/// staying fresh (it keeps retrying and serves the last known values meanwhile).
+pub type ClientEvent = Result<ConfigChanged, ClientError>;
 
 struct Inner {
     grpc: ConfigWatchClient<Channel>,
-    token: MetadataValue<tonic::metadata::Ascii>,
+    tokens: Arc<dyn TokenProvider>,
     prefixes: Vec<String>,
-    cache: RwLock<HashMap<String, Cached>>,
-    /// The stream is complete up to this revision (0 = not yet live).
-    revision: AtomicU64,
+    cache: Cache,
+    /// The stream is complete up to this cursor (`None` = not yet live).
+    cursor: Mutex<Option<pb::Cursor>>,
     streaming: AtomicBool,
-    changes: broadcast::Sender<ConfigChanged>,
-    http: Option<(reqwest::Client, String, String)>,
+    last_error: Mutex<Option<ClientError>>,
+    events: broadcast::Sender<ClientEvent>,
+    http: Option<HttpFallback>,
     poll_interval: Duration,
 }
 
 /// Configures a [`Client`].
 pub struct ClientBuilder {
     endpoint: String,
-    token: String,
+    tokens: Arc<dyn TokenProvider>,
     prefixes: Vec<String>,
     http_fallback: Option<String>,
     poll_interval: Duration,
@@ -111,36 +127,35 @@ impl ClientBuilder {
 
     /// Starts the background watch and waits (up to a few seconds) until the stream is
     /// live; a server that is down does not fail `connect`: reads then use the fallback.
+    /// A token the server refuses fails it.
     pub async fn connect(self) -> Result<Client, ClientError> {
         let channel = Endpoint::from_shared(self.endpoint.clone())
             .map_err(|e| ClientError::Invalid(format!("endpoint {}: {e}", self.endpoint)))?
             .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
             .connect_lazy();
-        let token = format!("Bearer {}", self.token)
-            .parse()
-            .map_err(|_| ClientError::Invalid("the token is not valid ASCII".into()))?;
         let http = match self.http_fallback {
-            Some(url) => Some((
+            Some(url) => Some(HttpFallback::new(
                 tenant_auth::http_client(Duration::from_secs(10)).map_err(|e| ClientError::Invalid(e.to_string()))?,
                 url,
-                self.token.clone(),
             )),
             None => None,
         };
-        let (changes, _) = broadcast::channel(256);
+        let (events, _) = broadcast::channel(256);
         let inner = Arc::new(Inner {
             grpc: ConfigWatchClient::new(channel),
-            token,
+            tokens: self.tokens,
             prefixes: self.prefixes,
-            cache: RwLock::new(HashMap::new()),
-            revision: AtomicU64::new(0),
+            cache: Cache::default(),
+            cursor: Mutex::new(None),
             streaming: AtomicBool::new(false),
-            changes,
+            last_error: Mutex::new(None),
+            events,
             http,
             poll_interval: self.poll_interval,
         });
         let (live_tx, live_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(watch_loop(inner.clone(), Some(live_tx)));
+        let task = tokio::spawn(stream::run(inner.clone(), Some(live_tx)));
         // An auth failure is worth reporting now; anything else is retried in the background.
         if let Ok(Ok(Err(ClientError::Unauthenticated(e)))) =
             tokio::time::timeout(self.first_event_timeout, live_rx).await
@@ -165,10 +180,16 @@ impl Drop for Client {
 }
 
 impl Client {
+    /// A client with one token for its whole life.
     pub fn builder(endpoint: impl Into<String>, token: impl Into<String>) -> ClientBuilder {
+        Self::builder_with_tokens(endpoint, Arc::new(StaticToken(token.into())))
+    }
+
+    /// A client that asks `tokens` for the token of every call and reconnect.
+    pub fn builder_with_tokens(endpoint: impl Into<String>, tokens: Arc<dyn TokenProvider>) -> ClientBuilder {
         ClientBuilder {
             endpoint: endpoint.into(),
-            token: token.into(),
+            tokens,
             prefixes: Vec::new(),
             http_fallback: None,
             poll_interval: Duration::from_secs(5),
@@ -192,29 +213,44 @@ impl Client {
 
     /// The value of `key` as JSON text, exactly as written.
     pub async fn get_json(&self, key: &str) -> Result<String, ClientError> {
-        if let Some(hit) = self.inner.cached(key) {
-            return Ok(hit.value_json);
+        Ok(self.get_entry(key).await?.value_json)
+    }
+
+    /// The layer the cached value of `key` answers from: `tenant`, `tier:<name>` or
+    /// `shared`.
+    pub async fn layer(&self, key: &str) -> Result<String, ClientError> {
+        Ok(self.get_entry(key).await?.layer)
+    }
+
+    async fn get_entry(&self, key: &str) -> Result<Cached, ClientError> {
+        if let Some(hit) = self.inner.cache.get(key) {
+            return Ok(hit);
         }
         self.inner.fetch(&[key.to_owned()]).await?;
         self.inner
-            .cached(key)
-            .map(|c| c.value_json)
+            .cache
+            .get(key)
             .ok_or_else(|| ClientError::NotFound(key.to_owned()))
     }
 
-    /// Announcements of changed keys.
-    pub fn subscribe(&self) -> broadcast::Receiver<ConfigChanged> {
-        self.inner.changes.subscribe()
+    /// Announcements of changed keys, and errors that keep the client from staying fresh.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        self.inner.events.subscribe()
     }
 
-    /// The revision the cache is complete up to (0 before the stream was ever live).
-    pub fn revision(&self) -> u64 {
-        self.inner.revision.load(Ordering::SeqCst)
+    /// The cursor the cache is complete up to (`None` before the stream was ever live).
+    pub fn cursor(&self) -> Option<pb::Cursor> {
+        self.inner.cursor()
     }
 
     /// Whether the push stream is up right now.
     pub fn is_streaming(&self) -> bool {
         self.inner.streaming.load(Ordering::SeqCst)
+    }
+
+    /// The error that keeps the stream down right now, if any (cleared once it is back).
+    pub fn last_error(&self) -> Option<ClientError> {
+        self.inner.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -229,26 +265,42 @@ fn from_status(s: &tonic::Status) -> ClientError {
 }
 
 impl Inner {
-    fn cached(&self, key: &str) -> Option<Cached> {
-        self.cache.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
-    }
-
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    async fn request<T>(&self, message: T) -> Result<tonic::Request<T>, ClientError> {
+        let token = self.tokens.token().await?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Invalid("the token is not valid ASCII".into()))?;
         let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert("authorization", self.token.clone());
-        request
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
     }
 
-    /// Stores a value unless the cache already holds a newer one.
-    fn store(&self, key: &str, value: Cached) -> bool {
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        match cache.get(key) {
-            Some(current) if current.revision >= value.revision && current.version == value.version => false,
-            Some(current) if current.revision > value.revision => false,
-            _ => {
-                cache.insert(key.to_owned(), value);
-                true
-            }
+    fn cursor(&self) -> Option<pb::Cursor> {
+        self.cursor.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_cursor(&self, cursor: Option<pb::Cursor>) {
+        *self.cursor.lock().unwrap_or_else(|p| p.into_inner()) = cursor;
+    }
+
+    /// Records and announces an error that keeps the client from staying fresh.
+    fn fail(&self, error: ClientError) {
+        tracing::warn!(%error, "tagcfg client");
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+        let _ = self.events.send(Err(error));
+    }
+
+    fn clear_error(&self) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn announce(&self, keys: Vec<String>, resync: bool) {
+        if !keys.is_empty() || resync {
+            let _ = self.events.send(Ok(ConfigChanged {
+                keys,
+                cursor: self.cursor(),
+                resync,
+            }));
         }
     }
 
@@ -257,20 +309,23 @@ impl Inner {
     async fn fetch(&self, keys: &[String]) -> Result<Vec<String>, ClientError> {
         let mut changed = Vec::new();
         for chunk in keys.chunks(watch::service::MAX_KEYS) {
-            match self
-                .grpc
-                .clone()
-                .get(self.request(pb::GetRequest { keys: chunk.to_vec() }))
-                .await
-            {
+            let epoch = self.cache.epoch();
+            let request = self.request(pb::GetRequest { keys: chunk.to_vec() }).await?;
+            match self.grpc.clone().get(request).await {
                 Ok(response) => {
                     for item in response.into_inner().items {
+                        let layer = item
+                            .layer
+                            .as_ref()
+                            .and_then(watch::layer_from_pb)
+                            .map(|l| l.to_string())
+                            .unwrap_or_default();
                         let cached = Cached {
                             value_json: item.value_json,
                             version: item.version,
-                            revision: item.revision,
+                            layer,
                         };
-                        if self.store(&item.key, cached) {
+                        if self.cache.store_read(&item.key, cached, epoch) {
                             changed.push(item.key);
                         }
                     }
@@ -290,197 +345,39 @@ impl Inner {
 
     /// One conditional HTTP read; true when the cached value changed.
     async fn poll_http(&self, key: &str) -> Result<bool, ClientError> {
-        let Some((http, base, token)) = &self.http else {
+        let Some(http) = &self.http else {
             return Ok(false);
         };
-        let mut request = http.get(format!("{base}/v1/config/{key}")).bearer_auth(token);
-        if let Some(current) = self.cached(key) {
-            request = request.header("if-none-match", format!("\"{}\"", current.version));
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ClientError::Unavailable(e.to_string()))?;
-        match response.status().as_u16() {
-            304 | 404 => Ok(false),
-            401 | 403 => Err(ClientError::Unauthenticated(format!("HTTP {}", response.status()))),
-            200 => {
-                let text = response
-                    .text()
-                    .await
-                    .map_err(|e| ClientError::Unavailable(e.to_string()))?;
-                #[derive(serde::Deserialize)]
-                struct Item {
-                    value: Box<serde_json::value::RawValue>,
-                    version: u64,
-                    revision: u64,
-                }
-                let item: Item = serde_json::from_str(&text)
-                    .map_err(|e| ClientError::Unavailable(format!("bad HTTP answer: {e}")))?;
-                Ok(self.store(
-                    key,
-                    Cached {
-                        value_json: item.value.get().to_owned(),
-                        version: item.version,
-                        revision: item.revision,
-                    },
-                ))
-            }
-            other => Err(ClientError::Unavailable(format!("HTTP {other}"))),
-        }
+        let epoch = self.cache.epoch();
+        let token = self.tokens.token().await?;
+        Ok(match http.read(key, &token).await? {
+            Polled::Unchanged => false,
+            Polled::Absent => self.cache.push(key, None),
+            Polled::Value(cached) => self.cache.store_read(key, cached, epoch),
+        })
     }
 
-    fn announce(&self, keys: Vec<String>, resync: bool) {
-        if !keys.is_empty() || resync {
-            let _ = self.changes.send(ConfigChanged {
-                keys,
-                revision: self.revision.load(Ordering::SeqCst),
-                resync,
-            });
-        }
-    }
-
-    /// Applies one batch of pushed changes to the cache.
-    async fn apply(&self, batch: pb::ChangeBatch) {
+    /// While the stream is down: every cached key, conditionally over HTTP.
+    async fn poll_all(&self) {
         let mut changed = Vec::new();
-        let mut refetch = Vec::new();
-        for c in batch.changes {
-            match (c.op.as_str(), c.value_json) {
-                ("put", Some(value_json)) => {
-                    if self.store(
-                        &c.key,
-                        Cached {
-                            value_json,
-                            version: c.version,
-                            revision: c.revision,
-                        },
-                    ) {
-                        changed.push(c.key);
-                    }
+        for key in self.cache.keys() {
+            match self.poll_http(&key).await {
+                Ok(true) => changed.push(key),
+                Ok(false) => {}
+                Err(error @ ClientError::Unauthenticated(_)) => {
+                    self.fail(error);
+                    break;
                 }
-                // A secret or very large value: read it, if this client uses it.
-                ("put", None) => {
-                    if self.cached(&c.key).is_some() {
-                        refetch.push(c.key);
-                    }
-                }
-                _ => {
-                    // A delete may uncover a shared-layer value: read again if used.
-                    if self
-                        .cache
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&c.key)
-                        .is_some()
-                    {
-                        refetch.push(c.key.clone());
-                        changed.push(c.key);
-                    }
-                }
+                Err(error) => tracing::debug!(%error, key, "poll failed"),
             }
         }
-        if !refetch.is_empty() {
-            if let Ok(more) = self.fetch(&refetch).await {
-                changed.extend(more);
-            }
-        }
-        self.revision.fetch_max(batch.revision, Ordering::SeqCst);
-        changed.sort();
-        changed.dedup();
         self.announce(changed, false);
     }
 
     /// Reloads every cached key (after a resync); keeps the old values if that fails.
     async fn reload(&self) {
-        let keys: Vec<String> = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let keys = self.cache.keys();
         let changed = self.fetch(&keys).await.unwrap_or_default();
         self.announce(changed, true);
-    }
-}
-
-/// Holds the Watch stream for the life of the client.
-async fn watch_loop(inner: Arc<Inner>, mut first: Option<tokio::sync::oneshot::Sender<Result<(), ClientError>>>) {
-    let mut attempt: u32 = 0;
-    let mut last_poll = tokio::time::Instant::now();
-    loop {
-        let since = match inner.revision.load(Ordering::SeqCst) {
-            0 => None,
-            r => Some(r),
-        };
-        let request = inner.request(pb::WatchRequest {
-            prefixes: inner.prefixes.clone(),
-            since_revision: since,
-        });
-        match inner.grpc.clone().watch(request).await {
-            Ok(response) => {
-                let mut stream = response.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(pb::WatchEvent { event: Some(event) })) => {
-                            inner.streaming.store(true, Ordering::SeqCst);
-                            attempt = 0;
-                            match event {
-                                Event::Changes(batch) => inner.apply(batch).await,
-                                Event::Heartbeat(hb) => {
-                                    inner.revision.fetch_max(hb.revision, Ordering::SeqCst);
-                                    if let Some(tx) = first.take() {
-                                        let _ = tx.send(Ok(()));
-                                    }
-                                }
-                                Event::Resync(resync) => {
-                                    tracing::info!(reason = resync.reason, "resync");
-                                    // Start over live; reload what we use.
-                                    inner.revision.store(0, Ordering::SeqCst);
-                                    inner.reload().await;
-                                    break;
-                                }
-                            }
-                        }
-                        Ok(Some(_)) => {}
-                        Ok(None) => break,
-                        Err(status) => {
-                            tracing::debug!(%status, "watch stream ended");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(status) => {
-                let error = from_status(&status);
-                if let (ClientError::Unauthenticated(_), Some(tx)) = (&error, first.take()) {
-                    let _ = tx.send(Err(error));
-                    return;
-                }
-                tracing::debug!(%status, "watch failed");
-            }
-        }
-        inner.streaming.store(false, Ordering::SeqCst);
-        // While the stream is down: keep the cache fresh by polling, if we can.
-        if inner.http.is_some() && last_poll.elapsed() >= inner.poll_interval {
-            last_poll = tokio::time::Instant::now();
-            let keys: Vec<String> = inner
-                .cache
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys()
-                .cloned()
-                .collect();
-            let mut changed = Vec::new();
-            for key in keys {
-                if let Ok(true) = inner.poll_http(&key).await {
-                    changed.push(key);
-                }
-            }
-            inner.announce(changed, false);
-        }
-        attempt = attempt.saturating_add(1);
-        let backoff = Duration::from_millis((50u64 << attempt.min(7)).min(5_000));
-        tokio::time::sleep(backoff).await;
     }
 }

@@ -80,6 +80,10 @@ pub struct TenantContext {
     pub tenant: TenantId,
     pub subject: String,
     pub scopes: Scopes,
+    /// Until when (seconds since the Unix epoch) the token is accepted: its `exp` plus the
+    /// verifier's leeway. A long-lived stream opened with it ends then, so a token's end is
+    /// the end of what it can receive.
+    pub expires_at: u64,
 }
 
 /// A platform operator: writes the shared and tier layers and assigns tenants to tiers. An

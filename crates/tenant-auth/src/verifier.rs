@@ -187,6 +187,11 @@ impl Verifier {
                 tenant: self.tenant_of(&claims)?,
                 subject,
                 scopes,
+                expires_at: claims
+                    .get("exp")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    .saturating_add(self.config.leeway_secs),
             })),
         }
     }

@@ -93,7 +93,13 @@ struct Pump {
     // allocates 32 slots at a time, so this saves ~4 KiB per open stream.
     tx: mpsc::Sender<pb::WatchEvent>,
     heartbeat: Duration,
+    /// When the token the stream was opened with stops being accepted.
+    token_expires: std::time::SystemTime,
 }
+
+/// Sent through the pump's channel to end the stream with `UNAUTHENTICATED`: the token
+/// expired (an event with no content is never sent otherwise).
+const TOKEN_EXPIRED: pb::WatchEvent = pb::WatchEvent { event: None };
 
 impl Pump {
     fn batch(&self, updates: &[&Update], cursor: &Cursor) -> pb::WatchEvent {
@@ -127,6 +133,12 @@ impl Pump {
         }
         let mut ticker = tokio::time::interval(self.heartbeat);
         ticker.tick().await;
+        let until_expiry = self
+            .token_expires
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let expiry = tokio::time::sleep(until_expiry);
+        tokio::pin!(expiry);
         loop {
             tokio::select! {
                 delivery = self.sub.live.recv() => match delivery {
@@ -153,6 +165,10 @@ impl Pump {
                     if self.tx.send(heartbeat(&cursor)).await.is_err() {
                         return;
                     }
+                }
+                _ = &mut expiry => {
+                    let _ = self.tx.send(TOKEN_EXPIRED).await;
+                    return;
                 }
                 _ = self.tx.closed() => return,
             }
@@ -198,7 +214,9 @@ impl pb::config_watch_server::ConfigWatch for WatchService {
             .await
             .map_err(|e| status_of(&e))?;
         let (tx, rx) = mpsc::channel(16);
+        let token_expires = std::time::UNIX_EPOCH + Duration::from_secs(ctx.expires_at);
         let pump = Pump {
+            token_expires,
             sub,
             tenant: ctx.tenant,
             prefixes: req.prefixes,
@@ -208,7 +226,12 @@ impl pb::config_watch_server::ConfigWatch for WatchService {
             heartbeat: self.heartbeat,
         };
         tokio::spawn(pump.run());
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|e| match e.event {
+            Some(_) => Ok(e),
+            None => Err(Status::unauthenticated(
+                "token_expired: the token of this stream expired; reconnect with a fresh one and resume from the last cursor",
+            )),
+        }))))
     }
 }
 

@@ -1,0 +1,134 @@
+//! The background task holding the `Watch` stream: applies pushed updates to the cache,
+//! keeps the cursor, resumes from it after any disconnect, reloads on `resync`, surfaces
+//! authentication failures, and polls the HTTP API while the stream is down.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use watch::pb::{self, watch_event::Event};
+
+use crate::backoff::Backoff;
+use crate::cache::Cached;
+use crate::{from_status, ClientError, Inner};
+
+/// Holds the Watch stream for the life of the client. `first` learns whether the stream
+/// came up (or why not, for an authentication failure).
+pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<tokio::sync::oneshot::Sender<Result<(), ClientError>>>) {
+    let mut backoff = Backoff::default();
+    let mut last_poll = tokio::time::Instant::now();
+    loop {
+        match watch_once(&inner, &mut first, &mut backoff).await {
+            Ok(()) => {}
+            Err(error @ ClientError::Unauthenticated(_)) => {
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Err(error.clone()));
+                }
+                inner.fail(error);
+            }
+            Err(error) => tracing::debug!(%error, "watch stream down"),
+        }
+        inner.streaming.store(false, Ordering::SeqCst);
+        if inner.http.is_some() && last_poll.elapsed() >= inner.poll_interval {
+            last_poll = tokio::time::Instant::now();
+            inner.poll_all().await;
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// One stream, from connect to its end.
+async fn watch_once(
+    inner: &Inner,
+    first: &mut Option<tokio::sync::oneshot::Sender<Result<(), ClientError>>>,
+    backoff: &mut Backoff,
+) -> Result<(), ClientError> {
+    let since = inner.cursor();
+    let request = inner
+        .request(pb::WatchRequest {
+            prefixes: inner.prefixes.clone(),
+            since,
+        })
+        .await?;
+    let mut stream = inner
+        .grpc
+        .clone()
+        .watch(request)
+        .await
+        .map_err(|s| from_status(&s))?
+        .into_inner();
+    loop {
+        let event = match stream.message().await {
+            Ok(Some(pb::WatchEvent { event: Some(event) })) => event,
+            Ok(Some(_)) => continue,
+            Ok(None) => return Ok(()),
+            Err(status) => return Err(from_status(&status)),
+        };
+        inner.streaming.store(true, Ordering::SeqCst);
+        inner.clear_error();
+        backoff.reset();
+        match event {
+            Event::Updates(batch) => inner.apply(batch).await,
+            Event::Heartbeat(hb) => {
+                inner.set_cursor(hb.cursor);
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Event::Resync(resync) => {
+                tracing::info!(reason = resync.reason, "resync");
+                // Start over live; reload what we use.
+                inner.set_cursor(None);
+                inner.reload().await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Applies one batch of pushed updates to the cache and announces what changed.
+    async fn apply(&self, batch: pb::UpdateBatch) {
+        let mut changed = Vec::new();
+        let mut refetch = Vec::new();
+        for u in batch.updates {
+            let layer = u
+                .layer
+                .as_ref()
+                .and_then(watch::layer_from_pb)
+                .map(|l| l.to_string())
+                .unwrap_or_default();
+            match (u.op(), u.value_json) {
+                (pb::Op::Put, Some(value_json)) => {
+                    let cached = Cached {
+                        value_json,
+                        version: u.version,
+                        layer,
+                    };
+                    if self.cache.push(&u.key, Some(cached)) {
+                        changed.push(u.key);
+                    }
+                }
+                // A secret or very large value: read it, if this client uses it.
+                (pb::Op::Put, None) => {
+                    if self.cache.contains(&u.key) {
+                        refetch.push(u.key);
+                    }
+                }
+                _ => {
+                    if self.cache.push(&u.key, None) {
+                        changed.push(u.key);
+                    }
+                }
+            }
+        }
+        if !refetch.is_empty() {
+            if let Ok(more) = self.fetch(&refetch).await {
+                changed.extend(more);
+            }
+        }
+        self.set_cursor(batch.cursor);
+        changed.sort();
+        changed.dedup();
+        self.announce(changed, false);
+    }
+}
