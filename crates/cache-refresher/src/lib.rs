@@ -28,7 +28,7 @@ use serde_json::Value;
 use tagged_routing::env::{self, EnvError, Lookup};
 use tagged_routing::{Change, RoutingTable};
 use tonic::transport::{Channel, Endpoint};
-use watch::pb::{config_watch_client::ConfigWatchClient, RefreshRequest};
+use watch::pb::{config_refresh_client::ConfigRefreshClient, RefreshRequest};
 
 pub const CONFIG_CHANGED: &str = "ConfigChanged";
 pub const PARAMETER_STORE_CHANGE: &str = "Parameter Store Change";
@@ -189,7 +189,7 @@ pub struct Refresher {
     discovery: Discovery,
     cloud_map: aws_sdk_servicediscovery::Client,
     /// One lazy connection per endpoint, kept across invocations.
-    connections: Mutex<HashMap<String, ConfigWatchClient<Channel>>>,
+    connections: Mutex<HashMap<String, ConfigRefreshClient<Channel>>>,
     secret: Vec<u8>,
     timeout: Duration,
     ssm: SsmStore,
@@ -260,7 +260,7 @@ impl Refresher {
         }
     }
 
-    fn connection(&self, url: &str) -> Result<ConfigWatchClient<Channel>, RefreshError> {
+    fn connection(&self, url: &str) -> Result<ConfigRefreshClient<Channel>, RefreshError> {
         let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = connections.get(url) {
             return Ok(client.clone());
@@ -268,7 +268,7 @@ impl Refresher {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| RefreshError::Discovery(format!("{url}: {e}")))?
             .connect_timeout(self.timeout);
-        let client = ConfigWatchClient::new(endpoint.connect_lazy());
+        let client = ConfigRefreshClient::new(endpoint.connect_lazy());
         connections.insert(url.to_owned(), client.clone());
         Ok(client)
     }

@@ -5,6 +5,7 @@
 //!   Integration tests start it on a random port through [`local::LocalServer`].
 //! - [`remote`]: the small HTTP client behind `tagcfg get|put|rm|ls|history|changes`.
 //! - [`watch`]: `tagcfg watch`, a Watch stream printed as JSON lines.
+//! - [`signals`]: Ctrl-C or SIGTERM, the servers' stop signal.
 //! - [`watch_server`]: `tagcfg watch-server`, the standalone watch server of the AWS
 //!   deployment (ECS/Fargate behind Cloud Map), fed by `Refresh`, reading misses from
 //!   DynamoDB + SSM.
@@ -12,5 +13,6 @@
 
 pub mod local;
 pub mod remote;
+pub mod signals;
 pub mod watch;
 pub mod watch_server;

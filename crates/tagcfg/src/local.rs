@@ -122,7 +122,7 @@ impl LocalServer {
         let verifier = Arc::new(dev_verifier(&secret)?);
 
         // The watch server, fed by the in-process feed (subscribed before anything writes).
-        let hub = Arc::new(Hub::new(store.clone(), HubConfig::default()));
+        let hub = Arc::new(Hub::new(store.clone(), Arc::new(config.routes.clone()), HubConfig::default()));
         let forwarder = tokio::spawn(forward(feed.subscribe(), hub.clone()));
         let service = WatchService::new(
             hub.clone(),
@@ -168,6 +168,11 @@ impl LocalServer {
             watch_server,
             forwarder,
         })
+    }
+
+    /// A dev operator token (writes the shared and tier layers, assigns tiers).
+    pub fn operator_token(&self) -> Result<String, LocalError> {
+        Ok(dev::mint_operator(&self.secret, "operator-dev", 7 * 24 * 3600)?)
     }
 
     /// A dev token for `tenant`.
@@ -221,10 +226,8 @@ async fn forward(mut feed: tokio::sync::broadcast::Receiver<tagged_routing::Chan
                     missed,
                     "the watch hub lagged behind the feed; catching up from the store"
                 );
-                for owner in hub.known_owners() {
-                    if let Err(e) = hub.catch_up(&owner).await {
-                        tracing::warn!(error = %e, %owner, "catch-up failed");
-                    }
+                if let Err(e) = hub.catch_up().await {
+                    tracing::warn!(error = %e, "catch-up failed");
                 }
             }
             Err(RecvError::Closed) => return,

@@ -50,10 +50,14 @@ enum Command {
     /// Run the standalone watch server of the AWS deployment (configured by TAGCFG_* variables:
     /// TAGCFG_TABLE, TAGCFG_SERVICE_SECRET, TAGCFG_COGNITO_USER_POOL_ID, TAGCFG_WATCH_ADDR, ...).
     WatchServer,
-    /// Mint a dev token signed with the local server's secret.
+    /// Mint a dev token signed with the local server's secret: a tenant's (`--tenant`) or an
+    /// operator's (`--operator`: the shared and tier layers, tier assignments).
     Token {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, required_unless_present = "operator", conflicts_with = "operator")]
+        tenant: Option<String>,
+        /// An operator token: scope config:operator, no tenant.
+        #[arg(long, conflicts_with = "scopes")]
+        operator: bool,
         /// config:read, config:write or config:admin (repeatable).
         #[arg(long = "scope")]
         scopes: Vec<String>,
@@ -65,10 +69,13 @@ enum Command {
         #[arg(long, env = "TAGCFG_DATA_DIR", default_value = ".tagcfg")]
         data_dir: PathBuf,
     },
-    /// Read one key.
+    /// Read one key: a tenant's effective value (tenant → tier → shared), or one layer's.
     Get {
         key: String,
-        /// Read the shared layer instead of the tenant's.
+        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
+        #[arg(long, conflicts_with = "shared")]
+        layer: Option<String>,
+        /// Shorthand for --layer shared.
         #[arg(long)]
         shared: bool,
         #[command(flatten)]
@@ -84,7 +91,10 @@ enum Command {
         /// Only if the key does not exist yet.
         #[arg(long)]
         create_only: bool,
-        /// Write the shared layer (needs config:admin).
+        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
+        #[arg(long, conflicts_with = "shared")]
+        layer: Option<String>,
+        /// Shorthand for --layer shared.
         #[arg(long)]
         shared: bool,
         #[command(flatten)]
@@ -95,6 +105,10 @@ enum Command {
         key: String,
         #[arg(long)]
         if_match: Option<u64>,
+        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
+        #[arg(long, conflicts_with = "shared")]
+        layer: Option<String>,
+        /// Shorthand for --layer shared.
         #[arg(long)]
         shared: bool,
         #[command(flatten)]
@@ -117,13 +131,14 @@ enum Command {
         #[command(flatten)]
         conn: Connection,
     },
-    /// Print the tenant's changes live, as JSON lines (gRPC Watch).
+    /// Print the tenant's effective values as they change, as JSON lines (gRPC Watch).
     Watch {
         /// Only keys under these prefixes (default: all).
         prefixes: Vec<String>,
-        /// First replay every change after this revision.
+        /// First replay every key that moved after this cursor, as printed in each line
+        /// (`tenant=N[,tier=NAME@N],shared=N`).
         #[arg(long)]
-        since: Option<u64>,
+        since: Option<watch::Cursor>,
         /// The watch server.
         #[arg(long, env = "TAGCFG_GRPC_URL", default_value = "http://127.0.0.1:50051")]
         grpc_url: String,
@@ -132,6 +147,18 @@ enum Command {
         /// Stop after this many changes (default: run until interrupted).
         #[arg(long)]
         count: Option<usize>,
+    },
+    /// Show a tenant's tier, or assign one (operators).
+    Tenant {
+        tenant: String,
+        /// Assign the tenant to this tier.
+        #[arg(long, conflicts_with = "no_tier")]
+        tier: Option<String>,
+        /// Take the tenant out of its tier.
+        #[arg(long)]
+        no_tier: bool,
+        #[command(flatten)]
+        conn: Connection,
     },
     /// The tenant's change log after a revision.
     Changes {
@@ -187,11 +214,24 @@ fn scope_list(names: &[String]) -> Result<Vec<Scope>, CliError> {
         .collect()
 }
 
-fn layer_query(shared: bool) -> &'static str {
-    if shared {
-        "?layer=shared"
-    } else {
-        ""
+/// The `?layer=` of a call, from `--layer` or `--shared`.
+fn layer_query(layer: &Option<String>, shared: bool) -> String {
+    match (layer, shared) {
+        (_, true) => "?layer=shared".to_owned(),
+        (Some(l), false) => format!("?layer={l}"),
+        (None, false) => String::new(),
+    }
+}
+
+/// The `If-Match` ETag of version `v` in the layer written (ETags name their layer).
+fn if_match_tag(layer: &Option<String>, shared: bool, v: u64) -> String {
+    match (layer.as_deref(), shared) {
+        (_, true) | (Some("shared"), _) => format!("\"shared-{v}\""),
+        (Some(l), false) => match l.strip_prefix("tier:") {
+            Some(tier) => format!("\"tier-{tier}-{v}\""),
+            None => format!("\"{v}\""),
+        },
+        (None, false) => format!("\"{v}\""),
     }
 }
 
@@ -233,20 +273,57 @@ async fn run(command: Command) -> Result<(), CliError> {
         }
         Command::Token {
             tenant,
+            operator,
             scopes,
             subject,
             ttl,
             data_dir,
         } => {
-            let tenant = TenantId::parse(&tenant).map_err(|e| CliError::Usage(e.to_string()))?;
             let secret = local::dev_secret(&data_dir)?;
-            let token =
-                dev::mint(&secret, &tenant, &subject, &scope_list(&scopes)?, ttl).map_err(local::LocalError::from)?;
+            let token = match tenant {
+                Some(tenant) if !operator => {
+                    let tenant = TenantId::parse(&tenant).map_err(|e| CliError::Usage(e.to_string()))?;
+                    dev::mint(&secret, &tenant, &subject, &scope_list(&scopes)?, ttl)
+                }
+                _ => dev::mint_operator(&secret, &subject, ttl),
+            }
+            .map_err(local::LocalError::from)?;
             println!("{token}");
             Ok(())
         }
-        Command::Get { key, shared, conn } => {
-            let path = format!("/v1/config/{key}{}", layer_query(shared));
+        Command::Tenant {
+            tenant,
+            tier,
+            no_tier,
+            conn,
+        } => {
+            let path = format!("/v1/tenants/{tenant}");
+            let remote = remote(&conn)?;
+            let answer = if tier.is_some() || no_tier {
+                let body = serde_json::json!({ "tier": tier }).to_string();
+                remote
+                    .call(
+                        Method::PUT,
+                        &path,
+                        RequestOptions {
+                            body: Some(body),
+                            headers: vec![],
+                        },
+                    )
+                    .await?
+            } else {
+                remote.call(Method::GET, &path, RequestOptions::default()).await?
+            };
+            print(answer);
+            Ok(())
+        }
+        Command::Get {
+            key,
+            layer,
+            shared,
+            conn,
+        } => {
+            let path = format!("/v1/config/{key}{}", layer_query(&layer, shared));
             print(
                 remote(&conn)?
                     .call(Method::GET, &path, RequestOptions::default())
@@ -259,6 +336,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             value,
             if_match,
             create_only,
+            layer,
             shared,
             conn,
         } => {
@@ -273,12 +351,12 @@ async fn run(command: Command) -> Result<(), CliError> {
             };
             let mut headers = Vec::new();
             if let Some(v) = if_match {
-                headers.push(("if-match", format!("\"{v}\"")));
+                headers.push(("if-match", if_match_tag(&layer, shared, v)));
             }
             if create_only {
                 headers.push(("if-none-match", "*".to_owned()));
             }
-            let path = format!("/v1/config/{key}{}", layer_query(shared));
+            let path = format!("/v1/config/{key}{}", layer_query(&layer, shared));
             print(
                 remote(&conn)?
                     .call(
@@ -296,13 +374,14 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Rm {
             key,
             if_match,
+            layer,
             shared,
             conn,
         } => {
             let headers = if_match
-                .map(|v| vec![("if-match", format!("\"{v}\""))])
+                .map(|v| vec![("if-match", if_match_tag(&layer, shared, v))])
                 .unwrap_or_default();
-            let path = format!("/v1/config/{key}{}", layer_query(shared));
+            let path = format!("/v1/config/{key}{}", layer_query(&layer, shared));
             remote(&conn)?
                 .call(Method::DELETE, &path, RequestOptions { body: None, headers })
                 .await?;
@@ -380,7 +459,7 @@ async fn serve(
     println!("tagcfg local server");
     println!("  HTTP API   {url}   (OpenAPI: {url}/openapi.json)");
     println!(
-        "  gRPC watch {}   (tagcfg.v1.ConfigWatch, health, reflection)",
+        "  gRPC watch {}   (tagcfg.v2.ConfigWatch, health, reflection)",
         server.grpc_url()
     );
     println!("  store      {}", data_dir.join("store.redb").display());
@@ -399,19 +478,22 @@ async fn serve(
     }
     println!("# acme, read only");
     println!("export ACME_READ_TOKEN={}", server.token("acme", &[Scope::Read])?);
-    println!("# acme, admin (may write the shared layer)");
+    println!("# acme, admin (manages acme's own layer only)");
     println!("export ACME_ADMIN_TOKEN={}", server.token("acme", &[Scope::Admin])?);
+    println!("# operator (config:operator, no tenant): the shared and tier layers, tier assignments");
+    println!("export OPERATOR_TOKEN={}", server.operator_token()?);
     println!();
     for tenant in DEMO_TENANTS {
         let var = format!("{}_TOKEN", tenant.to_uppercase());
         println!("curl -s -H \"Authorization: Bearer ${var}\" {url}/v1/config/tenant_config_flags/checkout");
     }
+    println!(
+        "curl -s -X PUT -H \"Authorization: Bearer $OPERATOR_TOKEN\" -d '{{\"tier\":\"pro\"}}' {url}/v1/tenants/acme"
+    );
     println!();
-    println!("Ctrl-C stops the server; the data stays in {}.", data_dir.display());
+    println!("Ctrl-C or SIGTERM stops the server; the data stays in {}.", data_dir.display());
 
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("cannot listen for Ctrl-C ({e}); stopping");
-    }
+    tagcfg::signals::stop_requested().await;
     println!("stopping");
     server.shutdown().await?;
     Ok(())
@@ -430,7 +512,8 @@ async fn watch_server() -> Result<(), CliError> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let server = start(config, &adapters::aws::Clients::from_sdk(&sdk)).await?;
     tracing::info!(addr = %server.addr, "watch server ready");
-    let _ = tokio::signal::ctrl_c().await;
+    tagcfg::signals::stop_requested().await;
+    tracing::info!("stopping: ending every stream with a resync, then closing connections");
     server
         .shutdown()
         .await

@@ -1,8 +1,10 @@
-//! `tagcfg watch`: a Watch stream printed as JSON lines, one per change.
+//! `tagcfg watch`: a Watch stream printed as JSON lines, one per update of an effective
+//! value.
 
 use std::io::Write;
 
 use watch::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event};
+use watch::{cursor_from_pb, cursor_to_pb, layer_from_pb, Cursor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -12,36 +14,47 @@ pub enum WatchError {
     Unreachable { url: String, reason: String },
     #[error("the watch server refused: {0}")]
     Refused(String),
-    #[error("resync needed: {0} (run again with --since to resume, or without it to go live)")]
-    Resync(String),
+    #[error("resync needed: {reason} (last cursor {cursor}; run again without --since to go live)")]
+    Resync { reason: String, cursor: String },
 }
 
-/// One printed change. The value stays raw JSON text, so it prints exactly as written.
+/// One printed update. The value stays raw JSON text, so it prints exactly as written.
 #[derive(serde::Serialize)]
 struct Line<'a> {
-    revision: u64,
     key: &'a str,
-    op: &'a str,
+    op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer: Option<String>,
     version: u64,
+    revision: u64,
     actor: &'a str,
     at: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a serde_json::value::RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    value_omitted: Option<&'a str>,
+    value_omitted: Option<&'static str>,
+    /// Where the stream stands after this update's batch: `--since` resumes from it.
+    cursor: String,
 }
 
-/// Prints changes under `prefixes` (after `since`, if given) until `count` were printed or
-/// the stream ends.
+fn cursor_text(c: Option<&pb::Cursor>) -> String {
+    c.and_then(|c| cursor_from_pb(c).ok())
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+/// Prints updates under `prefixes` (after the cursor `since`, if given) until `count` were
+/// printed or the stream ends.
 pub async fn print_changes(
     url: &str,
     token: &str,
     prefixes: Vec<String>,
-    since: Option<u64>,
+    since: Option<Cursor>,
     count: Option<usize>,
 ) -> Result<(), WatchError> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|_| WatchError::Url(url.to_owned()))?
+        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|e| WatchError::Unreachable {
@@ -50,7 +63,7 @@ pub async fn print_changes(
         })?;
     let mut request = tonic::Request::new(pb::WatchRequest {
         prefixes,
-        since_revision: since,
+        since: since.as_ref().map(cursor_to_pb),
     });
     let bearer = format!("Bearer {token}")
         .parse()
@@ -69,17 +82,27 @@ pub async fn print_changes(
         .map_err(|s| WatchError::Refused(s.message().to_owned()))?
     {
         match event.event {
-            Some(Event::Changes(batch)) => {
-                for c in batch.changes {
+            Some(Event::Updates(batch)) => {
+                let cursor = cursor_text(batch.cursor.as_ref());
+                for u in &batch.updates {
                     let line = Line {
-                        revision: c.revision,
-                        key: &c.key,
-                        op: &c.op,
-                        version: c.version,
-                        actor: &c.actor,
-                        at: &c.at,
-                        value: c.value_json.as_deref().and_then(|v| serde_json::from_str(v).ok()),
-                        value_omitted: Some(c.value_omitted.as_str()).filter(|o| !o.is_empty()),
+                        key: &u.key,
+                        op: match u.op() {
+                            pb::Op::Delete => "delete",
+                            _ => "put",
+                        },
+                        layer: u.layer.as_ref().and_then(layer_from_pb).map(|l| l.to_string()),
+                        version: u.version,
+                        revision: u.revision,
+                        actor: &u.actor,
+                        at: &u.at,
+                        value: u.value_json.as_deref().and_then(|v| serde_json::from_str(v).ok()),
+                        value_omitted: match u.value_omitted() {
+                            pb::ValueOmitted::Secret => Some("secret"),
+                            pb::ValueOmitted::TooLarge => Some("too_large"),
+                            pb::ValueOmitted::None => None,
+                        },
+                        cursor: cursor.clone(),
                     };
                     let _ = writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default());
                     printed += 1;
@@ -89,8 +112,13 @@ pub async fn print_changes(
                 }
                 let _ = out.flush();
             }
-            Some(Event::Heartbeat(hb)) => eprintln!("# live at revision {}", hb.revision),
-            Some(Event::Resync(r)) => return Err(WatchError::Resync(r.reason)),
+            Some(Event::Heartbeat(hb)) => eprintln!("# live at cursor {}", cursor_text(hb.cursor.as_ref())),
+            Some(Event::Resync(r)) => {
+                return Err(WatchError::Resync {
+                    reason: r.reason,
+                    cursor: cursor_text(r.cursor.as_ref()),
+                })
+            }
             None => {}
         }
     }

@@ -65,10 +65,11 @@ impl WatchServerConfig {
 /// Builds the store stack and starts serving.
 pub async fn start(config: WatchServerConfig, clients: &Clients) -> Result<WatchServer, WatchServerError> {
     let store = adapters::aws::tagged_store(clients, config.routes.clone(), &config.aws)?;
-    let hub = Arc::new(Hub::new(Arc::new(store), HubConfig::default()));
+    let routes = Arc::new(config.routes);
+    let hub = Arc::new(Hub::new(Arc::new(store), routes.clone(), HubConfig::default()));
     let service = WatchService::new(
         hub,
-        Arc::new(config.routes),
+        routes,
         Arc::new(Verifier::new(config.auth)?),
         Some(Arc::new(ServiceVerifier::new(&config.service_secret)?)),
         config.heartbeat,

@@ -78,6 +78,45 @@ pub struct Cursor {
     pub shared: Revision,
 }
 
+impl std::fmt::Display for Cursor {
+    /// `tenant=12,shared=40` or `tenant=12,tier=pro@3,shared=40`: the form the CLI prints
+    /// and accepts.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tenant={}", self.tenant)?;
+        if let Some((tier, r)) = &self.tier {
+            write!(f, ",tier={tier}@{r}")?;
+        }
+        write!(f, ",shared={}", self.shared)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = Error;
+
+    fn from_str(raw: &str) -> Result<Self> {
+        let bad = || Error::InvalidValue(format!("cursor '{raw}' is not tenant=N[,tier=NAME@N],shared=N"));
+        let number = |v: &str| v.parse::<u64>().map(Revision).map_err(|_| bad());
+        let mut cursor = Cursor::default();
+        let (mut tenant, mut shared) = (false, false);
+        for part in raw.split(',') {
+            match part.split_once('=').ok_or_else(bad)? {
+                ("tenant", v) => (cursor.tenant, tenant) = (number(v)?, true),
+                ("shared", v) => (cursor.shared, shared) = (number(v)?, true),
+                ("tier", v) => {
+                    let (name, r) = v.split_once('@').ok_or_else(bad)?;
+                    cursor.tier = Some((TierName::parse(name)?, number(r)?));
+                }
+                _ => return Err(bad()),
+            }
+        }
+        if tenant && shared {
+            Ok(cursor)
+        } else {
+            Err(bad())
+        }
+    }
+}
+
 /// The effective value of one key moved: `Put` with the item it now reads as, or `Delete`
 /// when no layer holds it any more (the item is then `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -527,6 +566,26 @@ impl Hub {
             }
         }
         Ok(keys)
+    }
+
+    /// Reads from the store every change the hub may have missed (after a lagging feed), for
+    /// every log it follows.
+    pub async fn catch_up(&self) -> Result<()> {
+        let known: Vec<(Owner, Revision)> = self
+            .state()
+            .logs
+            .iter()
+            .filter_map(|(o, l)| l.head.map(|h| (o.clone(), h)))
+            .collect();
+        for (owner, head) in known {
+            let store_head = self.store.head_revision(&owner).await?;
+            if store_head > head {
+                for change in self.read_log(&owner, head, store_head.0 - head.0).await? {
+                    self.publish(change).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Ends every subscription (server shutdown): each stream closes with a resync that
