@@ -203,7 +203,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
     .unwrap();
     let mut request = tonic::Request::new(WatchRequest {
         prefixes: vec!["param_config_".into()],
-        since_revision: None,
+        since: None,
     });
     request
         .metadata_mut()
@@ -286,17 +286,17 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
         .unwrap()
         .event
     {
-        Some(Event::Changes(batch)) => batch.changes.into_iter().next().unwrap(),
+        Some(Event::Updates(batch)) => batch.updates.into_iter().next().unwrap(),
         other => panic!("expected the change, got {other:?}"),
     };
     assert_eq!(
         (
-            change.tenant.as_str(),
+            change.layer.as_ref().and_then(watch::layer_from_pb).map(|l| l.to_string()),
             change.key.as_str(),
             change.version,
             change.revision
         ),
-        ("acme", "param_config_payments/endpoint", 1, 1)
+        (Some("tenant".to_owned()), "param_config_payments/endpoint", 1, 1)
     );
     assert_eq!(
         change.value_json.as_deref(),
@@ -340,7 +340,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
         .unwrap()
         .event
     {
-        Some(Event::Changes(batch)) => batch.changes.into_iter().next().unwrap(),
+        Some(Event::Updates(batch)) => batch.updates.into_iter().next().unwrap(),
         other => panic!("expected the console change, got {other:?}"),
     };
     assert_eq!((change.revision, change.version, change.actor.as_str()), (2, 2, "ssm"));

@@ -38,7 +38,7 @@ async fn watch_server() -> WatchServer {
             .await
             .unwrap();
     }
-    let hub = Arc::new(Hub::new(Arc::new(store), HubConfig::default()));
+    let hub = Arc::new(Hub::new(Arc::new(store), Arc::new(routes.clone()), HubConfig::default()));
     let verifier = Verifier::new(VerifierConfig {
         issuer: Some(dev::DEV_ISSUER.into()),
         dev_secret: Some(DEV_SECRET.as_bytes().to_vec()),
@@ -98,7 +98,7 @@ async fn watcher(server: &WatchServer) -> tonic::Streaming<watch::pb::WatchEvent
     .unwrap();
     let mut request = tonic::Request::new(WatchRequest {
         prefixes: vec![],
-        since_revision: None,
+        since: None,
     });
     request
         .metadata_mut()
@@ -138,12 +138,12 @@ async fn config_changed_reaches_every_instance_and_retries_are_harmless() {
             .unwrap()
             .event
         {
-            Some(Event::Changes(batch)) => {
+            Some(Event::Updates(batch)) => {
                 assert_eq!(
-                    (batch.changes[0].key.as_str(), batch.changes[0].revision),
+                    (batch.updates[0].key.as_str(), batch.updates[0].revision),
                     ("tenant_config_flags/checkout", 7)
                 );
-                assert_eq!(batch.changes[0].value_json.as_deref(), Some("{\"enabled\":true}"));
+                assert_eq!(batch.updates[0].value_json.as_deref(), Some("{\"enabled\":true}"));
             }
             other => panic!("expected the change, got {other:?}"),
         }
@@ -412,6 +412,6 @@ async fn cloud_map_names_the_instances_to_refresh() {
             .unwrap()
             .unwrap()
             .event,
-        Some(Event::Changes(_))
+        Some(Event::Updates(_))
     ));
 }

@@ -21,11 +21,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = "tenant_config_flags/checkout";
     println!("{key} = {}", config.get_json(key).await?);
     let mut changes = config.subscribe();
-    while let Ok(changed) = changes.recv().await {
+    while let Ok(event) = changes.recv().await {
+        let changed = match event {
+            Ok(changed) => changed,
+            Err(e) => {
+                eprintln!("not fresh: {e} (serving the last known values)");
+                continue;
+            }
+        };
         for key in changed.keys {
+            let layer = config.layer(&key).await.unwrap_or_default();
             match config.get_json(&key).await {
-                Ok(value) => println!("revision {}: {key} = {value}", changed.revision),
-                Err(e) => println!("revision {}: {key}: {e}", changed.revision),
+                Ok(value) => println!("{key} = {value} (from the {layer} layer)"),
+                Err(e) => println!("{key}: {e}"),
             }
         }
     }

@@ -17,8 +17,15 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<tokio::sync::onesho
     let mut backoff = Backoff::default();
     let mut last_poll = tokio::time::Instant::now();
     loop {
-        match watch_once(&inner, &mut first, &mut backoff).await {
+        let mut was_live = false;
+        match watch_once(&inner, &mut first, &mut backoff, &mut was_live).await {
             Ok(()) => {}
+            // The token of a live stream ran out: reconnect at once with the provider's
+            // current token. If that one is refused too, the next round surfaces it.
+            Err(ClientError::Unauthenticated(reason)) if was_live => {
+                tracing::debug!(reason, "stream token expired; reconnecting");
+                continue;
+            }
             Err(error @ ClientError::Unauthenticated(_)) => {
                 if let Some(tx) = first.take() {
                     let _ = tx.send(Err(error.clone()));
@@ -41,6 +48,7 @@ async fn watch_once(
     inner: &Inner,
     first: &mut Option<tokio::sync::oneshot::Sender<Result<(), ClientError>>>,
     backoff: &mut Backoff,
+    was_live: &mut bool,
 ) -> Result<(), ClientError> {
     let since = inner.cursor();
     let request = inner
@@ -63,6 +71,7 @@ async fn watch_once(
             Ok(None) => return Ok(()),
             Err(status) => return Err(from_status(&status)),
         };
+        *was_live = true;
         inner.streaming.store(true, Ordering::SeqCst);
         inner.clear_error();
         backoff.reset();

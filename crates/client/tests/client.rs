@@ -70,6 +70,7 @@ async fn values_are_pushed_into_the_local_cache_and_announced() {
     let changed = tokio::time::timeout(Duration::from_secs(5), changes.recv())
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
     assert_eq!(changed.keys, ["tenant_config_flags/checkout"]);
     // Served from the cache the stream updated.
@@ -81,7 +82,8 @@ async fn values_are_pushed_into_the_local_cache_and_announced() {
             rollout_percent: 75
         }
     );
-    assert!(config.revision() >= changed.revision && changed.revision > 0);
+    let cursor = changed.cursor.expect("a change carries the stream's cursor");
+    assert!(cursor.tenant > 0 && config.cursor().unwrap().tenant >= cursor.tenant);
 
     // Exact JSON text, typed errors.
     assert_eq!(
@@ -142,10 +144,80 @@ async fn with_the_stream_down_reads_fall_back_to_http_and_polling_keeps_them_fre
     let changed = tokio::time::timeout(Duration::from_secs(10), changes.recv())
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
     assert_eq!(changed.keys, ["tenant_config_flags/checkout"]);
     let flags: Checkout = config.get("tenant_config_flags/checkout").await.unwrap();
     assert_eq!(flags.rollout_percent, 5);
+    drop(config);
+    server.shutdown().await.unwrap();
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token the local server (60 s leeway) accepts for about `secs` more seconds.
+fn short_token(server: &LocalServer, secs: u64) -> String {
+    let acme = tagged_routing::TenantId::parse("acme").unwrap();
+    tenant_auth::dev::mint_until(&server.secret, &acme, "rotating", &[Scope::Read], now() + secs - 60).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotating_token_provider_keeps_the_stream_alive_across_expiry() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Arc::new(start(dir.path()).await);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let (server, calls) = (server.clone(), calls.clone());
+        client::TokenFn::new(move || {
+            let (server, calls) = (server.clone(), calls.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(short_token(&server, 3))
+            }
+        })
+    };
+    let config = client::Client::builder_with_tokens(server.grpc_url(), provider)
+        .prefixes(["tenant_config_flags/"])
+        .connect()
+        .await
+        .unwrap();
+    let flags: Checkout = config.get("tenant_config_flags/checkout").await.unwrap();
+    assert!(flags.enabled);
+    let mut changes = config.subscribe();
+    let first_calls = calls.load(Ordering::SeqCst);
+    // Past the first token's end: the server cut that stream, the client reconnected.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    put(&server, "tenant_config_flags/checkout", r#"{"enabled":false,"rollout_percent":1}"#).await;
+    let event = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await.unwrap().unwrap();
+    let changed = event.expect("no error: the provider had a fresh token");
+    assert_eq!(changed.keys, ["tenant_config_flags/checkout"]);
+    assert!(calls.load(Ordering::SeqCst) > first_calls, "the provider was asked again");
+    assert_eq!(config.last_error(), None);
+    assert!(config.is_streaming());
+    drop(config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_without_refresh_surfaces_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let config = Client::builder(server.grpc_url(), short_token(&server, 2))
+        .connect()
+        .await
+        .unwrap();
+    assert!(config.is_streaming());
+    let mut changes = config.subscribe();
+    let event = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await.unwrap().unwrap();
+    assert!(matches!(event, Err(ClientError::Unauthenticated(_))), "{event:?}");
+    assert!(matches!(config.last_error(), Some(ClientError::Unauthenticated(_))));
+    assert!(!config.is_streaming());
     drop(config);
     server.shutdown().await.unwrap();
 }

@@ -3,7 +3,11 @@
 //!
 //! 1. write → watcher notified: an HTTP PUT, until the gRPC watcher receives the change
 //!    (includes the write itself: HTTP, token check, redb commit), 1,000 samples;
-//! 2. one change fanned out to 10,000 open Watch streams (100 connections × 100 streams):
+//! 2. the same with a 1 KiB value: a push of that size must not wait for a delayed ACK
+//!    (the server sets `TCP_NODELAY`; without it each push took ~40 ms);
+//! 3. a 5-key `Get` at concurrency 1, 500 calls: requests per second (the same delayed-ACK
+//!    stall showed as ~23 req/s);
+//! 4. one change fanned out to 10,000 open Watch streams (100 connections × 100 streams):
 //!    time until every stream has it, and the server's RSS growth per open stream.
 //!
 //! `make bench` runs it: `cargo bench -p tagcfg --bench watch`. Nothing leaves 127.0.0.1.
@@ -39,7 +43,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn watcher(channel: Channel, token: &str) -> tonic::Streaming<watch::pb::WatchEvent> {
     let mut request = tonic::Request::new(WatchRequest {
         prefixes: vec!["tenant_config_bench/".into()],
-        since_revision: None,
+        since: None,
     });
     request
         .metadata_mut()
@@ -57,7 +61,7 @@ async fn watcher(channel: Channel, token: &str) -> tonic::Streaming<watch::pb::W
 async fn next_change(stream: &mut tonic::Streaming<watch::pb::WatchEvent>) -> u64 {
     loop {
         match stream.message().await.unwrap().unwrap().event {
-            Some(Event::Changes(batch)) => return batch.revision,
+            Some(Event::Updates(batch)) => return batch.cursor.map_or(0, |c| c.tenant),
             Some(Event::Heartbeat(_)) => continue,
             other => panic!("unexpected {other:?}"),
         }
@@ -102,12 +106,13 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let http = tenant_auth::http_client(Duration::from_secs(30)).unwrap();
-        let put = |i: usize| {
-            http.put(format!("{http_url}/v1/config/tenant_config_bench/flag"))
+        let put_value = |key: &str, body: String| {
+            http.put(format!("{http_url}/v1/config/{key}"))
                 .bearer_auth(&token)
-                .body(format!("{{\"n\":{i}}}"))
+                .body(body)
                 .send()
         };
+        let put = |i: usize| put_value("tenant_config_bench/flag", format!("{{\"n\":{i}}}"));
 
         // 1. Latency.
         let channel = Channel::from_shared(grpc_url.clone()).unwrap().connect().await.unwrap();
@@ -131,9 +136,55 @@ fn main() {
             percentile(&samples, 0.99).as_secs_f64() * 1e3,
             samples.last().unwrap().as_secs_f64() * 1e3,
         );
+
+        // 2. A 1 KiB value pushed.
+        let padding = "x".repeat(1000);
+        let mut samples = Vec::with_capacity(SAMPLES / 2);
+        for i in 0..SAMPLES / 2 {
+            let started = Instant::now();
+            let body = format!("{{\"n\":{i},\"pad\":\"{padding}\"}}");
+            assert!(put_value("tenant_config_bench/big", body).await.unwrap().status().is_success());
+            next_change(&mut stream).await;
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        println!(
+            "write of a 1 KiB value -> watcher notified ({} samples): p50 {:.3} ms, p99 {:.3} ms",
+            samples.len(),
+            percentile(&samples, 0.50).as_secs_f64() * 1e3,
+            percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        );
         drop(stream);
 
-        // 2. Fan-out.
+        // 3. Multi-key Get at concurrency 1.
+        let keys: Vec<String> = (0..5).map(|i| format!("tenant_config_bench/get/{i}")).collect();
+        for key in &keys {
+            put_value(key, format!("{{\"key\":\"{key}\",\"pad\":\"{}\"}}", "y".repeat(60))).await.unwrap();
+        }
+        let channel = Channel::from_shared(grpc_url.clone()).unwrap().connect().await.unwrap();
+        let mut grpc = ConfigWatchClient::new(channel);
+        let get = |grpc: &mut ConfigWatchClient<Channel>| {
+            let mut request = tonic::Request::new(watch::pb::GetRequest { keys: keys.clone() });
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            let mut grpc = grpc.clone();
+            async move { grpc.get(request).await.unwrap().into_inner() }
+        };
+        assert_eq!(get(&mut grpc).await.items.len(), 5);
+        let calls = 500;
+        let started = Instant::now();
+        for _ in 0..calls {
+            get(&mut grpc).await;
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "5-key Get at concurrency 1 ({calls} calls): {:.0} req/s, {:.3} ms per call",
+            calls as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1e3 / calls as f64,
+        );
+
+        // 4. Fan-out.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = rss_kib(server.id());
         let mut channels = Vec::new();

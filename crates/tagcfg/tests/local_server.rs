@@ -323,7 +323,7 @@ async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
     let acme = server.token("acme", &[Scope::Write]).unwrap();
     let mut request = tonic::Request::new(WatchRequest {
         prefixes: vec!["tenant_config_flags/".into()],
-        since_revision: None,
+        since: None,
     });
     request
         .metadata_mut()
@@ -336,7 +336,7 @@ async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
         .unwrap()
         .into_inner();
     let live_at = match stream.message().await.unwrap().unwrap().event.unwrap() {
-        Event::Heartbeat(hb) => hb.revision,
+        Event::Heartbeat(hb) => watch::cursor_from_pb(&hb.cursor.unwrap()).unwrap(),
         other => panic!("expected the live heartbeat, got {other:?}"),
     };
 
@@ -354,7 +354,7 @@ async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
         )
         .await;
     let revision = put["revision"].as_u64().unwrap();
-    assert_eq!(revision, live_at + 1);
+    assert_eq!(revision, live_at.tenant.0 + 1);
     let change = loop {
         match tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
             .await
@@ -364,14 +364,14 @@ async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
             .event
             .unwrap()
         {
-            Event::Changes(batch) => break batch.changes.into_iter().next().unwrap(),
+            Event::Updates(batch) => break batch.updates.into_iter().next().unwrap(),
             Event::Heartbeat(_) => continue,
             Event::Resync(r) => panic!("resync: {}", r.reason),
         }
     };
     assert_eq!(
-        (change.tenant.as_str(), change.key.as_str(), change.revision),
-        ("acme", "tenant_config_flags/checkout", revision)
+        (change.key.as_str(), change.revision, change.layer.unwrap().kind()),
+        ("tenant_config_flags/checkout", revision, watch::pb::LayerKind::Tenant)
     );
     assert_eq!(change.value_json.as_deref(), Some("{\"enabled\":false}"));
 

@@ -79,14 +79,14 @@ async fn refresh_in_watch_out_get_from_the_aws_store() {
         .unwrap()
         .into_inner();
     assert_eq!(got.items[0].value_json, "\"v1\"");
-    assert_eq!(got.revision, 1);
+    assert_eq!(got.cursor.unwrap().tenant, 1);
 
     // A watcher, then the cache-refresher's Refresh with the next change.
     let mut stream = grpc
         .watch(authed(
             pb::WatchRequest {
                 prefixes: vec![],
-                since_revision: None,
+                since: None,
             },
             &token,
         ))
@@ -112,13 +112,20 @@ async fn refresh_in_watch_out_get_from_the_aws_store() {
     let refresh = pb::RefreshRequest {
         changes: vec![watch::change_to_pb(&change)],
     };
-    let answer = grpc
+    let mut refresher = pb::config_refresh_client::ConfigRefreshClient::connect(url.clone())
+        .await
+        .unwrap();
+    let answer = refresher
         .refresh(authed(refresh.clone(), &credential))
         .await
         .unwrap()
         .into_inner();
     assert_eq!((answer.accepted, answer.duplicates), (1, 0));
-    let again = grpc.refresh(authed(refresh, &credential)).await.unwrap().into_inner();
+    let again = refresher
+        .refresh(authed(refresh, &credential))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
         (again.accepted, again.duplicates),
         (0, 1),
@@ -130,10 +137,11 @@ async fn refresh_in_watch_out_get_from_the_aws_store() {
         .unwrap()
         .unwrap();
     match event.event {
-        Some(Event::Changes(batch)) => {
-            assert_eq!(batch.changes[0].key, "param_config_endpoint");
-            assert_eq!(batch.changes[0].revision, 2);
-            assert_eq!(batch.changes[0].value_json.as_deref(), Some("\"v2\""));
+        Some(Event::Updates(batch)) => {
+            assert_eq!(batch.updates[0].key, "param_config_endpoint");
+            assert_eq!(batch.updates[0].revision, 2);
+            assert_eq!(batch.updates[0].value_json.as_deref(), Some("\"v2\""));
+            assert_eq!(batch.cursor.unwrap().tenant, 2);
         }
         other => panic!("expected the change, got {other:?}"),
     }

@@ -24,26 +24,37 @@ pub fn mint(
     ttl_secs: u64,
 ) -> Result<String, AuthError> {
     let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    sign(secret, subject, &scope.join(" "), Some(tenant), ttl_secs)
+    sign(secret, subject, &scope.join(" "), Some(tenant), now().saturating_add(ttl_secs))
+}
+
+/// Like [`mint`], with `exp` given as seconds since the Unix epoch (tests of expiry: a
+/// verifier accepts a token until `exp` plus its leeway).
+pub fn mint_until(secret: &[u8], tenant: &TenantId, subject: &str, scopes: &[Scope], exp: u64) -> Result<String, AuthError> {
+    let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    sign(secret, subject, &scope.join(" "), Some(tenant), exp)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// Mints an HS256 operator token (scope `config:operator`, no tenant claim).
 pub fn mint_operator(secret: &[u8], subject: &str, ttl_secs: u64) -> Result<String, AuthError> {
-    sign(secret, subject, OPERATOR_SCOPE, None, ttl_secs)
+    sign(secret, subject, OPERATOR_SCOPE, None, now().saturating_add(ttl_secs))
 }
 
-fn sign(secret: &[u8], subject: &str, scope: &str, tenant: Option<&TenantId>, ttl_secs: u64) -> Result<String, AuthError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+fn sign(secret: &[u8], subject: &str, scope: &str, tenant: Option<&TenantId>, exp: u64) -> Result<String, AuthError> {
+    let now = now().min(exp);
     let mut claims = json!({
         "iss": DEV_ISSUER,
         "aud": DEV_AUDIENCE,
         "sub": subject,
         "iat": now,
         "nbf": now,
-        "exp": now + ttl_secs,
+        "exp": exp,
         "token_use": "access",
         "scope": scope,
     });

@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{
     Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
-    RoutingTable, StoreLimits, TaggedStore, TenantId,
+    RoutingTable, StoreLimits, TaggedStore, TenantId, TierName,
 };
 use tenant_auth::service::ServiceVerifier;
 use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
 use tonic::transport::Channel;
-use watch::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event};
+use watch::pb::{self, config_refresh_client::ConfigRefreshClient, config_watch_client::ConfigWatchClient, watch_event::Event};
 use watch::{Hub, HubConfig, WatchServer, WatchService};
 
 const SECRET: &[u8] = b"watch-test-secret-watch-test-secret!";
@@ -51,6 +51,9 @@ impl ConfigStore for Retained {
     async fn head_revision(&self, o: &Owner) -> Result<Revision> {
         self.inner.head_revision(o).await
     }
+    async fn tier_of(&self, t: &TenantId) -> Result<Option<TierName>> {
+        self.inner.tier_of(t).await
+    }
 }
 
 struct Setup {
@@ -66,7 +69,7 @@ async fn setup(config: HubConfig, oldest_log_revision: u64) -> Setup {
         inner: store.clone(),
         oldest: oldest_log_revision,
     });
-    let hub = Arc::new(Hub::new(backing, config));
+    let hub = Arc::new(Hub::new(backing, Arc::new(routes.clone()), config));
     let verifier = Verifier::new(VerifierConfig {
         issuer: Some(dev::DEV_ISSUER.into()),
         dev_secret: Some(SECRET.to_vec()),
@@ -88,6 +91,21 @@ async fn setup(config: HubConfig, oldest_log_revision: u64) -> Setup {
 
 fn token(tenant: &str) -> String {
     dev::mint(SECRET, &TenantId::parse(tenant).unwrap(), "u", &[Scope::Read], 600).unwrap()
+}
+
+async fn refresher(setup: &Setup) -> ConfigRefreshClient<Channel> {
+    ConfigRefreshClient::connect(format!("http://{}", setup.server.addr))
+        .await
+        .unwrap()
+}
+
+/// A cursor of a tenant in no tier.
+fn at(tenant: u64, shared: u64) -> Option<pb::Cursor> {
+    Some(pb::Cursor {
+        tenant,
+        shared,
+        ..Default::default()
+    })
 }
 
 async fn grpc(setup: &Setup) -> ConfigWatchClient<Channel> {
@@ -124,10 +142,10 @@ async fn write(setup: &Setup, tenant: &str, key: &str, value: &str) -> Revision 
 
 type Events = tonic::Streaming<pb::WatchEvent>;
 
-async fn watch(setup: &Setup, tenant: &str, prefixes: &[&str], since: Option<u64>) -> Events {
+async fn watch(setup: &Setup, tenant: &str, prefixes: &[&str], since: Option<pb::Cursor>) -> Events {
     let request = pb::WatchRequest {
         prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
-        since_revision: since,
+        since,
     };
     let mut stream = grpc(setup)
         .await
@@ -137,7 +155,7 @@ async fn watch(setup: &Setup, tenant: &str, prefixes: &[&str], since: Option<u64
         .into_inner();
     // The first event says from which revision the stream is live.
     match next(&mut stream).await {
-        Event::Heartbeat(_) | Event::Changes(_) => {}
+        Event::Heartbeat(_) | Event::Updates(_) => {}
         Event::Resync(r) => panic!("unexpected resync: {}", r.reason),
     }
     stream
@@ -153,12 +171,12 @@ async fn next(stream: &mut Events) -> Event {
         .unwrap()
 }
 
-/// The next `n` changes (skipping heartbeats), as (revision, key).
+/// The next `n` updates (skipping heartbeats), as (revision, key).
 async fn changes(stream: &mut Events, n: usize) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     while out.len() < n {
         match next(stream).await {
-            Event::Changes(batch) => out.extend(batch.changes.into_iter().map(|c| (c.revision, c.key))),
+            Event::Updates(batch) => out.extend(batch.updates.into_iter().map(|c| (c.revision, c.key))),
             Event::Heartbeat(_) => {}
             Event::Resync(r) => panic!("unexpected resync: {}", r.reason),
         }
@@ -214,24 +232,23 @@ async fn a_reconnecting_watcher_gets_every_missed_change_exactly_once() {
     for i in 4..=10 {
         write(&s, "acme", &format!("tenant_config_k{i}"), "1").await;
     }
-    // 8 missed changes; the ring holds only 4: the rest comes from the store's log.
+    // 8 missed changes; the ring holds only 4: the rest comes from the store's log. The
+    // replay is the current value of every key that moved, in key order.
     let mut again = grpc(&s)
         .await
         .watch(authed(
             pb::WatchRequest {
                 prefixes: vec![],
-                since_revision: Some(2),
+                since: at(2, 0),
             },
             &token("acme"),
         ))
         .await
         .unwrap()
         .into_inner();
-    let replayed = changes(&mut again, 8).await;
-    assert_eq!(
-        replayed.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
-        (3..=10).collect::<Vec<_>>()
-    );
+    let mut replayed: Vec<u64> = changes(&mut again, 8).await.iter().map(|(r, _)| *r).collect();
+    replayed.sort();
+    assert_eq!(replayed, (3..=10).collect::<Vec<_>>());
     write(&s, "acme", "tenant_config_k11", "1").await;
     let live = changes(&mut again, 1).await;
     assert_eq!(
@@ -257,7 +274,7 @@ async fn a_since_older_than_the_log_gets_an_explicit_resync() {
     }
     let request = pb::WatchRequest {
         prefixes: vec![],
-        since_revision: Some(1),
+        since: at(1, 0),
     };
     let mut stream = grpc(&s)
         .await
@@ -272,7 +289,7 @@ async fn a_since_older_than_the_log_gets_an_explicit_resync() {
     // Resuming from inside the log works.
     let request = pb::WatchRequest {
         prefixes: vec![],
-        since_revision: Some(4),
+        since: at(4, 0),
     };
     let mut stream = grpc(&s)
         .await
@@ -280,14 +297,9 @@ async fn a_since_older_than_the_log_gets_an_explicit_resync() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        changes(&mut stream, 4)
-            .await
-            .iter()
-            .map(|(r, _)| *r)
-            .collect::<Vec<_>>(),
-        [5, 6, 7, 8]
-    );
+    let mut replayed: Vec<u64> = changes(&mut stream, 4).await.iter().map(|(r, _)| *r).collect();
+    replayed.sort();
+    assert_eq!(replayed, [5, 6, 7, 8]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,8 +346,8 @@ async fn a_stuck_subscriber_is_cut_off_without_affecting_the_others() {
     let mut last = 0;
     let reason = loop {
         match next(&mut stuck).await {
-            Event::Changes(batch) => {
-                for c in batch.changes {
+            Event::Updates(batch) => {
+                for c in batch.updates {
                     assert!(c.revision > last);
                     last = c.revision;
                 }
@@ -347,7 +359,7 @@ async fn a_stuck_subscriber_is_cut_off_without_affecting_the_others() {
     assert!(reason.contains("slow consumer"), "{reason}");
     assert!(last < total, "the stuck watcher was cut off before the end");
     assert_eq!(
-        s.hub.subscribers(&Owner::Tenant(TenantId::parse("acme").unwrap())),
+        s.hub.subscribers(&TenantId::parse("acme").unwrap()),
         1,
         "only the healthy one is left"
     );
@@ -356,46 +368,36 @@ async fn a_stuck_subscriber_is_cut_off_without_affecting_the_others() {
 #[tokio::test]
 async fn refresh_needs_the_service_credential_and_is_idempotent() {
     let s = setup(HubConfig::default(), 0).await;
-    let change = pb::Change {
-        tenant: "acme".into(),
-        revision: 1,
-        key: "tenant_config_pushed".into(),
-        tag: "tenant_config_".into(),
-        backend: "dynamodb".into(),
-        op: "put".into(),
-        version: 1,
-        actor: "u".into(),
-        at: "2026-11-27T00:00:00Z".into(),
-        value_json: Some("{\"on\":true}".into()),
-        value_omitted: String::new(),
-    };
+    let mut watcher = watch(&s, "acme", &[], None).await;
+    // The change as the store committed it (a Refresh beyond the store's head is refused).
+    let written = write_unpublished(&s, "acme", "tenant_config_pushed", "{\"on\":true}").await;
+    let change = watch::change_to_pb(&written);
     let refresh = pb::RefreshRequest {
         changes: vec![change.clone()],
     };
     // A tenant token — even an admin's — is refused.
     let admin = dev::mint(SECRET, &TenantId::parse("acme").unwrap(), "u", &[Scope::Admin], 600).unwrap();
-    let err = grpc(&s)
+    let err = refresher(&s)
         .await
         .refresh(authed(refresh.clone(), &admin))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
-    let err = grpc(&s)
+    let err = refresher(&s)
         .await
         .refresh(tonic::Request::new(refresh.clone()))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
-    let mut watcher = watch(&s, "acme", &[], None).await;
     let service = tenant_auth::service::mint(SERVICE_SECRET, "cache-refresher", 60).unwrap();
-    let first = grpc(&s)
+    let first = refresher(&s)
         .await
         .refresh(authed(refresh.clone(), &service))
         .await
         .unwrap()
         .into_inner();
-    let again = grpc(&s)
+    let again = refresher(&s)
         .await
         .refresh(authed(refresh.clone(), &service))
         .await
@@ -420,15 +422,27 @@ async fn refresh_needs_the_service_credential_and_is_idempotent() {
         .into_inner();
     assert_eq!(got.items[0].value_json, "{\"on\":true}");
     // A malformed change is refused whole.
-    let bad = pb::RefreshRequest {
-        changes: vec![pb::Change {
-            op: "upsert".into(),
+    for bad in [
+        pb::Change {
+            op: 42,
             revision: 2,
-            ..change
-        }],
-    };
-    let err = grpc(&s).await.refresh(authed(bad, &service)).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            ..change.clone()
+        },
+        pb::Change {
+            key: "nope_x".into(),
+            revision: 2,
+            ..change.clone()
+        },
+        pb::Change {
+            owner: "Acme".into(),
+            revision: 2,
+            ..change.clone()
+        },
+    ] {
+        let bad = pb::RefreshRequest { changes: vec![bad] };
+        let err = refresher(&s).await.refresh(authed(bad, &service)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
 }
 
 #[tokio::test]
@@ -451,7 +465,7 @@ async fn get_reads_the_store_once_then_serves_from_the_cache() {
         .into_inner();
     assert_eq!(got.items.len(), 1);
     assert_eq!(got.missing, ["tenant_config_none"]);
-    assert_eq!(got.revision, 1);
+    assert_eq!(got.cursor.unwrap().tenant, 1);
     // Bad keys and bad tokens are refused.
     let err = client.get(ask(vec!["nope_x"])).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -490,7 +504,7 @@ async fn health_and_reflection_are_served() {
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let status = health
         .check(tonic_health::pb::HealthCheckRequest {
-            service: "tagcfg.v1.ConfigWatch".into(),
+            service: "tagcfg.v2.ConfigWatch".into(),
         })
         .await
         .unwrap()
@@ -501,29 +515,78 @@ async fn health_and_reflection_are_served() {
     );
 }
 
+/// Writes through the store only (the feed has not delivered it yet); returns the change.
+async fn write_unpublished(setup: &Setup, tenant: &str, key: &str, value: &str) -> tagged_routing::Change {
+    let owner = Owner::Tenant(TenantId::parse(tenant).unwrap());
+    let key = setup.store.routes().parse_key(key).unwrap();
+    let item = setup
+        .store
+        .put(&owner, &key, &JsonText::parse(value).unwrap(), Precondition::None, "w")
+        .await
+        .unwrap();
+    setup
+        .store
+        .changes_since(&owner, Revision(item.revision.0 - 1), 1)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
 #[tokio::test]
 async fn a_gap_the_log_cannot_fill_ends_streams_with_a_resync_that_says_so() {
-    let s = setup(HubConfig::default(), 0).await;
+    // The log kept revisions 5 and up only.
+    let s = setup(HubConfig::default(), 5).await;
     let mut stream = watch(&s, "acme", &[], None).await;
-    // A change far ahead of anything the (empty) store's log holds.
-    let ahead = tagged_routing::Change::new(
-        &Owner::Tenant(TenantId::parse("acme").unwrap()),
-        Revision(5),
-        &s.store.routes().parse_key("tenant_config_x").unwrap(),
-        tagged_routing::ChangeOp::Put,
-        tagged_routing::Version(1),
-        "u",
-        "2026-11-27T00:00:00Z".into(),
-        None,
-    );
-    s.hub.publish(ahead).await.unwrap();
+    let mut last = None;
+    for i in 1..=8 {
+        last = Some(write_unpublished(&s, "acme", &format!("tenant_config_k{i}"), "1").await);
+    }
+    // The feed lost 1..7; the log cannot give back 1..4.
+    s.hub.publish(last.unwrap()).await.unwrap();
     loop {
         match next(&mut stream).await {
             Event::Resync(r) => {
                 assert!(r.reason.contains("skipped revisions"), "{}", r.reason);
                 break;
             }
-            Event::Heartbeat(_) | Event::Changes(_) => {}
+            Event::Heartbeat(_) | Event::Updates(_) => {}
         }
     }
+}
+
+#[tokio::test]
+async fn a_change_beyond_the_stores_head_cannot_poison_a_tenant() {
+    let s = setup(HubConfig::default(), 0).await;
+    let mut stream = watch(&s, "acme", &[], None).await;
+    let service = tenant_auth::service::mint(SERVICE_SECRET, "cache-refresher", 60).unwrap();
+    // A change far beyond anything the store holds, for a followed tenant and for one the
+    // hub never saw: both refused, neither head moves.
+    for tenant in ["acme", "initech"] {
+        let bogus = tagged_routing::Change::new(
+            &Owner::Tenant(TenantId::parse(tenant).unwrap()),
+            Revision(1_000_000),
+            &s.store.routes().parse_key("tenant_config_x").unwrap(),
+            tagged_routing::ChangeOp::Put,
+            tagged_routing::Version(1),
+            "attacker",
+            "2026-11-27T00:00:00Z".into(),
+            Some(&JsonText::parse("\"owned\"").unwrap()),
+        );
+        let request = pb::RefreshRequest {
+            changes: vec![watch::change_to_pb(&bogus)],
+        };
+        let err = refresher(&s).await.refresh(authed(request, &service)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("beyond the store's head"), "{}", err.message());
+    }
+    // Real changes still flow, from revision 1.
+    write(&s, "acme", "tenant_config_real", "1").await;
+    assert_eq!(changes(&mut stream, 1).await, [(1, "tenant_config_real".into())]);
+    let got = grpc(&s)
+        .await
+        .get(authed(pb::GetRequest { keys: vec!["tenant_config_x".into()] }, &token("acme")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(got.items.is_empty(), "the bogus value never reached the cache");
 }
