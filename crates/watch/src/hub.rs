@@ -218,6 +218,8 @@ impl LayerSource for CachedView<'_> {
 
     async fn own_items(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
         let hub = self.0;
+        // Known head first: from now on every change of this owner is applied here.
+        hub.head(owner).await?;
         let epoch = hub.epoch(owner);
         let mut found = Vec::new();
         let mut misses = Vec::new();
@@ -301,6 +303,7 @@ impl Hub {
             return Ok(tier);
         }
         let owner = Owner::Tenant(tenant.clone());
+        self.head(&owner).await?;
         let epoch = self.epoch(&owner);
         let loaded = self.store.tier_of(tenant).await?;
         let mut state = self.state();
@@ -351,17 +354,10 @@ impl Hub {
         let _order = self.order.lock().await;
         let owner = Owner::parse(&change.tenant)?;
         let known = self.state().logs.get(&owner).and_then(|l| l.head);
-        let head = match known {
-            Some(h) => h,
-            None => {
-                // Nothing of this owner is cached or followed: only check the change is real.
-                let store_head = self.store.head_revision(&owner).await?;
-                self.check_real(&change, store_head)?;
-                let mut state = self.state();
-                let log = state.logs.entry(owner).or_default();
-                log.head = Some(log.head.map_or(store_head, |h| h.max(store_head)));
-                return Ok(Published::Delivered);
-            }
+        let Some(head) = known else {
+            // Nothing of this owner is cached or followed here: there is nothing to update,
+            // and whoever follows it later loads its head from the store.
+            return Ok(Published::Delivered);
         };
         if change.revision <= head {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
