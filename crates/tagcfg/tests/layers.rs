@@ -1,0 +1,34 @@
+//! The layer conformance suite (testkit::layers) against `tagcfg serve`: every reader
+//! agrees at every step of the script.
+
+use std::sync::Arc;
+
+use tagcfg::local::{LocalConfig, LocalServer};
+use tagged_routing::{RoutingTable, TenantId};
+use tenant_auth::Scope;
+use testkit::layers::{self, Deployment, InProcess};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reader_agrees_at_every_step_on_the_local_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(LocalConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        routes: RoutingTable::default(),
+        seed_demo_data: false,
+    })
+    .await
+    .unwrap();
+    let deployment = Deployment {
+        http_url: server.url(),
+        grpc_url: server.grpc_url(),
+        tenant: TenantId::parse("initech").unwrap(),
+        tenant_token: server.token("initech", &[Scope::Write]).unwrap(),
+        operator_token: server.operator_token().unwrap(),
+        store: server.store.clone() as Arc<dyn tagged_routing::ConfigStore>,
+        nonce: "local".into(),
+    };
+    layers::run(&deployment, &InProcess, RoutingTable::default()).await;
+    server.shutdown().await.unwrap();
+}

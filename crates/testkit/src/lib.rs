@@ -1,0 +1,11 @@
+//! # testkit: helpers shared by the tests of several crates
+//!
+//! A dev-dependency only: no production crate depends on it (`cargo tree -e normal` of any
+//! binary shows it nowhere).
+//!
+//! - [`layers`]: the layer conformance suite — one scripted sequence of operator and tenant
+//!   writes, checked at every step against every reader (HTTP, gRPC `Get`, a `Watch`
+//!   stream's view, a resumed `Watch` stream, the Lambda's `CachedStore`, the Rust client),
+//!   run against any [`layers::Deployment`]: the local server, or the emulator stack.
+
+pub mod layers;
