@@ -539,3 +539,133 @@ async fn with_entries_failing_every_change_is_published_once_or_reported() {
     let failed: adapters::aws::ChangeItem = serde_dynamo::from_item(failed_record.change.new_image.clone()).unwrap();
     assert_eq!(failed.into_change().unwrap().revision.0, 20);
 }
+
+/// The layer suite's feed on the emulators: the DynamoDB stream through the publisher,
+/// EventBridge (moto), SQS and the cache-refresher into the watch server.
+struct EmulatorFeed {
+    stream: tokio::sync::Mutex<StreamReader>,
+    publisher: PublisherConfig,
+    sink: EventBridgeSink,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    refresher: Refresher,
+}
+
+#[async_trait::async_trait]
+impl testkit::layers::Feed for EmulatorFeed {
+    async fn settle(&self) {
+        let records = self.stream.lock().await.read().await;
+        if records.is_empty() {
+            return;
+        }
+        let response = stream_publisher::publish(&records, &self.sink, &self.publisher).await;
+        assert!(response.batch_item_failures.is_empty());
+        let mut refreshed = 0;
+        for _ in 0..10 {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() && refreshed > 0 {
+                break;
+            }
+            for m in messages {
+                let mut body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                // moto's SQS-delivered events lack `account`.
+                body.as_object_mut()
+                    .unwrap()
+                    .entry("account")
+                    .or_insert(json!("123456789012"));
+                let event: EventBridgeEvent<Value> = serde_json::from_value(body).unwrap();
+                self.refresher.handle(&event).await.unwrap();
+                refreshed += 1;
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reader_agrees_at_every_step_on_the_emulator_stack() {
+    let Some(sdk) = adapters::aws::emulators::sdk_config_or_skip(
+        "every_reader_agrees_at_every_step_on_the_emulator_stack",
+        &["DYNAMODB", "EVENTBRIDGE"],
+    )
+    .await
+    else {
+        return;
+    };
+    let name = emulators::fresh_table(&sdk, "layers").await;
+    let clients = Clients::from_sdk(&sdk);
+    let (events, sqs, queue_url) = bus_to_queue(&sdk, &name).await;
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("TAGCFG_TABLE", name.clone()),
+        ("TAGCFG_SSM_ROOT", name.clone()),
+        ("TAGCFG_WATCH_ADDR", "127.0.0.1:0".into()),
+        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
+        ("TAGCFG_DEV_SECRET", DEV_SECRET.into()),
+        ("TAGCFG_ISSUER", dev::DEV_ISSUER.into()),
+    ]);
+    let lookup = |k: &str| vars.get(k).cloned();
+    // The watch server, the config-api router on a port of its own, the feed's Lambdas.
+    let server = tagcfg::watch_server::start(
+        tagcfg::watch_server::WatchServerConfig::from_lookup(&lookup).unwrap(),
+        &clients,
+    )
+    .await
+    .unwrap();
+    let api = config_api::build(config_api::ApiConfig::from_lookup(lookup).unwrap(), &clients).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = listener.local_addr().unwrap();
+    let http = tokio::spawn(async move { axum::serve(listener, api.router).await });
+    let refresher_vars: HashMap<&str, String> = HashMap::from([
+        ("TAGCFG_WATCH_ENDPOINTS", format!("http://{}", server.addr)),
+        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
+        ("TAGCFG_TABLE", name.clone()),
+        ("TAGCFG_SSM_ROOT", name.clone()),
+    ]);
+    let feed = EmulatorFeed {
+        stream: tokio::sync::Mutex::new(StreamReader::open(&sdk, &name).await),
+        publisher: PublisherConfig {
+            event_bus: name.clone(),
+            source: "tagcfg".into(),
+        },
+        sink: EventBridgeSink { client: events },
+        sqs,
+        queue_url,
+        refresher: Refresher::new(
+            RefresherConfig::from_lookup(&|k: &str| refresher_vars.get(k).cloned()).unwrap(),
+            &clients,
+            aws_sdk_servicediscovery::Client::new(&sdk),
+        )
+        .unwrap(),
+    };
+    let mut settings = adapters::aws::AwsSettings::new(&name);
+    settings.ssm.root = name.clone();
+    let store = adapters::aws::tagged_store(&clients, tagged_routing::RoutingTable::default(), &settings).unwrap();
+    let tenant = tagged_routing::TenantId::parse("initech").unwrap();
+    let deployment = testkit::layers::Deployment {
+        http_url: format!("http://{http_addr}"),
+        grpc_url: format!("http://{}", server.addr),
+        tenant_token: dev::mint(DEV_SECRET.as_bytes(), &tenant, "initech-user", &[Scope::Write], 600).unwrap(),
+        operator_token: dev::mint_operator(DEV_SECRET.as_bytes(), "ops", 600).unwrap(),
+        tenant,
+        store: std::sync::Arc::new(store),
+        nonce: name.to_lowercase().replace('_', "-"),
+    };
+    testkit::layers::run(&deployment, &feed, tagged_routing::RoutingTable::default()).await;
+    http.abort();
+    server.shutdown().await.unwrap();
+}

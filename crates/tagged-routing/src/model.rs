@@ -176,7 +176,7 @@ pub enum ChangeOp {
     Put,
     Delete,
     /// The tenant was assigned to a tier (or removed from one): the change's value is the
-    /// tier name as a JSON string, or `null`; its key and tag are empty.
+    /// tier name as a JSON string, or absent for no tier; its key and tag are empty.
     Tier,
 }
 
@@ -255,10 +255,8 @@ impl Change {
         actor: &str,
         at: String,
     ) -> Self {
-        let value = match tier {
-            Some(t) => format!("\"{t}\""),
-            None => "null".to_owned(),
-        };
+        // No tier: no value (a JSON null would not survive every hop of the feed).
+        let value = tier.and_then(|t| JsonText::from_serialize(&t.as_str()).ok());
         Change {
             tenant: tenant.as_str().to_owned(),
             revision,
@@ -269,7 +267,7 @@ impl Change {
             version,
             actor: actor.to_owned(),
             at,
-            value: JsonText::parse(&value).ok(),
+            value,
             value_omitted: None,
         }
     }
@@ -280,7 +278,10 @@ impl Change {
         if self.op != ChangeOp::Tier {
             return None;
         }
-        match serde_json::from_str::<Option<String>>(self.value.as_ref()?.as_str()).ok()? {
+        let Some(value) = &self.value else {
+            return Some(None);
+        };
+        match serde_json::from_str::<Option<String>>(value.as_str()).ok()? {
             None => Some(None),
             Some(name) => TierName::parse(&name).ok().map(Some),
         }
@@ -386,5 +387,8 @@ mod tests {
         assert_eq!(c.assigned_tier(), Some(Some(pro)));
         let c = Change::tier_assigned(&acme, Revision(4), None, Version(2), "op", now_rfc3339());
         assert_eq!(c.assigned_tier(), Some(None));
+        // Both survive a trip through JSON, as in an event's detail.
+        let back: Change = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back.assigned_tier(), Some(None));
     }
 }
