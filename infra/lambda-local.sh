@@ -44,8 +44,9 @@ case "$function" in
   config-api)
     dir=events/api
     defaults=(put-flag get-flag get-flag-not-modified put-flag-if-match put-param get-param get-param-min-revision
-              put-shared-region get-shared-fallback-globex get-flag-other-tenant list batch-get changes history
-              delete-flag healthz openapi error-no-token error-bad-token error-expired-token error-read-only-write
+              put-shared-region put-tenant-tier get-shared-fallback-globex get-flag-other-tenant list batch-get changes
+              history delete-flag healthz openapi error-no-token error-bad-token error-expired-token
+              error-admin-writes-shared error-read-only-write
               error-bad-key error-unknown-tag error-stale-if-match error-oversize-value error-malformed-json
               error-tenant-in-query)
     cat >>"$env_file" <<ENV

@@ -22,9 +22,12 @@ def b64(data: bytes) -> str:
 
 
 def token(tenant, scope, exp=4102444800):
+    """A tenant's token, or an operator's with tenant=None (no tenant claim)."""
     header = {"alg": "RS256", "kid": "test-rsa", "typ": "JWT"}
-    claims = {"iss": ISSUER, "client_id": CLIENT, "sub": f"{tenant}-events-user", "token_use": "access",
-              "iat": 1767225600, "exp": exp, "scope": scope, "custom:tenantId": tenant}
+    claims = {"iss": ISSUER, "client_id": CLIENT, "sub": f"{tenant or 'operator'}-events-user", "token_use": "access",
+              "iat": 1767225600, "exp": exp, "scope": scope}
+    if tenant:
+        claims["custom:tenantId"] = tenant
     signing_input = f"{b64(json.dumps(header, separators=(',', ':')).encode())}.{b64(json.dumps(claims, separators=(',', ':')).encode())}"
     signature = KEY.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{b64(signature)}"
@@ -35,6 +38,7 @@ ACME_ADMIN = token("acme", "tagcfg/config:admin")
 ACME_READ = token("acme", "openid")
 GLOBEX_READ = token("globex", "tagcfg/config:read")
 EXPIRED = token("acme", "tagcfg/config:write", exp=1700000000)
+OPERATOR = token(None, "tagcfg/config:operator")
 
 
 def event(method, path, query="", token=None, body=None, headers=None, route=None):
@@ -68,6 +72,8 @@ def event(method, path, query="", token=None, body=None, headers=None, route=Non
         e["queryStringParameters"] = dict(p.split("=", 1) for p in query.split("&"))
     if path.startswith("/v1/config/"):
         e["pathParameters"] = {"key": path[len("/v1/config/"):]}
+    if path.startswith("/v1/tenants/"):
+        e["pathParameters"] = {"tenant": path[len("/v1/tenants/"):]}
     if body is not None:
         e["body"] = body
     return e
@@ -82,7 +88,8 @@ EVENTS = {
     "put-param": event("PUT", "/v1/config/param_config_payments/endpoint", token=ACME_WRITE, body='"https://payments.acme.example/v2"'),
     "get-param": event("GET", "/v1/config/param_config_payments/endpoint", token=ACME_READ),
     "get-param-min-revision": event("GET", "/v1/config/param_config_payments/endpoint", "min_revision=3", token=ACME_READ),
-    "put-shared-region": event("PUT", "/v1/config/param_config_region/default", "layer=shared", token=ACME_ADMIN, body='"eu-west-1"'),
+    "put-shared-region": event("PUT", "/v1/config/param_config_region/default", "layer=shared", token=OPERATOR, body='"eu-west-1"'),
+    "put-tenant-tier": event("PUT", "/v1/tenants/globex", token=OPERATOR, body='{"tier":"pro"}', route="PUT /v1/tenants/{tenant}"),
     "get-shared-fallback-globex": event("GET", "/v1/config/param_config_region/default", token=GLOBEX_READ),
     "get-flag-other-tenant": event("GET", "/v1/config/tenant_config_flags/checkout", token=GLOBEX_READ),
     "list": event("GET", "/v1/config", "prefix=tenant_config_&limit=10", token=ACME_READ),
@@ -96,6 +103,7 @@ EVENTS = {
     "error-no-token": event("GET", "/v1/config/tenant_config_flags/checkout"),
     "error-bad-token": event("GET", "/v1/config/tenant_config_flags/checkout", token="not.a.jwt"),
     "error-expired-token": event("GET", "/v1/config/tenant_config_flags/checkout", token=EXPIRED),
+    "error-admin-writes-shared": event("PUT", "/v1/config/param_config_region/default", "layer=shared", token=ACME_ADMIN, body='"us-east-1"'),
     "error-read-only-write": event("PUT", "/v1/config/tenant_config_flags/checkout", token=ACME_READ, body="true"),
     "error-bad-key": event("PUT", "/v1/config/tenant_config_../etc", token=ACME_WRITE, body="true"),
     "error-unknown-tag": event("GET", "/v1/config/billing_plan", token=ACME_READ),

@@ -67,7 +67,8 @@ async fn ssm_round_trip_shared_layer_and_secure_strings() {
     let raw = ssm.get_parameter().name(&path).send().await.unwrap().parameter.unwrap();
     assert_eq!(raw.value(), Some("\"https://pay.example/v2\""));
 
-    // A tenant without a value reads the shared layer, and is told so.
+    // A tenant without a value reads the shared layer (resolved through the layers), and is
+    // told so; its own layer stays empty.
     let region = routes.parse_key("param_config_region").unwrap();
     store
         .put(
@@ -79,7 +80,14 @@ async fn ssm_round_trip_shared_layer_and_secure_strings() {
         )
         .await
         .unwrap();
-    let shared = store.get(&acme, &region).await.unwrap().unwrap();
+    assert!(store.get(&acme, &region).await.unwrap().is_none());
+    let tagged_routing::Owner::Tenant(acme_id) = &acme else { unreachable!() };
+    let shared = tagged_routing::resolve(&store, acme_id, std::slice::from_ref(&region))
+        .await
+        .unwrap()
+        .0
+        .pop()
+        .unwrap();
     assert_eq!(
         (shared.value.as_str(), shared.layer),
         ("\"eu-west-1\"", tagged_routing::Layer::Shared)

@@ -18,7 +18,10 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<tokio::sync::onesho
     let mut last_poll = tokio::time::Instant::now();
     loop {
         let mut was_live = false;
-        match watch_once(&inner, &mut first, &mut backoff, &mut was_live).await {
+        let ended = watch_once(&inner, &mut first, &mut backoff, &mut was_live).await;
+        // Down before anyone hears why, so `is_streaming` never contradicts an error.
+        inner.streaming.store(false, Ordering::SeqCst);
+        match ended {
             Ok(()) => {}
             // The token of a live stream ran out: reconnect at once with the provider's
             // current token. If that one is refused too, the next round surfaces it.
@@ -34,7 +37,6 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<tokio::sync::onesho
             }
             Err(error) => tracing::debug!(%error, "watch stream down"),
         }
-        inner.streaming.store(false, Ordering::SeqCst);
         if inner.http.is_some() && last_poll.elapsed() >= inner.poll_interval {
             last_poll = tokio::time::Instant::now();
             inner.poll_all().await;

@@ -141,6 +141,11 @@ fn expectations() -> Vec<Expectation> {
         ("get-param-min-revision", 200, vec![("/revision", json!(3))]),
         ("put-shared-region", 201, vec![("/layer", json!("shared"))]),
         (
+            "put-tenant-tier",
+            200,
+            vec![("/tenant", json!("globex")), ("/tier", json!("pro"))],
+        ),
+        (
             "get-shared-fallback-globex",
             200,
             vec![("/layer", json!("shared")), ("/value", json!("eu-west-1"))],
@@ -181,6 +186,7 @@ fn expectations() -> Vec<Expectation> {
         ("error-no-token", 401, vec![("/code", json!("missing_token"))]),
         ("error-bad-token", 401, vec![("/code", json!("malformed_token"))]),
         ("error-expired-token", 401, vec![("/code", json!("token_expired"))]),
+        ("error-admin-writes-shared", 403, vec![("/code", json!("forbidden"))]),
         ("error-read-only-write", 403, vec![("/code", json!("forbidden"))]),
         ("error-bad-key", 400, vec![("/code", json!("invalid_key"))]),
         ("error-unknown-tag", 400, vec![("/code", json!("unknown_tag"))]),

@@ -370,3 +370,34 @@ fn permissions_are_scoped_to_the_stacks_resources() {
         }
     }
 }
+
+/// Every operation of the OpenAPI document (the router's contract) is a route of the HTTP
+/// API, and the other way round: a route the code serves but API Gateway lacks would be a
+/// 404 only on AWS.
+#[test]
+fn the_http_api_routes_every_operation_of_the_openapi_document() {
+    let openapi: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("crates/http-api/openapi.json")).unwrap()).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in openapi["paths"].as_object().unwrap() {
+        for method in ["get", "put", "post", "delete"] {
+            if item.get(method).is_some() {
+                // API Gateway's greedy path variable for keys with slashes, which also
+                // carries `/history`.
+                let path = path.replace("{key}/history", "{key}").replace("{key}", "{key+}");
+                documented.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    let t = template();
+    let mut routed = BTreeSet::new();
+    for (_, function) in functions(&t) {
+        for (_, event) in function["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            if event["Type"] == "HttpApi" {
+                let p = &event["Properties"];
+                routed.insert(format!("{} {}", p["Method"].as_str().unwrap(), p["Path"].as_str().unwrap()));
+            }
+        }
+    }
+    assert_eq!(documented, routed, "OpenAPI operations vs template.yaml HttpApi routes");
+}

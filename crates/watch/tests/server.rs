@@ -515,6 +515,66 @@ async fn health_and_reflection_are_served() {
     );
 }
 
+/// Both reflection versions list both tagcfg services: many tools (grpcurl, Python's
+/// grpcio-reflection) still speak only v1alpha.
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_the_services() {
+    use tokio_stream::StreamExt;
+    let s = setup(HubConfig::default(), 0).await;
+    let channel = Channel::from_shared(format!("http://{}", s.server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    {
+        use tonic_reflection::pb::v1alpha::{
+            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(Ok(answer)) = answers.next().await {
+            if let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response {
+                listed.push(list.service.into_iter().map(|s| s.name).collect::<Vec<_>>());
+            }
+        }
+    }
+    {
+        use tonic_reflection::pb::v1::{
+            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(Ok(answer)) = answers.next().await {
+            if let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response {
+                listed.push(list.service.into_iter().map(|s| s.name).collect::<Vec<_>>());
+            }
+        }
+    }
+    assert_eq!(listed.len(), 2, "both versions answered: {listed:?}");
+    for services in listed {
+        for wanted in ["tagcfg.v2.ConfigWatch", "tagcfg.v2.ConfigRefresh"] {
+            assert!(services.iter().any(|s| s == wanted), "{wanted} missing from {services:?}");
+        }
+    }
+}
+
 /// Writes through the store only (the feed has not delivered it yet); returns the change.
 async fn write_unpublished(setup: &Setup, tenant: &str, key: &str, value: &str) -> tagged_routing::Change {
     let owner = Owner::Tenant(TenantId::parse(tenant).unwrap());
