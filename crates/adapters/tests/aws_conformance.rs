@@ -19,6 +19,20 @@ async fn aws_stores_conform() {
     common::conformance::run_all(&store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_log_port_conforms_on_dynamodb() {
+    let Some(sdk) = emulators("the_change_log_port_conforms_on_dynamodb").await else {
+        return;
+    };
+    let table = adapters::aws::emulators::fresh_table(&sdk, "log").await;
+    let log = adapters::aws::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+        std::time::Duration::from_secs(3600),
+    );
+    common::change_log::run_all(Arc::new(log)).await;
+}
+
 #[tokio::test]
 async fn concurrent_if_match_writers_lose_no_update_and_revisions_are_gap_free() {
     let Some(sdk) = emulators("concurrent_if_match_writers").await else {

@@ -19,6 +19,12 @@ async fn memory_store_conforms() {
     common::conformance::run_all(&tagged(Arc::new(MemoryStore::new()))).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_log_port_conforms_on_memory_and_redb() {
+    common::change_log::run_all(Arc::new(MemoryStore::new())).await;
+    common::change_log::run_all(Arc::new(RedbStore::in_memory().unwrap())).await;
+}
+
 #[tokio::test]
 async fn redb_store_conforms() {
     common::conformance::run_all(&tagged(Arc::new(RedbStore::in_memory().unwrap()))).await;

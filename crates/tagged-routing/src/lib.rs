@@ -11,7 +11,8 @@
 //!   (longest matching tag wins).
 //! - The values: [`JsonText`], [`ConfigItem`], [`Version`], [`Revision`], [`Change`],
 //!   [`Precondition`], [`HistoryEntry`].
-//! - The ports the adapters implement: [`ConfigStore`] (values, change log, head revision) and
+//! - The ports the adapters implement: [`ConfigStore`] (values, change log, head revision),
+//!   [`ChangeLog`] (guarded appends for backends that keep values elsewhere) and
 //!   [`ChangeSink`] (where committed changes are announced).
 //! - [`TaggedStore`]: the Strategy dispatcher that sends each call to the store of its tag's
 //!   backend and keeps one change log per tenant across backends.
@@ -40,7 +41,7 @@ pub use model::{
     now_rfc3339, Change, ChangeOp, ConfigItem, HistoryEntry, JsonText, Layer, Page, Precondition, Revision,
     ValueOmitted, Version, INLINE_VALUE_LIMIT,
 };
-pub use ports::{ChangeSink, ConfigStore};
+pub use ports::{guard_allows, AppendGuard, ChangeLog, ChangeSink, ConfigStore, Recorded};
 pub use routing::{RoutingTable, DEFAULT_ROUTES};
 pub use tagged_store::{StoreLimits, TaggedStore};
 pub use layers::{is_visible, resolve, LayerSource, LayerStack};

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::rules::{version_after_put, version_removed_by_delete};
 use crate::{
-    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner,
-    Page, Precondition, Result, Revision, TenantId, TierName, Version,
+    guard_allows, now_rfc3339, AppendGuard, Change, ChangeLog, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error,
+    HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, TenantId, TierName, Version,
 };
 
 #[derive(Default)]
@@ -21,6 +21,8 @@ struct State {
     changes: BTreeMap<(String, u64), Change>,
     /// tenant → (tier, assignment version)
     tiers: HashMap<String, (Option<TierName>, Version)>,
+    /// (owner, key) → the change log's record of the key
+    records: HashMap<(String, String), Recorded>,
 }
 
 /// An in-memory [`ConfigStore`]; every write is atomic under one lock.
@@ -53,10 +55,10 @@ impl MemoryStore {
             Some(item) => state.values.insert(id, item),
             None => state.values.remove(&id),
         };
-        self.append(state, owner, change);
+        self.log_change(state, owner, change);
     }
 
-    fn append(&self, state: &mut State, owner: &Owner, change: Change) {
+    fn log_change(&self, state: &mut State, owner: &Owner, change: Change) {
         state.heads.insert(owner.as_str().to_owned(), change.revision);
         state
             .changes
@@ -207,7 +209,51 @@ impl ConfigStore for MemoryStore {
         let version = Version(version.0 + 1);
         let change = Change::tier_assigned(tenant, revision, tier, version, actor, now_rfc3339());
         state.tiers.insert(tenant.as_str().to_owned(), (tier.cloned(), version));
-        self.append(&mut state, &owner, change.clone());
+        self.log_change(&mut state, &owner, change.clone());
         Ok(Some(change))
+    }
+}
+
+#[async_trait]
+impl ChangeLog for MemoryStore {
+    async fn head(&self, owner: &Owner) -> Result<Revision> {
+        ConfigStore::head_revision(self, owner).await
+    }
+
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
+        ConfigStore::changes_since(self, owner, since, limit).await
+    }
+
+    async fn append(
+        &self,
+        owner: &Owner,
+        make: &(dyn Fn(Revision) -> Change + Send + Sync),
+        guard: AppendGuard,
+    ) -> Result<Option<Change>> {
+        let mut state = self.lock();
+        let revision = Revision(state.heads.get(owner.as_str()).map_or(0, |r| r.0) + 1);
+        let change = make(revision);
+        let id = (owner.as_str().to_owned(), change.key.clone());
+        if !guard_allows(guard, state.records.get(&id).map(|r| r.version), change.version) {
+            return Ok(None);
+        }
+        match change.op {
+            ChangeOp::Put => {
+                state.records.insert(id, Recorded::of(&change));
+            }
+            _ => {
+                state.records.remove(&id);
+            }
+        }
+        self.log_change(&mut state, owner, change.clone());
+        Ok(Some(change))
+    }
+
+    async fn recorded(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<Recorded>> {
+        let state = self.lock();
+        Ok(keys
+            .iter()
+            .filter_map(|k| state.records.get(&(owner.as_str().to_owned(), k.as_str().to_owned())).cloned())
+            .collect())
     }
 }

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 
 use crate::{
     Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision, TenantId,
-    TierName,
+    TierName, Version,
 };
 
 /// The store port: everything the API needs from a backend. Implemented by each adapter
@@ -68,4 +68,79 @@ pub trait ConfigStore: Send + Sync {
 /// change feed locally; on AWS the DynamoDB stream plays this role and no sink is wired).
 pub trait ChangeSink: Send + Sync {
     fn publish(&self, change: &Change);
+}
+
+/// What a change log remembers of a key whose values live in another backend (SSM keeps a
+/// version per parameter, but no revision or author): the version it last recorded, and the
+/// revision, time and author of that change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub key: String,
+    pub version: Version,
+    pub revision: Revision,
+    pub at: String,
+    pub actor: String,
+}
+
+/// When [`ChangeLog::append`] goes ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendGuard {
+    /// Always: the API already applied the write to its backend.
+    Always,
+    /// Only if the key's recorded version is absent or older than the change's: a put seen
+    /// from outside the API (a console edit), so a repeated event adds nothing.
+    NewerThanRecorded,
+    /// Only if the key's recorded version is this one: a delete seen from outside the API.
+    RecordedIs(Version),
+}
+
+/// The change-log port: each owner's gap-free, ordered changes and head revision, and, for
+/// backends that keep values elsewhere, a record of each key's latest change. The SSM store
+/// appends through it; the stores that hold their values themselves (DynamoDB, redb,
+/// memory) implement it beside [`ConfigStore`].
+///
+/// Contract (checked by the conformance suite in `adapters/tests`): an append takes exactly
+/// the owner's next revision, atomically with the key's record (a put records its version,
+/// a delete forgets it), or changes nothing when its guard refuses (`None`); concurrent
+/// appends never share or skip a revision.
+#[async_trait]
+pub trait ChangeLog: Send + Sync {
+    /// The owner's latest revision (0 when it never changed).
+    async fn head(&self, owner: &Owner) -> Result<Revision>;
+
+    /// Up to `limit` changes with a revision greater than `since`, oldest first.
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>>;
+
+    /// Appends the change `make` builds for the owner's next revision, if `guard` lets it.
+    async fn append(
+        &self,
+        owner: &Owner,
+        make: &(dyn Fn(Revision) -> Change + Send + Sync),
+        guard: AppendGuard,
+    ) -> Result<Option<Change>>;
+
+    /// The records of those of `keys` that have one, in any order.
+    async fn recorded(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<Recorded>>;
+}
+
+/// Whether `guard` lets a change of `version` go ahead, given the key's record.
+pub fn guard_allows(guard: AppendGuard, recorded: Option<Version>, version: Version) -> bool {
+    match guard {
+        AppendGuard::Always => true,
+        AppendGuard::NewerThanRecorded => recorded.is_none_or(|r| r < version),
+        AppendGuard::RecordedIs(v) => recorded == Some(v),
+    }
+}
+
+impl Recorded {
+    /// The record a change leaves (a put's).
+    pub fn of(change: &Change) -> Self {
+        Recorded {
+            key: change.key.clone(),
+            version: change.version,
+            revision: change.revision,
+            at: change.at.clone(),
+            actor: change.actor.clone(),
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! | value | `T#<owner>` | `K#<key>` | `key`, `value` (JSON text), `version`, `revision`, `updated_at`, `updated_by` |
 //! | head | `T#<owner>` | `REV` | `revision`: the owner's change counter |
 //! | change | `T#<owner>` | `C#<revision, 20 digits>` | the [`Change`] fields, `expires_at` (TTL) |
-//! | SSM pointer | `T#<owner>` | `P#<key>` | `version` (SSM's), `revision`, `updated_at`, `updated_by` |
+//! | record (pointer) | `T#<owner>` | `P#<key>` | `version` (SSM's), `revision`, `updated_at`, `updated_by`: the [`ChangeLog`] record of a key whose value lives in SSM |
 //! | tier assignment | `T#<tenant>` | `TIER` | `tier` (absent: none), `version` |
 //!
 //! A write is one `TransactWriteItems`: the value (conditioned on the version read), the
@@ -25,8 +25,9 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
     now_rfc3339, BackendKind, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner,
-    Page, Precondition, Result, Revision, TenantId, TierName, ValueOmitted, Version,
+    Page, Precondition, Recorded, Result, Revision, TenantId, TierName, ValueOmitted, Version,
 };
+use tagged_routing::{AppendGuard, ChangeLog};
 
 use super::error::{corrupt, from_sdk};
 use super::retry::backoff;
@@ -39,7 +40,7 @@ const MAX_WRITE_ATTEMPTS: u32 = 12;
 /// DynamoDB's BatchGetItem limit.
 const BATCH_GET_LIMIT: usize = 100;
 
-pub(crate) fn pk(owner: &Owner) -> String {
+fn pk(owner: &Owner) -> String {
     format!("T#{}", owner.as_str())
 }
 fn value_sk(key: &str) -> String {
@@ -48,7 +49,7 @@ fn value_sk(key: &str) -> String {
 fn change_sk(revision: Revision) -> String {
     format!("C#{:020}", revision.0)
 }
-pub(crate) fn pointer_sk(key: &str) -> String {
+fn pointer_sk(key: &str) -> String {
     format!("P#{key}")
 }
 
@@ -158,17 +159,41 @@ impl ChangeItem {
     }
 }
 
-/// Where the API recorded the revision of an SSM parameter version (SSM keeps no custom
-/// attributes on a parameter).
+/// The change log's record of a key whose value lives in SSM (which keeps no custom
+/// attributes on a parameter): the version last recorded and the revision of that change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct PointerItem {
-    pub pk: String,
-    pub sk: String,
-    pub key: String,
-    pub version: u64,
-    pub revision: u64,
-    pub updated_at: String,
-    pub updated_by: String,
+struct PointerItem {
+    pk: String,
+    sk: String,
+    key: String,
+    version: u64,
+    revision: u64,
+    updated_at: String,
+    updated_by: String,
+}
+
+impl PointerItem {
+    fn of(owner: &Owner, change: &Change) -> Self {
+        PointerItem {
+            pk: pk(owner),
+            sk: pointer_sk(&change.key),
+            key: change.key.clone(),
+            version: change.version.0,
+            revision: change.revision.0,
+            updated_at: change.at.clone(),
+            updated_by: change.actor.clone(),
+        }
+    }
+
+    fn into_recorded(self) -> Recorded {
+        Recorded {
+            key: self.key,
+            version: Version(self.version),
+            revision: Revision(self.revision),
+            at: self.updated_at,
+            actor: self.updated_by,
+        }
+    }
 }
 
 /// How a transaction ended.
@@ -229,7 +254,7 @@ impl DynamoStore {
             + self.retention.as_secs()
     }
 
-    pub(crate) async fn get_item<T: DeserializeOwned>(&self, pk: String, sk: String) -> Result<Option<T>> {
+    async fn get_item<T: DeserializeOwned>(&self, pk: String, sk: String) -> Result<Option<T>> {
         let out = self
             .client
             .get_item()
@@ -244,7 +269,7 @@ impl DynamoStore {
 
     /// Items of one partition whose sort key starts with `prefix` and comes after
     /// `after_sk`, in sort-key order, until `limit` items pass `keep`.
-    pub(crate) async fn query_prefix<T: DeserializeOwned>(
+    async fn query_prefix<T: DeserializeOwned>(
         &self,
         pk: String,
         prefix: &str,
@@ -288,7 +313,7 @@ impl DynamoStore {
     }
 
     /// Reads items by key with BatchGetItem, retrying unprocessed keys with backoff.
-    pub(crate) async fn batch_get_items<T: DeserializeOwned>(&self, keys: Vec<(String, String)>) -> Result<Vec<T>> {
+    async fn batch_get_items<T: DeserializeOwned>(&self, keys: Vec<(String, String)>) -> Result<Vec<T>> {
         let mut found = Vec::new();
         for chunk in keys.chunks(BATCH_GET_LIMIT) {
             let mut pending: Vec<HashMap<String, AttributeValue>> =
@@ -368,24 +393,6 @@ impl DynamoStore {
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    pub(crate) fn put_item(&self, item: HashMap<String, AttributeValue>) -> Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .build()
-            .map_err(build_err)?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    pub(crate) fn delete_item(&self, pk: String, sk: String) -> Result<TransactWriteItem> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key_of(pk, sk)))
-            .build()
-            .map_err(build_err)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
     /// Runs one transaction. `value_index` is the position of the value item, whose
@@ -516,23 +523,11 @@ impl DynamoStore {
         )))
     }
 
-    /// Appends a change made in another backend (SSM) to the owner's log: head increment +
-    /// change item (+ `extra` items built for the revision taken) in one transaction.
-    pub(crate) async fn append_change(
-        &self,
-        owner: &Owner,
-        make_change: impl Fn(Revision) -> Change,
-        extra: impl Fn(&Change) -> Result<Vec<TransactWriteItem>>,
-    ) -> Result<Change> {
-        self.append_change_guarded(owner, make_change, extra, false)
-            .await?
-            .ok_or_else(|| Error::Backend("an unguarded append reported a failed guard".into()))
-    }
-
-    /// Like `append_change`; with `guarded`, the first `extra` item is a condition that
-    /// decides whether the change is new at all: when it fails, nothing is written and
-    /// the answer is `None` (the change was recorded already).
-    pub(crate) async fn append_change_guarded(
+    /// Appends a change to the owner's log: head increment + change item (+ `extra` items
+    /// built for the revision taken) in one transaction. With `guarded`, the first `extra`
+    /// item carries a condition that decides whether the change goes ahead at all: when it
+    /// fails, nothing is written and the answer is `None`.
+    async fn append_change_guarded(
         &self,
         owner: &Owner,
         make_change: impl Fn(Revision) -> Change,
@@ -692,5 +687,82 @@ impl ConfigStore for DynamoStore {
         Err(Error::Conflict(format!(
             "gave up assigning a tier after {MAX_WRITE_ATTEMPTS} attempts"
         )))
+    }
+}
+
+/// The change log of every owner, with the records of SSM-held keys beside it: an append is
+/// one transaction of head, change item and record (`P#<key>`), the guard a condition on
+/// the record.
+#[async_trait]
+impl ChangeLog for DynamoStore {
+    async fn head(&self, owner: &Owner) -> Result<Revision> {
+        DynamoStore::head(self, owner).await
+    }
+
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
+        ConfigStore::changes_since(self, owner, since, limit).await
+    }
+
+    async fn append(
+        &self,
+        owner: &Owner,
+        make: &(dyn Fn(Revision) -> Change + Send + Sync),
+        guard: AppendGuard,
+    ) -> Result<Option<Change>> {
+        let record = |change: &Change| -> Result<Vec<TransactWriteItem>> {
+            let item = match change.op {
+                ChangeOp::Put => {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(encode(&PointerItem::of(owner, change))?));
+                    let put = match guard {
+                        AppendGuard::Always => put,
+                        AppendGuard::NewerThanRecorded => put
+                            .condition_expression("attribute_not_exists(sk) OR version < :v")
+                            .expression_attribute_values(":v", n(change.version.0)),
+                        AppendGuard::RecordedIs(v) => put
+                            .condition_expression("version = :v")
+                            .expression_attribute_values(":v", n(v.0)),
+                    };
+                    TransactWriteItem::builder().put(put.build().map_err(build_err)?).build()
+                }
+                _ => {
+                    let delete = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_of(pk(owner), pointer_sk(&change.key))));
+                    let delete = match guard {
+                        AppendGuard::Always => delete,
+                        AppendGuard::NewerThanRecorded => delete
+                            .condition_expression("attribute_not_exists(sk) OR version < :v")
+                            .expression_attribute_values(":v", n(change.version.0)),
+                        AppendGuard::RecordedIs(v) => delete
+                            .condition_expression("version = :v")
+                            .expression_attribute_values(":v", n(v.0)),
+                    };
+                    TransactWriteItem::builder()
+                        .delete(delete.build().map_err(build_err)?)
+                        .build()
+                }
+            };
+            Ok(vec![item])
+        };
+        self.append_change_guarded(owner, make, record, guard != AppendGuard::Always)
+            .await
+    }
+
+    async fn recorded(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<Recorded>> {
+        let items: Vec<PointerItem> = match keys {
+            [] => Vec::new(),
+            [key] => self
+                .get_item(pk(owner), pointer_sk(key.as_str()))
+                .await?
+                .into_iter()
+                .collect(),
+            keys => {
+                self.batch_get_items(keys.iter().map(|k| (pk(owner), pointer_sk(k.as_str()))).collect())
+                    .await?
+            }
+        };
+        Ok(items.into_iter().map(PointerItem::into_recorded).collect())
     }
 }

@@ -56,7 +56,7 @@ impl Clients {
 /// needs to ingest Parameter Store changes made outside the API.
 pub fn ssm_store(clients: &Clients, routes: RoutingTable, settings: &AwsSettings) -> SsmStore {
     let log = DynamoStore::new(clients.dynamodb.clone(), &settings.table, settings.change_retention);
-    SsmStore::new(clients.ssm.clone(), log, routes, settings.ssm.clone())
+    SsmStore::new(clients.ssm.clone(), Arc::new(log), routes, settings.ssm.clone())
 }
 
 /// The store of the AWS deployment: DynamoDB-tagged keys in the table, SSM-tagged keys

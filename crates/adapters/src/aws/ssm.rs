@@ -1,9 +1,10 @@
 //! The SSM Parameter Store store: `/<root>/<owner>/<tag without trailing _>/<name>`, the
 //! shared layer under `/<root>/_shared/...`.
 //!
-//! SSM keeps the value and its version; every write also appends a change to the
-//! DynamoDB change log and records the revision in a pointer item (`P#<key>`), so both
-//! backends share one feed and one revision sequence and reads can report the revision.
+//! SSM keeps the value and its version; every write also appends a change through the
+//! [`ChangeLog`] port (the DynamoDB table on AWS), which records the key's version with
+//! the change's revision, so both backends share one feed and one revision sequence and
+//! reads can report the revision.
 //!
 //! SSM has no conditional write on a version: `If-Match` is checked against the version
 //! read just before `PutParameter` (a small window in which a concurrent writer can slip
@@ -17,12 +18,13 @@ use aws_sdk_ssm::primitives::DateTimeFormat;
 use aws_sdk_ssm::types::{Parameter, ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
+use std::sync::Arc;
+
 use tagged_routing::{
-    now_rfc3339, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page,
-    Precondition, Result, Revision, RoutingTable, ValueOmitted, Version,
+    now_rfc3339, AppendGuard, Change, ChangeLog, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key,
+    Owner, Page, Precondition, Recorded, Result, Revision, RoutingTable, ValueOmitted, Version,
 };
 
-use super::dynamodb::{pk, pointer_sk, DynamoStore, PointerItem};
 use super::error::{corrupt, from_sdk};
 
 const SERVICE: &str = "SSM";
@@ -55,7 +57,7 @@ impl Default for SsmSettings {
 #[derive(Clone)]
 pub struct SsmStore {
     client: Client,
-    log: DynamoStore,
+    log: Arc<dyn ChangeLog>,
     routes: RoutingTable,
     settings: SsmSettings,
 }
@@ -65,7 +67,7 @@ fn format_date(p: Option<&aws_sdk_ssm::primitives::DateTime>) -> String {
 }
 
 impl SsmStore {
-    pub fn new(client: Client, log: DynamoStore, routes: RoutingTable, settings: SsmSettings) -> Self {
+    pub fn new(client: Client, log: Arc<dyn ChangeLog>, routes: RoutingTable, settings: SsmSettings) -> Self {
         SsmStore {
             client,
             log,
@@ -117,19 +119,19 @@ impl SsmStore {
         }
     }
 
-    async fn pointer(&self, owner: &Owner, key: &Key) -> Result<Option<PointerItem>> {
-        self.log.get_item(pk(owner), pointer_sk(key.as_str())).await
+    async fn record_of(&self, owner: &Owner, key: &Key) -> Result<Option<Recorded>> {
+        Ok(self.log.recorded(owner, std::slice::from_ref(key)).await?.pop())
     }
 
-    /// Joins a parameter with the pointer the API recorded for it. A version written
-    /// outside the API (console, CLI) has no matching pointer until the change feed
-    /// ingests it: its revision reads as 0 and its author as `ssm`.
-    fn item(&self, owner: &Owner, key: &Key, p: &Parameter, pointer: Option<&PointerItem>) -> Result<ConfigItem> {
+    /// Joins a parameter with the change log's record of it. A version written outside the
+    /// API (console, CLI) has no matching record until the change feed ingests it: its
+    /// revision reads as 0 and its author as `ssm`.
+    fn item(&self, owner: &Owner, key: &Key, p: &Parameter, record: Option<&Recorded>) -> Result<ConfigItem> {
         let version = Version(u64::try_from(p.version()).map_err(corrupt)?);
         let value = JsonText::parse(p.value().unwrap_or_default())
             .map_err(|_| corrupt(format!("parameter of {} is not JSON", key.as_str())))?;
-        let (revision, updated_by) = match pointer {
-            Some(ptr) if ptr.version == version.0 => (Revision(ptr.revision), ptr.updated_by.clone()),
+        let (revision, updated_by) = match record {
+            Some(r) if r.version == version => (r.revision, r.actor.clone()),
             _ => (Revision(0), "ssm".to_owned()),
         };
         Ok(ConfigItem {
@@ -143,7 +145,7 @@ impl SsmStore {
         })
     }
 
-    /// Records a change in the shared log, with the pointer for a put.
+    /// Records an API write in the change log (the write is already in SSM).
     async fn record(
         &self,
         owner: &Owner,
@@ -154,30 +156,11 @@ impl SsmStore {
         actor: &str,
     ) -> Result<Change> {
         let at = now_rfc3339();
+        let make = |revision| Change::new(owner, revision, key, op, version, actor, at.clone(), value);
         self.log
-            .append_change(
-                owner,
-                |revision| Change::new(owner, revision, key, op, version, actor, at.clone(), value),
-                |change| match op {
-                    ChangeOp::Put => {
-                        let pointer = PointerItem {
-                            pk: pk(owner),
-                            sk: pointer_sk(key.as_str()),
-                            key: key.as_str().to_owned(),
-                            version: version.0,
-                            revision: change.revision.0,
-                            updated_at: change.at.clone(),
-                            updated_by: actor.to_owned(),
-                        };
-                        let item = serde_dynamo::aws_sdk_dynamodb_1::to_item(&pointer)
-                            .map_err(|e| Error::Backend(format!("cannot encode a pointer: {e}")))?;
-                        Ok(vec![self.log.put_item(item)?])
-                    }
-                    ChangeOp::Delete => Ok(vec![self.log.delete_item(pk(owner), pointer_sk(key.as_str()))?]),
-                    ChangeOp::Tier => Err(Error::Backend("a tier assignment is not a parameter write".into())),
-                },
-            )
-            .await
+            .append(owner, &make, AppendGuard::Always)
+            .await?
+            .ok_or_else(|| Error::Backend("an unguarded append reported a failed guard".into()))
     }
 }
 
@@ -199,85 +182,27 @@ impl SsmStore {
     ///
     /// A value that is not JSON (typed in a console) enters as a JSON string.
     pub async fn ingest_external(&self, owner: &Owner, key: &Key) -> Result<Option<Change>> {
-        use aws_sdk_dynamodb::types::{AttributeValue, Delete as DdbDelete, Put as DdbPut, TransactWriteItem};
         let name = self.parameter_name(owner, key)?;
-        let (parameter, pointer) = tokio::try_join!(self.get_parameter(&name), self.pointer(owner, key))?;
+        let (parameter, record) = tokio::try_join!(self.get_parameter(&name), self.record_of(owner, key))?;
         let at = now_rfc3339();
-        let build =
-            |e: aws_sdk_dynamodb::error::BuildError| Error::Backend(format!("cannot build a DynamoDB request: {e}"));
         match parameter {
             Some(p) => {
                 let version = Version(u64::try_from(p.version()).map_err(corrupt)?);
-                if pointer.as_ref().is_some_and(|ptr| ptr.version >= version.0) {
+                if record.as_ref().is_some_and(|r| r.version >= version) {
                     return Ok(None);
                 }
                 let raw = p.value().unwrap_or_default();
                 let value = JsonText::parse(raw).or_else(|_| JsonText::from_serialize(&raw))?;
-                let change_value = value.clone();
-                self.log
-                    .append_change_guarded(
-                        owner,
-                        |revision| {
-                            Change::new(
-                                owner,
-                                revision,
-                                key,
-                                ChangeOp::Put,
-                                version,
-                                "ssm",
-                                at.clone(),
-                                Some(&change_value),
-                            )
-                        },
-                        |change| {
-                            let pointer = PointerItem {
-                                pk: pk(owner),
-                                sk: pointer_sk(key.as_str()),
-                                key: key.as_str().to_owned(),
-                                version: version.0,
-                                revision: change.revision.0,
-                                updated_at: change.at.clone(),
-                                updated_by: "ssm".into(),
-                            };
-                            let item = serde_dynamo::aws_sdk_dynamodb_1::to_item(&pointer)
-                                .map_err(|e| Error::Backend(format!("cannot encode a pointer: {e}")))?;
-                            let put = DdbPut::builder()
-                                .table_name(self.log.table())
-                                .set_item(Some(item))
-                                .condition_expression("attribute_not_exists(sk) OR version < :v")
-                                .expression_attribute_values(":v", AttributeValue::N(version.0.to_string()))
-                                .build()
-                                .map_err(build)?;
-                            Ok(vec![TransactWriteItem::builder().put(put).build()])
-                        },
-                        true,
-                    )
-                    .await
+                let make =
+                    |revision| Change::new(owner, revision, key, ChangeOp::Put, version, "ssm", at.clone(), Some(&value));
+                self.log.append(owner, &make, AppendGuard::NewerThanRecorded).await
             }
             None => {
-                // Deleted outside the API. Our own deletes removed the pointer already.
-                let Some(pointer) = pointer else { return Ok(None) };
-                let version = Version(pointer.version);
-                self.log
-                    .append_change_guarded(
-                        owner,
-                        |revision| {
-                            Change::new(owner, revision, key, ChangeOp::Delete, version, "ssm", at.clone(), None)
-                        },
-                        |_| {
-                            let delete = DdbDelete::builder()
-                                .table_name(self.log.table())
-                                .key("pk", AttributeValue::S(pk(owner)))
-                                .key("sk", AttributeValue::S(pointer_sk(key.as_str())))
-                                .condition_expression("version = :v")
-                                .expression_attribute_values(":v", AttributeValue::N(version.0.to_string()))
-                                .build()
-                                .map_err(build)?;
-                            Ok(vec![TransactWriteItem::builder().delete(delete).build()])
-                        },
-                        true,
-                    )
-                    .await
+                // Deleted outside the API. Our own deletes removed the record already.
+                let Some(record) = record else { return Ok(None) };
+                let version = record.version;
+                let make = |revision| Change::new(owner, revision, key, ChangeOp::Delete, version, "ssm", at.clone(), None);
+                self.log.append(owner, &make, AppendGuard::RecordedIs(version)).await
             }
         }
     }
@@ -287,9 +212,9 @@ impl SsmStore {
 impl ConfigStore for SsmStore {
     async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {
         let name = self.parameter_name(owner, key)?;
-        let (parameter, pointer) = tokio::try_join!(self.get_parameter(&name), self.pointer(owner, key))?;
+        let (parameter, record) = tokio::try_join!(self.get_parameter(&name), self.record_of(owner, key))?;
         parameter
-            .map(|p| self.item(owner, key, &p, pointer.as_ref()))
+            .map(|p| self.item(owner, key, &p, record.as_ref()))
             .transpose()
     }
 
@@ -392,13 +317,11 @@ impl ConfigStore for SsmStore {
         keyed.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         let more = keyed.len() > limit;
         keyed.truncate(limit);
-        let pointers: Vec<PointerItem> = self
-            .log
-            .batch_get_items(keyed.iter().map(|(k, _)| (pk(owner), pointer_sk(k.as_str()))).collect())
-            .await?;
+        let keys: Vec<Key> = keyed.iter().map(|(k, _)| k.clone()).collect();
+        let records = self.log.recorded(owner, &keys).await?;
         let items = keyed
             .iter()
-            .map(|(k, p)| self.item(owner, k, p, pointers.iter().find(|ptr| ptr.key == k.as_str())))
+            .map(|(k, p)| self.item(owner, k, p, records.iter().find(|r| r.key == k.as_str())))
             .collect::<Result<Vec<_>>>()?;
         let next = if more {
             items.last().map(|i| i.key.clone())
@@ -429,13 +352,11 @@ impl ConfigStore for SsmStore {
                 }
             }
         }
-        let pointers: Vec<PointerItem> = self
-            .log
-            .batch_get_items(found.iter().map(|(k, _)| (pk(owner), pointer_sk(k.as_str()))).collect())
-            .await?;
+        let keys: Vec<Key> = found.iter().map(|(k, _)| k.clone()).collect();
+        let records = self.log.recorded(owner, &keys).await?;
         found
             .iter()
-            .map(|(k, p)| self.item(owner, k, p, pointers.iter().find(|ptr| ptr.key == k.as_str())))
+            .map(|(k, p)| self.item(owner, k, p, records.iter().find(|r| r.key == k.as_str())))
             .collect()
     }
 
@@ -497,6 +418,6 @@ impl ConfigStore for SsmStore {
     }
 
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
-        self.log.head_revision(owner).await
+        self.log.head(owner).await
     }
 }

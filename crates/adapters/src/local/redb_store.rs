@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
-    now_rfc3339, Change, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner,
-    Page, Precondition, Result, Revision, TenantId, TierName, Version,
+    guard_allows, now_rfc3339, AppendGuard, Change, ChangeLog, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error,
+    HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, TenantId, TierName, Version,
 };
 
 /// (owner, key) → ConfigItem as JSON
@@ -17,6 +17,16 @@ const HEADS: TableDefinition<&str, u64> = TableDefinition::new("heads");
 const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("changes");
 /// tenant → TierRecord as JSON
 const TIERS: TableDefinition<&str, &[u8]> = TableDefinition::new("tiers");
+/// (owner, key) → KeyRecord as JSON: the change log's record of a key (see `ChangeLog`)
+const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyRecord {
+    version: u64,
+    revision: u64,
+    at: String,
+    actor: String,
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct TierRecord {
@@ -71,6 +81,7 @@ impl RedbStore {
         txn.open_table(HEADS).map_err(storage)?;
         txn.open_table(CHANGES).map_err(storage)?;
         txn.open_table(TIERS).map_err(storage)?;
+        txn.open_table(RECORDS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(RedbStore {
             db: Arc::new(db),
@@ -168,6 +179,55 @@ impl RedbStore {
             tiers
                 .insert(tenant.as_str(), encode(&record)?.as_slice())
                 .map_err(storage)?;
+            heads.insert(owner.as_str(), revision.0).map_err(storage)?;
+            changes
+                .insert((owner.as_str(), revision.0), encode(&change)?.as_slice())
+                .map_err(storage)?;
+            change
+        };
+        txn.commit().map_err(storage)?;
+        if let Some(sink) = &self.sink {
+            sink.publish(&change);
+        }
+        Ok(Some(change))
+    }
+
+    fn append_guarded(
+        &self,
+        owner: &Owner,
+        make: &(dyn Fn(Revision) -> Change + Send + Sync),
+        guard: AppendGuard,
+    ) -> Result<Option<Change>> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = self.db.begin_write().map_err(storage)?;
+        let change = {
+            let mut records = txn.open_table(RECORDS).map_err(storage)?;
+            let mut heads = txn.open_table(HEADS).map_err(storage)?;
+            let mut changes = txn.open_table(CHANGES).map_err(storage)?;
+            let revision = Revision(heads.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()) + 1);
+            let change = make(revision);
+            let id = (owner.as_str(), change.key.as_str());
+            let recorded: Option<KeyRecord> = match records.get(id).map_err(storage)? {
+                Some(bytes) => Some(decode(bytes.value())?),
+                None => None,
+            };
+            if !guard_allows(guard, recorded.map(|r| Version(r.version)), change.version) {
+                return Ok(None);
+            }
+            match change.op {
+                ChangeOp::Put => {
+                    let record = KeyRecord {
+                        version: change.version.0,
+                        revision: change.revision.0,
+                        at: change.at.clone(),
+                        actor: change.actor.clone(),
+                    };
+                    records.insert(id, encode(&record)?.as_slice()).map_err(storage)?;
+                }
+                _ => {
+                    records.remove(id).map_err(storage)?;
+                }
+            }
             heads.insert(owner.as_str(), revision.0).map_err(storage)?;
             changes
                 .insert((owner.as_str(), revision.0), encode(&change)?.as_slice())
@@ -348,5 +408,50 @@ impl ConfigStore for RedbStore {
     async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
         let (tenant, tier, actor) = (tenant.clone(), tier.cloned(), actor.to_owned());
         self.blocking(move |s| s.assign(&tenant, tier.as_ref(), &actor)).await
+    }
+}
+
+#[async_trait]
+impl ChangeLog for RedbStore {
+    async fn head(&self, owner: &Owner) -> Result<Revision> {
+        ConfigStore::head_revision(self, owner).await
+    }
+
+    async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
+        ConfigStore::changes_since(self, owner, since, limit).await
+    }
+
+    async fn append(
+        &self,
+        owner: &Owner,
+        make: &(dyn Fn(Revision) -> Change + Send + Sync),
+        guard: AppendGuard,
+    ) -> Result<Option<Change>> {
+        // `make` borrows from the caller, so this runs on the caller's thread (a short local
+        // transaction) rather than on the blocking pool like the other calls.
+        self.append_guarded(owner, make, guard)
+    }
+
+    async fn recorded(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<Recorded>> {
+        let (owner, keys) = (owner.clone(), keys.to_vec());
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(RECORDS).map_err(storage)?;
+            let mut out = Vec::new();
+            for key in keys {
+                if let Some(bytes) = table.get((owner.as_str(), key.as_str())).map_err(storage)? {
+                    let r: KeyRecord = decode(bytes.value())?;
+                    out.push(Recorded {
+                        key: key.as_str().to_owned(),
+                        version: Version(r.version),
+                        revision: Revision(r.revision),
+                        at: r.at,
+                        actor: r.actor,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 }

@@ -3,3 +3,5 @@
 pub mod aws;
 #[allow(dead_code)]
 pub mod conformance;
+#[allow(dead_code)]
+pub mod change_log;
