@@ -81,7 +81,9 @@ async fn ssm_round_trip_shared_layer_and_secure_strings() {
         .await
         .unwrap();
     assert!(store.get(&acme, &region).await.unwrap().is_none());
-    let tagged_routing::Owner::Tenant(acme_id) = &acme else { unreachable!() };
+    let tagged_routing::Owner::Tenant(acme_id) = &acme else {
+        unreachable!()
+    };
     let shared = tagged_routing::resolve(&store, acme_id, std::slice::from_ref(&region))
         .await
         .unwrap()

@@ -291,7 +291,11 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
     };
     assert_eq!(
         (
-            change.layer.as_ref().and_then(watch::layer_from_pb).map(|l| l.to_string()),
+            change
+                .layer
+                .as_ref()
+                .and_then(watch::layer_from_pb)
+                .map(|l| l.to_string()),
             change.key.as_str(),
             change.version,
             change.revision

@@ -38,7 +38,11 @@ async fn watch_server() -> WatchServer {
             .await
             .unwrap();
     }
-    let hub = Arc::new(Hub::new(Arc::new(store), Arc::new(routes.clone()), HubConfig::default()));
+    let hub = Arc::new(Hub::new(
+        Arc::new(store),
+        Arc::new(routes.clone()),
+        HubConfig::default(),
+    ));
     let verifier = Verifier::new(VerifierConfig {
         issuer: Some(dev::DEV_ISSUER.into()),
         dev_secret: Some(DEV_SECRET.as_bytes().to_vec()),

@@ -30,7 +30,12 @@ impl Cache {
     }
 
     pub fn keys(&self) -> Vec<String> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub fn contains(&self, key: &str) -> bool {

@@ -29,7 +29,10 @@ impl HttpFallback {
     }
 
     pub async fn read(&self, key: &str, token: &str) -> Result<Polled, ClientError> {
-        let mut request = self.http.get(format!("{}/v1/config/{key}", self.base)).bearer_auth(token);
+        let mut request = self
+            .http
+            .get(format!("{}/v1/config/{key}", self.base))
+            .bearer_auth(token);
         let etag = self.etags.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned();
         if let Some(etag) = etag {
             request = request.header("if-none-match", etag);

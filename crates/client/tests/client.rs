@@ -194,11 +194,22 @@ async fn a_rotating_token_provider_keeps_the_stream_alive_across_expiry() {
     let first_calls = calls.load(Ordering::SeqCst);
     // Past the first token's end: the server cut that stream, the client reconnected.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    put(&server, "tenant_config_flags/checkout", r#"{"enabled":false,"rollout_percent":1}"#).await;
-    let event = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await.unwrap().unwrap();
+    put(
+        &server,
+        "tenant_config_flags/checkout",
+        r#"{"enabled":false,"rollout_percent":1}"#,
+    )
+    .await;
+    let event = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .unwrap()
+        .unwrap();
     let changed = event.expect("no error: the provider had a fresh token");
     assert_eq!(changed.keys, ["tenant_config_flags/checkout"]);
-    assert!(calls.load(Ordering::SeqCst) > first_calls, "the provider was asked again");
+    assert!(
+        calls.load(Ordering::SeqCst) > first_calls,
+        "the provider was asked again"
+    );
     assert_eq!(config.last_error(), None);
     assert!(config.is_streaming());
     drop(config);
@@ -214,7 +225,10 @@ async fn an_expired_token_without_refresh_surfaces_an_error() {
         .unwrap();
     assert!(config.is_streaming());
     let mut changes = config.subscribe();
-    let event = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await.unwrap().unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(event, Err(ClientError::Unauthenticated(_))), "{event:?}");
     assert!(matches!(config.last_error(), Some(ClientError::Unauthenticated(_))));
     assert!(!config.is_streaming());

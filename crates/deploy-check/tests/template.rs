@@ -395,7 +395,11 @@ fn the_http_api_routes_every_operation_of_the_openapi_document() {
         for (_, event) in function["Properties"]["Events"].as_mapping().into_iter().flatten() {
             if event["Type"] == "HttpApi" {
                 let p = &event["Properties"];
-                routed.insert(format!("{} {}", p["Method"].as_str().unwrap(), p["Path"].as_str().unwrap()));
+                routed.insert(format!(
+                    "{} {}",
+                    p["Method"].as_str().unwrap(),
+                    p["Path"].as_str().unwrap()
+                ));
             }
         }
     }

@@ -34,7 +34,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
 /// The precondition of a PUT or DELETE of `layer` from `If-Match` / `If-None-Match`. An
 /// `If-Match` ETag of another layer is refused with 412: it names a version of a value this
 /// write does not touch.
-pub fn write_precondition(headers: &HeaderMap, layer: &Layer, allow_create_only: bool) -> Result<Precondition, ApiError> {
+pub fn write_precondition(
+    headers: &HeaderMap,
+    layer: &Layer,
+    allow_create_only: bool,
+) -> Result<Precondition, ApiError> {
     let if_match = header(headers, "if-match")?;
     let if_none_match = header(headers, "if-none-match")?;
     match (if_match, if_none_match) {
@@ -46,10 +50,18 @@ pub fn write_precondition(headers: &HeaderMap, layer: &Layer, allow_create_only:
             let tag = v.trim();
             let tag = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
             let prefix = etag_prefix(layer);
-            let Some(digits) = tag.strip_prefix(prefix.as_str()).filter(|d| d.bytes().all(|b| b.is_ascii_digit())) else {
+            let Some(digits) = tag
+                .strip_prefix(prefix.as_str())
+                .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+            else {
                 if tag.bytes().last().is_some_and(|b| b.is_ascii_digit()) && tag.contains('-') || !prefix.is_empty() {
                     // Well formed for another layer: a version mismatch, not a bad header.
-                    if let Some(n) = tag.rsplit('-').next().and_then(|d| d.parse::<u64>().ok()).filter(|n| *n > 0) {
+                    if let Some(n) = tag
+                        .rsplit('-')
+                        .next()
+                        .and_then(|d| d.parse::<u64>().ok())
+                        .filter(|n| *n > 0)
+                    {
                         return Err(ApiError::Domain(tagged_routing::Error::VersionMismatch {
                             expected: Version(n),
                             actual: None,

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tagged_routing::{layers, Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Revision, TenantId, TierName};
+use tagged_routing::{
+    layers, Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Revision, TenantId, TierName,
+};
 use tenant_auth::Scope;
 
 use crate::auth::{Access, RequestTenant};
@@ -256,10 +258,7 @@ pub async fn delete(
     let owner = caller.access(q.layer.as_deref(), Scope::Write)?.owner();
     let key = parse_key(&state, &raw)?;
     let precondition = write_precondition(&headers, &owner.layer(), false)?;
-    let change = state
-        .store
-        .delete(&owner, &key, precondition, caller.subject())
-        .await?;
+    let change = state.store.delete(&owner, &key, precondition, caller.subject()).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = HeaderValue::from_str(&change.revision.to_string()) {
         response.headers_mut().insert("x-tagcfg-revision", v);
@@ -375,7 +374,10 @@ pub async fn put_tenant(
     let request: TenantBody = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("bad_body", format!("expected {{\"tier\": \"<name>\" | null}}: {e}")))?;
     let tier = request.tier.as_deref().map(TierName::parse).transpose()?;
-    let change = state.store.assign_tier(&tenant, tier.as_ref(), caller.subject()).await?;
+    let change = state
+        .store
+        .assign_tier(&tenant, tier.as_ref(), caller.subject())
+        .await?;
     let revision = match change {
         Some(change) => change.revision,
         None => state.store.head_revision(&Owner::Tenant(tenant.clone())).await?,

@@ -76,7 +76,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(handlers::delete),
         )
         .route("/v1/changes", get(handlers::changes))
-        .route("/v1/tenants/{tenant}", get(handlers::get_tenant).put(handlers::put_tenant))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(handlers::get_tenant).put(handlers::put_tenant),
+        )
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -271,11 +271,26 @@ async fn auth_and_scopes() {
         }
         for uri in ["/v1/config?layer=LAYER", "/v1/changes?layer=LAYER"] {
             let uri = uri.replace("LAYER", layer);
-            assert_problem(&call(&app, "GET", &uri, Some(&admin), &[], vec![]).await, 403, "forbidden");
-            assert_eq!(call(&app, "GET", &uri, Some(&operator), &[], vec![]).await.status, StatusCode::OK);
+            assert_problem(
+                &call(&app, "GET", &uri, Some(&admin), &[], vec![]).await,
+                403,
+                "forbidden",
+            );
+            assert_eq!(
+                call(&app, "GET", &uri, Some(&operator), &[], vec![]).await.status,
+                StatusCode::OK
+            );
         }
     }
-    let r = call(&app, "PUT", "/v1/config/param_config_region?layer=shared", Some(&operator), &[], b"\"eu\"".to_vec()).await;
+    let r = call(
+        &app,
+        "PUT",
+        "/v1/config/param_config_region?layer=shared",
+        Some(&operator),
+        &[],
+        b"\"eu\"".to_vec(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
     assert_eq!(r.body["layer"], "shared");
     // An operator has no tenant layer: the tenant's own configuration stays the tenant's.
@@ -304,10 +319,26 @@ async fn auth_and_scopes() {
     );
     assert_eq!(r.headers["etag"], "\"shared-1\"");
     // An ETag of the shared layer never matches a write of the tenant's own layer.
-    let r = call(&app, "PUT", "/v1/config/param_config_region", Some(&admin), &[("if-match", "\"shared-1\"")], b"1".to_vec()).await;
+    let r = call(
+        &app,
+        "PUT",
+        "/v1/config/param_config_region",
+        Some(&admin),
+        &[("if-match", "\"shared-1\"")],
+        b"1".to_vec(),
+    )
+    .await;
     assert_problem(&r, 412, "version_mismatch");
     // Tier assignment is the operator's.
-    let r = call(&app, "PUT", "/v1/tenants/acme", Some(&admin), &[], br#"{"tier":"pro"}"#.to_vec()).await;
+    let r = call(
+        &app,
+        "PUT",
+        "/v1/tenants/acme",
+        Some(&admin),
+        &[],
+        br#"{"tier":"pro"}"#.to_vec(),
+    )
+    .await;
     assert_problem(&r, 403, "forbidden");
     let r = call(&app, "GET", "/v1/tenants/acme", Some(&admin), &[], vec![]).await;
     assert_problem(&r, 403, "forbidden");
@@ -322,34 +353,116 @@ async fn tenants_read_through_their_tier() {
         let app = app.clone();
         async move { call(&app, "PUT", uri, Some(&tok), &[], body.as_bytes().to_vec()).await }
     };
-    assert_eq!(put("/v1/config/tenant_config_limits/rps?layer=shared", operator.clone(), "10").await.status, StatusCode::CREATED);
-    assert_eq!(put("/v1/config/tenant_config_limits/rps?layer=tier:pro", operator.clone(), "100").await.status, StatusCode::CREATED);
-    let get = || async { call(&app, "GET", "/v1/config/tenant_config_limits/rps", Some(&acme), &[], vec![]).await };
-    assert_eq!((get().await.body["layer"].clone(), get().await.body["value"].clone()), (json!("shared"), json!(10)));
+    assert_eq!(
+        put(
+            "/v1/config/tenant_config_limits/rps?layer=shared",
+            operator.clone(),
+            "10"
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(
+            "/v1/config/tenant_config_limits/rps?layer=tier:pro",
+            operator.clone(),
+            "100"
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let get = || async {
+        call(
+            &app,
+            "GET",
+            "/v1/config/tenant_config_limits/rps",
+            Some(&acme),
+            &[],
+            vec![],
+        )
+        .await
+    };
+    assert_eq!(
+        (get().await.body["layer"].clone(), get().await.body["value"].clone()),
+        (json!("shared"), json!(10))
+    );
     // Assign the tier: the answer names the tier layer.
     let r = put("/v1/tenants/acme", operator.clone(), r#"{"tier":"pro"}"#).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
-    assert_eq!((r.body["tier"].clone(), r.body["revision"].clone()), (json!("pro"), json!(1)));
+    assert_eq!(
+        (r.body["tier"].clone(), r.body["revision"].clone()),
+        (json!("pro"), json!(1))
+    );
     let r = call(&app, "GET", "/v1/tenants/acme", Some(&operator), &[], vec![]).await;
     assert_eq!(r.body, json!({"tenant": "acme", "tier": "pro"}));
     let r = get().await;
-    assert_eq!((r.body["layer"].clone(), r.body["value"].clone()), (json!("tier:pro"), json!(100)));
+    assert_eq!(
+        (r.body["layer"].clone(), r.body["value"].clone()),
+        (json!("tier:pro"), json!(100))
+    );
     assert_eq!(r.headers["etag"], "\"tier-pro-1\"");
     // The assignment is a change of the tenant, visible in its log.
     let r = call(&app, "GET", "/v1/changes", Some(&acme), &[], vec![]).await;
-    assert_eq!((r.body["changes"][0]["op"].clone(), r.body["changes"][0]["value"].clone()), (json!("tier"), json!("pro")));
+    assert_eq!(
+        (
+            r.body["changes"][0]["op"].clone(),
+            r.body["changes"][0]["value"].clone()
+        ),
+        (json!("tier"), json!("pro"))
+    );
     // The tenant's own value wins; deleting it shows the tier again.
-    assert_eq!(put("/v1/config/tenant_config_limits/rps", acme.clone(), "5").await.status, StatusCode::CREATED);
+    assert_eq!(
+        put("/v1/config/tenant_config_limits/rps", acme.clone(), "5")
+            .await
+            .status,
+        StatusCode::CREATED
+    );
     assert_eq!(get().await.body["layer"], "tenant");
-    let r = call(&app, "POST", "/v1/config:batchGet", Some(&acme), &[], br#"{"keys":["tenant_config_limits/rps","tenant_config_x"]}"#.to_vec()).await;
-    assert_eq!((r.body["items"][0]["layer"].clone(), r.body["missing"].clone()), (json!("tenant"), json!(["tenant_config_x"])));
-    call(&app, "DELETE", "/v1/config/tenant_config_limits/rps", Some(&acme), &[], vec![]).await;
+    let r = call(
+        &app,
+        "POST",
+        "/v1/config:batchGet",
+        Some(&acme),
+        &[],
+        br#"{"keys":["tenant_config_limits/rps","tenant_config_x"]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (r.body["items"][0]["layer"].clone(), r.body["missing"].clone()),
+        (json!("tenant"), json!(["tenant_config_x"]))
+    );
+    call(
+        &app,
+        "DELETE",
+        "/v1/config/tenant_config_limits/rps",
+        Some(&acme),
+        &[],
+        vec![],
+    )
+    .await;
     assert_eq!(get().await.body["layer"], "tier:pro");
     // Out of the tier: shared again. Bad tier names are 400 and change nothing.
-    assert_eq!(put("/v1/tenants/acme", operator.clone(), r#"{"tier":"Pro!"}"#).await.body["code"], "invalid_tier");
-    assert_eq!(put("/v1/tenants/acme", operator.clone(), r#"{"tier":null}"#).await.status, StatusCode::OK);
+    assert_eq!(
+        put("/v1/tenants/acme", operator.clone(), r#"{"tier":"Pro!"}"#)
+            .await
+            .body["code"],
+        "invalid_tier"
+    );
+    assert_eq!(
+        put("/v1/tenants/acme", operator.clone(), r#"{"tier":null}"#)
+            .await
+            .status,
+        StatusCode::OK
+    );
     assert_eq!(get().await.body["layer"], "shared");
-    assert_eq!(put("/v1/tenants/_shared", operator.clone(), r#"{"tier":"pro"}"#).await.body["code"], "invalid_tenant");
+    assert_eq!(
+        put("/v1/tenants/_shared", operator.clone(), r#"{"tier":"pro"}"#)
+            .await
+            .body["code"],
+        "invalid_tenant"
+    );
 }
 
 #[tokio::test]

@@ -168,7 +168,9 @@ async fn min_revision_reads_see_another_environments_write_at_once() {
 /// A tenant's effective value, resolved through the cache layer by layer.
 async fn effective(cache: &CachedStore, k: &Key) -> Option<String> {
     let acme = TenantId::parse("acme").unwrap();
-    let (mut items, _) = tagged_routing::resolve(cache, &acme, std::slice::from_ref(k)).await.unwrap();
+    let (mut items, _) = tagged_routing::resolve(cache, &acme, std::slice::from_ref(k))
+        .await
+        .unwrap();
     items.pop().map(|i| format!("{}@{}", i.value.as_str(), i.layer))
 }
 
@@ -201,7 +203,10 @@ async fn own_writes_are_visible_immediately_and_other_layers_are_validated_again
     // The shared log is far ahead of acme's: never compared with it.
     for i in 0..40 {
         let filler = key(&format!("param_config_filler/{i}"));
-        backend.put(&Owner::Shared, &filler, &json("0"), Precondition::None, "ops").await.unwrap();
+        backend
+            .put(&Owner::Shared, &filler, &json("0"), Precondition::None, "ops")
+            .await
+            .unwrap();
     }
     backend
         .put(&Owner::Shared, &k, &json("\"ap\""), Precondition::None, "ops")
@@ -211,13 +216,25 @@ async fn own_writes_are_visible_immediately_and_other_layers_are_validated_again
     assert_eq!(effective(&reader, &k).await.unwrap(), "\"ap\"@shared");
     let pro = TierName::parse("pro").unwrap();
     backend
-        .put(&Owner::Tier(pro.clone()), &k, &json("\"pro\""), Precondition::None, "ops")
+        .put(
+            &Owner::Tier(pro.clone()),
+            &k,
+            &json("\"pro\""),
+            Precondition::None,
+            "ops",
+        )
         .await
         .unwrap();
-    backend.assign_tier(&TenantId::parse("acme").unwrap(), Some(&pro), "ops").await.unwrap();
+    backend
+        .assign_tier(&TenantId::parse("acme").unwrap(), Some(&pro), "ops")
+        .await
+        .unwrap();
     tokio::time::sleep(window + Duration::from_millis(20)).await;
     assert_eq!(effective(&reader, &k).await.unwrap(), "\"pro\"@tier:pro");
     // A tenant write at its revision 3, with shared past revision 40, wins at once.
-    reader.put(&acme(), &k, &json("\"mine\""), Precondition::None, "a").await.unwrap();
+    reader
+        .put(&acme(), &k, &json("\"mine\""), Precondition::None, "a")
+        .await
+        .unwrap();
     assert_eq!(effective(&reader, &k).await.unwrap(), "\"mine\"@tenant");
 }

@@ -122,7 +122,11 @@ impl LocalServer {
         let verifier = Arc::new(dev_verifier(&secret)?);
 
         // The watch server, fed by the in-process feed (subscribed before anything writes).
-        let hub = Arc::new(Hub::new(store.clone(), Arc::new(config.routes.clone()), HubConfig::default()));
+        let hub = Arc::new(Hub::new(
+            store.clone(),
+            Arc::new(config.routes.clone()),
+            HubConfig::default(),
+        ));
         let forwarder = tokio::spawn(forward(feed.subscribe(), hub.clone()));
         let service = WatchService::new(
             hub.clone(),

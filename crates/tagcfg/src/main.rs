@@ -491,7 +491,10 @@ async fn serve(
         "curl -s -X PUT -H \"Authorization: Bearer $OPERATOR_TOKEN\" -d '{{\"tier\":\"pro\"}}' {url}/v1/tenants/acme"
     );
     println!();
-    println!("Ctrl-C or SIGTERM stops the server; the data stays in {}.", data_dir.display());
+    println!(
+        "Ctrl-C or SIGTERM stops the server; the data stays in {}.",
+        data_dir.display()
+    );
 
     tagcfg::signals::stop_requested().await;
     println!("stopping");

@@ -45,7 +45,14 @@ fn read_until(out: &mut impl BufRead, marker: &str) -> String {
 fn tagcfg_serve_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tagcfg"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("TAGCFG_LOG", "warn")
         .stdout(Stdio::piped())

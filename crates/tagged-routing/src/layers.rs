@@ -134,7 +134,11 @@ pub async fn resolve_in<S: LayerSource + ?Sized>(
 }
 
 /// The effective item of one key.
-pub async fn resolve_one<S: LayerSource + ?Sized>(source: &S, stack: &LayerStack, key: &Key) -> Result<Option<ConfigItem>> {
+pub async fn resolve_one<S: LayerSource + ?Sized>(
+    source: &S,
+    stack: &LayerStack,
+    key: &Key,
+) -> Result<Option<ConfigItem>> {
     Ok(resolve_in(source, stack, std::slice::from_ref(key)).await?.pop())
 }
 
@@ -192,6 +196,11 @@ mod tests {
         // Deleting a tier value under a tenant override: hidden.
         assert!(!is_visible(&stack, &tier, ChangeOp::Delete, Some(&tenant_item)));
         // Another tier's change never shows.
-        assert!(!is_visible(&stack, &Owner::Tier(free), ChangeOp::Put, Some(&shared_item)));
+        assert!(!is_visible(
+            &stack,
+            &Owner::Tier(free),
+            ChangeOp::Put,
+            Some(&shared_item)
+        ));
     }
 }

@@ -37,6 +37,7 @@ mod tenant;
 
 pub use error::{Error, Result};
 pub use key::{validate_name, BackendKind, Key, Tag, MAX_NAME_LEN};
+pub use layers::{is_visible, resolve, LayerSource, LayerStack};
 pub use model::{
     now_rfc3339, Change, ChangeOp, ConfigItem, HistoryEntry, JsonText, Layer, Page, Precondition, Revision,
     ValueOmitted, Version, INLINE_VALUE_LIMIT,
@@ -44,5 +45,4 @@ pub use model::{
 pub use ports::{guard_allows, AppendGuard, ChangeLog, ChangeSink, ConfigStore, Recorded};
 pub use routing::{RoutingTable, DEFAULT_ROUTES};
 pub use tagged_store::{StoreLimits, TaggedStore};
-pub use layers::{is_visible, resolve, LayerSource, LayerStack};
 pub use tenant::{Owner, TenantId, TierName, SHARED_OWNER, TIER_OWNER_PREFIX};

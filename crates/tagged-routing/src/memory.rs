@@ -253,7 +253,12 @@ impl ChangeLog for MemoryStore {
         let state = self.lock();
         Ok(keys
             .iter()
-            .filter_map(|k| state.records.get(&(owner.as_str().to_owned(), k.as_str().to_owned())).cloned())
+            .filter_map(|k| {
+                state
+                    .records
+                    .get(&(owner.as_str().to_owned(), k.as_str().to_owned()))
+                    .cloned()
+            })
             .collect())
     }
 }

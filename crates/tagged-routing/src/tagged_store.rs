@@ -266,7 +266,13 @@ mod tests {
                 .unwrap();
             assert_eq!(read().await.unwrap().0[0].layer, Layer::Shared, "{raw}");
             store
-                .put(&Owner::Tier(pro.clone()), &key, &json("\"us\""), Precondition::None, "op")
+                .put(
+                    &Owner::Tier(pro.clone()),
+                    &key,
+                    &json("\"us\""),
+                    Precondition::None,
+                    "op",
+                )
                 .await
                 .unwrap();
             if store.tier_of(&acme_id).await.unwrap().is_none() {
@@ -279,11 +285,18 @@ mod tests {
             let (items, stack) = read().await.unwrap();
             assert_eq!(stack.tier(), Some(&pro));
             assert_eq!(items[0].layer, Layer::Tier(pro.clone()), "{raw}");
-            store.put(&acme(), &key, &json("\"ap\""), Precondition::None, "u").await.unwrap();
+            store
+                .put(&acme(), &key, &json("\"ap\""), Precondition::None, "u")
+                .await
+                .unwrap();
             let got = &read().await.unwrap().0[0];
             assert_eq!((&got.layer, got.value.as_str()), (&Layer::Tenant, "\"ap\""));
             // The own-layer read never falls back.
-            assert!(store.get(&Owner::Tenant(TenantId::parse("globex").unwrap()), &key).await.unwrap().is_none());
+            assert!(store
+                .get(&Owner::Tenant(TenantId::parse("globex").unwrap()), &key)
+                .await
+                .unwrap()
+                .is_none());
         }
     }
 

@@ -24,12 +24,24 @@ pub fn mint(
     ttl_secs: u64,
 ) -> Result<String, AuthError> {
     let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    sign(secret, subject, &scope.join(" "), Some(tenant), now().saturating_add(ttl_secs))
+    sign(
+        secret,
+        subject,
+        &scope.join(" "),
+        Some(tenant),
+        now().saturating_add(ttl_secs),
+    )
 }
 
 /// Like [`mint`], with `exp` given as seconds since the Unix epoch (tests of expiry: a
 /// verifier accepts a token until `exp` plus its leeway).
-pub fn mint_until(secret: &[u8], tenant: &TenantId, subject: &str, scopes: &[Scope], exp: u64) -> Result<String, AuthError> {
+pub fn mint_until(
+    secret: &[u8],
+    tenant: &TenantId,
+    subject: &str,
+    scopes: &[Scope],
+    exp: u64,
+) -> Result<String, AuthError> {
     let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     sign(secret, subject, &scope.join(" "), Some(tenant), exp)
 }

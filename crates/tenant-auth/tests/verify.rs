@@ -59,7 +59,10 @@ fn verifier() -> Verifier {
 }
 
 async fn reject(token: &str) -> AuthError {
-    verifier().verify_tenant(token).await.expect_err("the token must be refused")
+    verifier()
+        .verify_tenant(token)
+        .await
+        .expect_err("the token must be refused")
 }
 
 fn with(field: &str, value: Value) -> Value {
@@ -97,7 +100,10 @@ async fn valid_rs256_and_es256_tokens_are_accepted() {
 async fn no_scope_means_read_only() {
     let mut c = claims();
     c.as_object_mut().unwrap().remove("scope");
-    assert_eq!(verifier().verify_tenant(&rsa(&c)).await.unwrap().scopes.highest(), Scope::Read);
+    assert_eq!(
+        verifier().verify_tenant(&rsa(&c)).await.unwrap().scopes.highest(),
+        Scope::Read
+    );
 }
 
 #[tokio::test]
@@ -126,8 +132,14 @@ async fn expired_and_not_yet_valid_are_refused_beyond_the_leeway() {
         AuthError::NotYetValid
     );
     // Within the 60 s leeway both pass.
-    assert!(verifier().verify_tenant(&rsa(&with("exp", json!(now() - 30)))).await.is_ok());
-    assert!(verifier().verify_tenant(&rsa(&with("nbf", json!(now() + 30)))).await.is_ok());
+    assert!(verifier()
+        .verify_tenant(&rsa(&with("exp", json!(now() - 30))))
+        .await
+        .is_ok());
+    assert!(verifier()
+        .verify_tenant(&rsa(&with("nbf", json!(now() + 30))))
+        .await
+        .is_ok());
     let mut no_exp = claims();
     no_exp.as_object_mut().unwrap().remove("exp");
     assert_eq!(reject(&rsa(&no_exp)).await, AuthError::MissingExpiry);
@@ -189,7 +201,10 @@ async fn garbage_is_malformed() {
     assert!(matches!(reject("not-a-jwt").await, AuthError::Malformed(_)));
     assert!(matches!(reject("a.b.c").await, AuthError::Malformed(_)));
     let v = verifier();
-    assert_eq!(v.verify_tenant_authorization(None).await.unwrap_err(), AuthError::MissingToken);
+    assert_eq!(
+        v.verify_tenant_authorization(None).await.unwrap_err(),
+        AuthError::MissingToken
+    );
     assert!(matches!(
         v.verify_tenant_authorization(Some("Basic abc")).await,
         Err(AuthError::Malformed(_))
@@ -224,7 +239,10 @@ async fn dev_tokens_need_the_dev_secret() {
     .unwrap();
     assert_eq!(dev_verifier.verify_tenant(&token).await.unwrap().tenant, acme);
     let other = dev::mint(b"another-secret-another-secret-another", &acme, "dev", &[], 60).unwrap();
-    assert_eq!(dev_verifier.verify_tenant(&other).await.unwrap_err(), AuthError::BadSignature);
+    assert_eq!(
+        dev_verifier.verify_tenant(&other).await.unwrap_err(),
+        AuthError::BadSignature
+    );
 }
 
 /// A one-route HTTP server that serves `body` and counts requests.
@@ -305,18 +323,26 @@ async fn operators_carry_the_operator_scope_and_no_tenant() {
     operator["scope"] = json!("tagcfg/config:operator");
     assert_eq!(
         verifier().verify(&rsa(&operator)).await.unwrap(),
-        Principal::Operator(OperatorContext { subject: "user-1".into() })
+        Principal::Operator(OperatorContext {
+            subject: "user-1".into()
+        })
     );
     // The Cognito group works the same way.
     let mut grouped = operator.clone();
     grouped["scope"] = json!("openid");
     grouped["cognito:groups"] = json!(["config:operator"]);
-    assert!(matches!(verifier().verify(&rsa(&grouped)).await, Ok(Principal::Operator(_))));
+    assert!(matches!(
+        verifier().verify(&rsa(&grouped)).await,
+        Ok(Principal::Operator(_))
+    ));
     // An operator is no tenant.
     assert_eq!(reject(&rsa(&operator)).await, AuthError::NotATenant);
     // A tenant token cannot also be an operator's.
     let mixed = with("scope", json!("config:admin config:operator"));
-    assert_eq!(verifier().verify(&rsa(&mixed)).await.unwrap_err(), AuthError::MixedPrincipal);
+    assert_eq!(
+        verifier().verify(&rsa(&mixed)).await.unwrap_err(),
+        AuthError::MixedPrincipal
+    );
     // Without the scope, no tenant claim is still an error.
     let mut nobody = claims();
     nobody.as_object_mut().unwrap().remove("custom:tenantId");

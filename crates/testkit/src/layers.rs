@@ -174,7 +174,9 @@ impl Suite<'_> {
 
     async fn operator_put(&self, layer: &str, key: &str, value: &str) -> Value {
         let path = format!("/v1/config/{key}?layer={layer}");
-        let (status, body) = self.call("PUT", &path, &self.d.operator_token, Some(value.into())).await;
+        let (status, body) = self
+            .call("PUT", &path, &self.d.operator_token, Some(value.into()))
+            .await;
         assert!((200..300).contains(&status), "operator PUT {path}: {status} {body}");
         body
     }
@@ -216,7 +218,10 @@ impl Suite<'_> {
             .await;
         match status {
             404 => None,
-            200 => Some((body["value"].clone(), body["layer"].as_str().unwrap_or_default().to_owned())),
+            200 => Some((
+                body["value"].clone(),
+                body["layer"].as_str().unwrap_or_default().to_owned(),
+            )),
             other => panic!("HTTP GET {key}: {other} {body}"),
         }
     }
@@ -240,7 +245,10 @@ impl Suite<'_> {
             let layer = item.layer.as_ref().and_then(watch::layer_from_pb);
             view.insert(
                 item.key,
-                Some((parse(&item.value_json), layer.map(|l| l.to_string()).unwrap_or_default())),
+                Some((
+                    parse(&item.value_json),
+                    layer.map(|l| l.to_string()).unwrap_or_default(),
+                )),
             );
         }
         view
@@ -323,7 +331,10 @@ pub async fn run(d: &Deployment, feed: &dyn Feed, routes: tagged_routing::Routin
         feature: format!("tenant_config_layers-{n}/feature"),
         own: format!("tenant_config_layers-{n}/own"),
     };
-    let prefixes = vec![format!("tenant_config_layers-{n}/"), format!("param_config_layers-{n}/")];
+    let prefixes = vec![
+        format!("tenant_config_layers-{n}/"),
+        format!("param_config_layers-{n}/"),
+    ];
     let (gold, silver) = (format!("gold-{n}"), format!("silver-{n}"));
     let (gold_layer, silver_layer) = (format!("tier:{gold}"), format!("tier:{silver}"));
     let watcher = Watcher::open(d, &prefixes, None, View::default()).await;
@@ -358,7 +369,8 @@ pub async fn run(d: &Deployment, feed: &dyn Feed, routes: tagged_routing::Routin
     s.operator_put("shared", &limit, "10").await;
     s.operator_put("shared", &region, "\"eu\"").await;
     for i in 0..40 {
-        s.operator_put("shared", &format!("tenant_config_filler-{n}/{i}"), "0").await;
+        s.operator_put("shared", &format!("tenant_config_filler-{n}/{i}"), "0")
+            .await;
     }
     s.operator_put(&gold_layer, &limit, "100").await;
     s.operator_put(&gold_layer, &feature, "true").await;

@@ -453,7 +453,10 @@ impl Hub {
                 }
                 Err(e) => {
                     self.state().tenants.entry(tenant.clone()).or_default().tier = Some(new_tier);
-                    self.cut_tenant(&tenant, &format!("the tenant's tier changed and its keys could not be listed: {e}"));
+                    self.cut_tenant(
+                        &tenant,
+                        &format!("the tenant's tier changed and its keys could not be listed: {e}"),
+                    );
                 }
             }
         }
@@ -537,7 +540,11 @@ impl Hub {
     /// Every key of `owner`'s own layer under any of `prefixes` (all, when one is empty).
     async fn layer_keys(&self, owner: &Owner, prefixes: &[String]) -> Result<Vec<Key>> {
         let all = prefixes.is_empty() || prefixes.iter().any(String::is_empty);
-        let scopes: Vec<&str> = if all { vec![""] } else { prefixes.iter().map(String::as_str).collect() };
+        let scopes: Vec<&str> = if all {
+            vec![""]
+        } else {
+            prefixes.iter().map(String::as_str).collect()
+        };
         let mut keys = Vec::new();
         for prefix in scopes {
             let mut after: Option<String> = None;
@@ -665,7 +672,12 @@ impl Hub {
     }
 
     /// Registers a watcher of `tenant` for keys under `prefixes`, resuming after `since`.
-    pub async fn subscribe(&self, tenant: &TenantId, prefixes: Vec<String>, since: Option<Cursor>) -> Result<Subscription> {
+    pub async fn subscribe(
+        &self,
+        tenant: &TenantId,
+        prefixes: Vec<String>,
+        since: Option<Cursor>,
+    ) -> Result<Subscription> {
         let _order = self.order.lock().await;
         let stack = self.stack(tenant).await?;
         let cursor = self.cursor_of(&stack).await?;
@@ -680,11 +692,16 @@ impl Hub {
         };
         if resync.is_none() {
             let mut state = self.state();
-            state.tenants.entry(tenant.clone()).or_default().subscribers.push(Subscriber {
-                prefixes,
-                tx,
-                cut: cut.clone(),
-            });
+            state
+                .tenants
+                .entry(tenant.clone())
+                .or_default()
+                .subscribers
+                .push(Subscriber {
+                    prefixes,
+                    tx,
+                    cut: cut.clone(),
+                });
         }
         Ok(Subscription {
             replay,
@@ -714,7 +731,10 @@ impl Hub {
         let mut last: Option<Change> = None;
         let mut tiers_to_list: Vec<TierName> = Vec::new();
         let tenant_owner = Owner::Tenant(stack.tenant().clone());
-        let mut logs = vec![(tenant_owner, since.tenant, now.tenant), (Owner::Shared, since.shared, now.shared)];
+        let mut logs = vec![
+            (tenant_owner, since.tenant, now.tenant),
+            (Owner::Shared, since.shared, now.shared),
+        ];
         match (&since.tier, &now.tier) {
             (Some((a, r)), Some((b, h))) if a == b => logs.push((Owner::Tier(b.clone()), *r, *h)),
             (old, new) => {
@@ -723,7 +743,10 @@ impl Hub {
         }
         for (owner, from, to) in logs {
             let Some(changes) = self.changes_between(&owner, from, to).await? else {
-                return Ok(Err(format!("the change log of {owner} no longer holds revision {}", from.0 + 1)));
+                return Ok(Err(format!(
+                    "the change log of {owner} no longer holds revision {}",
+                    from.0 + 1
+                )));
             };
             for change in changes {
                 if change.op == ChangeOp::Tier {
@@ -739,7 +762,11 @@ impl Hub {
         for tier in tiers_to_list {
             match self.layer_keys(&Owner::Tier(tier), prefixes).await {
                 Ok(keys) => moved.extend(keys.into_iter().filter(|k| matches(prefixes, k.as_str()))),
-                Err(e) => return Ok(Err(format!("the tenant's tier changed and its keys could not be listed: {e}"))),
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "the tenant's tier changed and its keys could not be listed: {e}"
+                    )))
+                }
             }
         }
         let Some(cause) = last else {
@@ -761,7 +788,6 @@ impl Hub {
             .collect();
         Ok((found, missing, cursor))
     }
-
 }
 
 /// Sends `updates` (with the tenant's new cursor) to each subscriber of `tenant`.

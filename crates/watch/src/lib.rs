@@ -31,9 +31,7 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tagcfg_descriptor");
 }
 
-pub use convert::{
-    change_from_pb, change_to_pb, cursor_from_pb, cursor_to_pb, layer_from_pb, layer_to_pb, status_of,
-};
+pub use convert::{change_from_pb, change_to_pb, cursor_from_pb, cursor_to_pb, layer_from_pb, layer_to_pb, status_of};
 pub use hub::{Cursor, Hub, HubConfig};
 pub use server::{serve, WatchServer};
 pub use service::WatchService;

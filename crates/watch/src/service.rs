@@ -13,9 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::convert::{
-    auth_status, change_from_pb, cursor_from_pb, cursor_to_pb, item_to_pb, status_of, update_to_pb,
-};
+use crate::convert::{auth_status, change_from_pb, cursor_from_pb, cursor_to_pb, item_to_pb, status_of, update_to_pb};
 use crate::hub::{matches, Cursor, Published, Subscription, Update};
 use crate::pb::{self, watch_event::Event};
 use crate::Hub;

@@ -12,7 +12,9 @@ use tagged_routing::{
 use tenant_auth::service::ServiceVerifier;
 use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
 use tonic::transport::Channel;
-use watch::pb::{self, config_refresh_client::ConfigRefreshClient, config_watch_client::ConfigWatchClient, watch_event::Event};
+use watch::pb::{
+    self, config_refresh_client::ConfigRefreshClient, config_watch_client::ConfigWatchClient, watch_event::Event,
+};
 use watch::{Hub, HubConfig, WatchServer, WatchService};
 
 const SECRET: &[u8] = b"watch-test-secret-watch-test-secret!";
@@ -570,7 +572,10 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
     assert_eq!(listed.len(), 2, "both versions answered: {listed:?}");
     for services in listed {
         for wanted in ["tagcfg.v2.ConfigWatch", "tagcfg.v2.ConfigRefresh"] {
-            assert!(services.iter().any(|s| s == wanted), "{wanted} missing from {services:?}");
+            assert!(
+                services.iter().any(|s| s == wanted),
+                "{wanted} missing from {services:?}"
+            );
         }
     }
 }
@@ -653,7 +658,12 @@ async fn a_change_beyond_the_stores_head_cannot_poison_a_tenant() {
     assert_eq!(changes(&mut stream, 1).await, [(1, "tenant_config_real".into())]);
     let got = grpc(&s)
         .await
-        .get(authed(pb::GetRequest { keys: vec!["tenant_config_x".into()] }, &token("acme")))
+        .get(authed(
+            pb::GetRequest {
+                keys: vec!["tenant_config_x".into()],
+            },
+            &token("acme"),
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -724,7 +724,9 @@ impl ChangeLog for DynamoStore {
                             .condition_expression("version = :v")
                             .expression_attribute_values(":v", n(v.0)),
                     };
-                    TransactWriteItem::builder().put(put.build().map_err(build_err)?).build()
+                    TransactWriteItem::builder()
+                        .put(put.build().map_err(build_err)?)
+                        .build()
                 }
                 _ => {
                     let delete = Delete::builder()

@@ -17,8 +17,8 @@ use aws_sdk_ssm::operation::put_parameter::PutParameterError;
 use aws_sdk_ssm::primitives::DateTimeFormat;
 use aws_sdk_ssm::types::{Parameter, ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
-use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use std::sync::Arc;
+use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 
 use tagged_routing::{
     now_rfc3339, AppendGuard, Change, ChangeLog, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key,
@@ -193,15 +193,26 @@ impl SsmStore {
                 }
                 let raw = p.value().unwrap_or_default();
                 let value = JsonText::parse(raw).or_else(|_| JsonText::from_serialize(&raw))?;
-                let make =
-                    |revision| Change::new(owner, revision, key, ChangeOp::Put, version, "ssm", at.clone(), Some(&value));
+                let make = |revision| {
+                    Change::new(
+                        owner,
+                        revision,
+                        key,
+                        ChangeOp::Put,
+                        version,
+                        "ssm",
+                        at.clone(),
+                        Some(&value),
+                    )
+                };
                 self.log.append(owner, &make, AppendGuard::NewerThanRecorded).await
             }
             None => {
                 // Deleted outside the API. Our own deletes removed the record already.
                 let Some(record) = record else { return Ok(None) };
                 let version = record.version;
-                let make = |revision| Change::new(owner, revision, key, ChangeOp::Delete, version, "ssm", at.clone(), None);
+                let make =
+                    |revision| Change::new(owner, revision, key, ChangeOp::Delete, version, "ssm", at.clone(), None);
                 self.log.append(owner, &make, AppendGuard::RecordedIs(version)).await
             }
         }

@@ -14,7 +14,16 @@ fn change(owner: &Owner, key: &Key, op: ChangeOp, version: u64) -> impl Fn(Revis
     move |revision| {
         let value = JsonText::parse(&version.to_string()).unwrap();
         let value = (op == ChangeOp::Put).then_some(&value);
-        Change::new(&owner, revision, &key, op, Version(version), "log-test", now_rfc3339(), value)
+        Change::new(
+            &owner,
+            revision,
+            &key,
+            op,
+            Version(version),
+            "log-test",
+            now_rfc3339(),
+            value,
+        )
     }
 }
 
@@ -53,18 +62,30 @@ pub async fn run_all(log: Arc<dyn ChangeLog>) {
 
     // An outside delete only of the version recorded; then the record is gone.
     let stale = log
-        .append(&t, &change(&t, &key, ChangeOp::Delete, 1), AppendGuard::RecordedIs(Version(1)))
+        .append(
+            &t,
+            &change(&t, &key, ChangeOp::Delete, 1),
+            AppendGuard::RecordedIs(Version(1)),
+        )
         .await
         .unwrap();
     assert!(stale.is_none(), "version 2 is recorded, not 1");
     let deleted = log
-        .append(&t, &change(&t, &key, ChangeOp::Delete, 2), AppendGuard::RecordedIs(Version(2)))
+        .append(
+            &t,
+            &change(&t, &key, ChangeOp::Delete, 2),
+            AppendGuard::RecordedIs(Version(2)),
+        )
         .await
         .unwrap()
         .expect("the recorded version");
     assert_eq!(deleted.revision, Revision(3));
     assert!(log.recorded(&t, std::slice::from_ref(&key)).await.unwrap().is_empty());
-    assert_eq!(log.head(&t).await.unwrap(), Revision(3), "refused appends took no revision");
+    assert_eq!(
+        log.head(&t).await.unwrap(),
+        Revision(3),
+        "refused appends took no revision"
+    );
 
     // Concurrent appenders: every revision once, none skipped, in order.
     let mut tasks = Vec::new();

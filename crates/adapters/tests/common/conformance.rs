@@ -351,7 +351,10 @@ pub async fn layers(store: &TaggedStore) {
     // Names unique to this run: the shared and tier layers are global.
     let tier = TierName::parse(&format!("t-{}", tenant.as_str())).unwrap();
     let tier_owner = Owner::Tier(tier.clone());
-    for raw in [format!("param_config_shared/{tenant}"), format!("tenant_config_shared/{tenant}")] {
+    for raw in [
+        format!("param_config_shared/{tenant}"),
+        format!("tenant_config_shared/{tenant}"),
+    ] {
         let k = key(store, &raw);
         let read = || async { resolve(store, tenant, std::slice::from_ref(&k)).await.unwrap().0.pop() };
         assert!(read().await.is_none(), "{raw}");
@@ -360,7 +363,11 @@ pub async fn layers(store: &TaggedStore) {
             .put(&Owner::Shared, &k, &json("\"default\""), Precondition::None, "op")
             .await
             .unwrap();
-        assert_eq!(shared.revision, Revision(shared_head.0 + 1), "{raw}: the shared log's own revision");
+        assert_eq!(
+            shared.revision,
+            Revision(shared_head.0 + 1),
+            "{raw}: the shared log's own revision"
+        );
         let got = read().await.expect("falls back to the shared layer");
         assert_eq!((got.value.as_str(), got.layer), ("\"default\"", Layer::Shared), "{raw}");
         store
@@ -368,33 +375,57 @@ pub async fn layers(store: &TaggedStore) {
             .await
             .unwrap();
         if store.tier_of(tenant).await.unwrap().is_none() {
-            assert_eq!(read().await.unwrap().layer, Layer::Shared, "{raw}: no tier assigned yet");
+            assert_eq!(
+                read().await.unwrap().layer,
+                Layer::Shared,
+                "{raw}: no tier assigned yet"
+            );
             let head = store.head_revision(&t).await.unwrap();
             let change = store.assign_tier(tenant, Some(&tier), "op").await.unwrap().unwrap();
             assert_eq!((change.op, change.revision), (ChangeOp::Tier, Revision(head.0 + 1)));
             assert_eq!(change.assigned_tier(), Some(Some(tier.clone())));
-            assert!(store.assign_tier(tenant, Some(&tier), "op").await.unwrap().is_none(), "same tier: no change");
+            assert!(
+                store.assign_tier(tenant, Some(&tier), "op").await.unwrap().is_none(),
+                "same tier: no change"
+            );
             assert_eq!(store.tier_of(tenant).await.unwrap(), Some(tier.clone()));
             let log = store.changes_since(&t, head, 10).await.unwrap();
             assert_eq!(log.len(), 1, "one change per assignment");
         }
         let got = read().await.unwrap();
-        assert_eq!((got.value.as_str(), &got.layer), ("\"tiered\"", &Layer::Tier(tier.clone())), "{raw}");
-        store.put(&t, &k, &json("\"mine\""), Precondition::None, "a").await.unwrap();
+        assert_eq!(
+            (got.value.as_str(), &got.layer),
+            ("\"tiered\"", &Layer::Tier(tier.clone())),
+            "{raw}"
+        );
+        store
+            .put(&t, &k, &json("\"mine\""), Precondition::None, "a")
+            .await
+            .unwrap();
         let got = read().await.unwrap();
         assert_eq!((got.value.as_str(), got.layer), ("\"mine\"", Layer::Tenant), "{raw}");
         // The own-layer read never falls back.
         let other = fresh_tenant("lyr");
         assert!(store.get(&other, &k).await.unwrap().is_none(), "{raw}");
         store.delete(&t, &k, Precondition::None, "a").await.unwrap();
-        assert_eq!(read().await.unwrap().layer, Layer::Tier(tier.clone()), "{raw}: the tier shows again");
+        assert_eq!(
+            read().await.unwrap().layer,
+            Layer::Tier(tier.clone()),
+            "{raw}: the tier shows again"
+        );
         store.delete(&tier_owner, &k, Precondition::None, "op").await.unwrap();
-        store.delete(&Owner::Shared, &k, Precondition::None, "op").await.unwrap();
+        store
+            .delete(&Owner::Shared, &k, Precondition::None, "op")
+            .await
+            .unwrap();
         assert!(read().await.is_none(), "{raw}");
     }
     let head = store.head_revision(&t).await.unwrap();
     let change = store.assign_tier(tenant, None, "op").await.unwrap().unwrap();
-    assert_eq!((change.revision, change.assigned_tier()), (Revision(head.0 + 1), Some(None)));
+    assert_eq!(
+        (change.revision, change.assigned_tier()),
+        (Revision(head.0 + 1), Some(None))
+    );
     assert_eq!(store.tier_of(tenant).await.unwrap(), None);
 }
 
@@ -415,7 +446,12 @@ pub async fn shared_layer(store: &TaggedStore) {
         .put(&t, &k, &json("\"mine\""), Precondition::None, "a")
         .await
         .unwrap();
-    let got = resolve(store, tenant, std::slice::from_ref(&k)).await.unwrap().0.pop().unwrap();
+    let got = resolve(store, tenant, std::slice::from_ref(&k))
+        .await
+        .unwrap()
+        .0
+        .pop()
+        .unwrap();
     assert_eq!((got.value.as_str(), got.layer), ("\"mine\"", Layer::Tenant));
     store
         .delete(&Owner::Shared, &k, Precondition::None, "admin")

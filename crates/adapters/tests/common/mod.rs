@@ -2,6 +2,6 @@
 #[allow(dead_code)]
 pub mod aws;
 #[allow(dead_code)]
-pub mod conformance;
-#[allow(dead_code)]
 pub mod change_log;
+#[allow(dead_code)]
+pub mod conformance;
