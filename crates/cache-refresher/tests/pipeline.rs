@@ -377,43 +377,49 @@ impl Pipe<'_> {
         let records = stream.read().await;
         let response = stream_publisher::publish(&records, self.sink, self.publisher).await;
         assert!(response.batch_item_failures.is_empty());
-        let mut refreshed = 0;
-        for _ in 0..10 {
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(self.queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
+        let outcomes = drain_queue(self.sqs, self.queue_url, self.refresher).await;
+        for outcome in &outcomes {
+            assert!(matches!(outcome, Outcome::Refreshed { accepted: 1, .. }), "{outcome:?}");
+        }
+        outcomes.len()
+    }
+}
+
+/// Hands every event the queue receives (until it stays empty after the first) to the
+/// cache-refresher, as the Lambda's SQS-free EventBridge target would; returns the outcomes.
+async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str, refresher: &Refresher) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for _ in 0..10 {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() && !outcomes.is_empty() {
+            break;
+        }
+        for m in messages {
+            let mut body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            // moto's SQS-delivered events lack `account`.
+            body.as_object_mut()
+                .unwrap()
+                .entry("account")
+                .or_insert(json!("123456789012"));
+            let event: EventBridgeEvent<Value> = serde_json::from_value(body).unwrap();
+            outcomes.push(refresher.handle(&event).await.unwrap());
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
                 .send()
                 .await
                 .unwrap();
-            let messages = received.messages.unwrap_or_default();
-            if messages.is_empty() && refreshed > 0 {
-                break;
-            }
-            for m in messages {
-                let mut body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-                // moto's SQS-delivered events lack `account`.
-                body.as_object_mut()
-                    .unwrap()
-                    .entry("account")
-                    .or_insert(json!("123456789012"));
-                let event: EventBridgeEvent<Value> = serde_json::from_value(body).unwrap();
-                let outcome = self.refresher.handle(&event).await.unwrap();
-                assert!(matches!(outcome, Outcome::Refreshed { accepted: 1, .. }), "{outcome:?}");
-                refreshed += 1;
-                self.sqs
-                    .delete_message()
-                    .queue_url(self.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
         }
-        refreshed
     }
+    outcomes
 }
 
 /// The real EventBridge client, refusing chosen changes (by revision) for a number of
@@ -564,40 +570,7 @@ impl testkit::layers::Feed for EmulatorFeed {
         }
         let response = stream_publisher::publish(&records, &self.sink, &self.publisher).await;
         assert!(response.batch_item_failures.is_empty());
-        let mut refreshed = 0;
-        for _ in 0..10 {
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            let messages = received.messages.unwrap_or_default();
-            if messages.is_empty() && refreshed > 0 {
-                break;
-            }
-            for m in messages {
-                let mut body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-                // moto's SQS-delivered events lack `account`.
-                body.as_object_mut()
-                    .unwrap()
-                    .entry("account")
-                    .or_insert(json!("123456789012"));
-                let event: EventBridgeEvent<Value> = serde_json::from_value(body).unwrap();
-                self.refresher.handle(&event).await.unwrap();
-                refreshed += 1;
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        drain_queue(&self.sqs, &self.queue_url, &self.refresher).await;
     }
 }
 

@@ -14,8 +14,6 @@
 //! `TAGCFG_BENCH_SERVER=<path to a tagcfg binary>` measures another build of the server (the
 //! watch-server image's static musl binary, say) with the same client.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,35 +69,13 @@ async fn next_change(stream: &mut tonic::Streaming<watch::pb::WatchEvent>) -> u6
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let server_binary = std::env::var_os("TAGCFG_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_tagcfg").into());
-    let mut server = Command::new(server_binary)
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--no-demo",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("TAGCFG_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (mut http_url, mut grpc_url, mut token) = (String::new(), String::new(), String::new());
-    for line in BufReader::new(server.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let trimmed = line.trim();
-        if let Some(rest) = trimmed.strip_prefix("HTTP API") {
-            http_url = rest.split_whitespace().next().unwrap().to_owned();
-        } else if let Some(rest) = trimmed.strip_prefix("gRPC watch") {
-            grpc_url = rest.split_whitespace().next().unwrap().to_owned();
-        } else if let Some(t) = trimmed.strip_prefix("export ACME_TOKEN=") {
-            token = t.to_owned();
-        } else if trimmed.starts_with("Ctrl-C") {
-            break;
-        }
-    }
+    let served = testkit::serve::Served::start(server_binary, dir.path(), &["--no-demo"]);
+    let (http_url, grpc_url, token) = (
+        served.http_url.clone(),
+        served.grpc_url.clone(),
+        served.token("ACME_TOKEN"),
+    );
+    let server_pid = served.child.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -186,7 +162,7 @@ fn main() {
 
         // 4. Fan-out.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = rss_kib(server.id());
+        let before = rss_kib(server_pid);
         let mut channels = Vec::new();
         for _ in 0..CONNECTIONS {
             channels.push(Channel::from_shared(grpc_url.clone()).unwrap().connect().await.unwrap());
@@ -198,7 +174,7 @@ fn main() {
         }
         let open_time = opened.elapsed();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let after = rss_kib(server.id());
+        let after = rss_kib(server_pid);
         let received = Arc::new(AtomicUsize::new(0));
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Instant>(STREAMS);
         for mut s in streams {
@@ -231,6 +207,5 @@ fn main() {
         );
         assert_eq!(received.load(Ordering::SeqCst), STREAMS);
     });
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(served);
 }

@@ -1,9 +1,8 @@
 //! The local server, started for real on a random port (the mini-redis way), driven over
 //! HTTP with reqwest and with the `tagcfg` binary itself.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -253,49 +252,11 @@ async fn the_cli_talks_to_the_server() {
     server.shutdown().await.unwrap();
 }
 
-/// Kills the child process even when the test panics.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn tagcfg_serve_prints_working_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tagcfg"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ])
-        .env("TAGCFG_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = KillOnDrop(child);
-    let mut url = None;
-    let mut token = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("HTTP API") {
-            url = rest.split_whitespace().next().map(str::to_owned);
-        }
-        if let Some(t) = line.strip_prefix("export ACME_TOKEN=") {
-            token = Some(t.to_owned());
-        }
-        if line.starts_with("Ctrl-C") {
-            break;
-        }
-    }
+    let served = testkit::serve::Served::start(env!("CARGO_BIN_EXE_tagcfg"), dir.path(), &[]);
+    let (url, token) = (Some(served.http_url.clone()), Some(served.token("ACME_TOKEN")));
     let (url, token) = (
         url.expect("the banner shows the URL"),
         token.expect("the banner shows an acme token"),
@@ -311,7 +272,7 @@ fn tagcfg_serve_prints_working_tokens() {
             .unwrap()
             .status()
     });
-    drop(child);
+    drop(served);
     assert_eq!(status, StatusCode::OK);
 }
 

@@ -224,19 +224,24 @@ async fn the_tenant_claim_name_is_configurable() {
     assert_eq!(ctx.tenant.as_str(), "globex");
 }
 
+/// A verifier of dev tokens signed with `DEV_SECRET`.
+fn dev_verifier() -> Verifier {
+    Verifier::new(VerifierConfig {
+        issuer: Some(dev::DEV_ISSUER.into()),
+        audiences: vec![dev::DEV_AUDIENCE.into()],
+        dev_secret: Some(DEV_SECRET.to_vec()),
+        ..VerifierConfig::default()
+    })
+    .unwrap()
+}
+
 #[tokio::test]
 async fn dev_tokens_need_the_dev_secret() {
     let acme = tagged_routing::TenantId::parse("acme").unwrap();
     let token = dev::mint(DEV_SECRET, &acme, "dev", &[Scope::Read], 60).unwrap();
     // An RS256-only verifier refuses it.
     assert_eq!(reject(&token).await, AuthError::HmacNotAccepted);
-    let dev_verifier = Verifier::new(VerifierConfig {
-        issuer: Some(dev::DEV_ISSUER.into()),
-        audiences: vec![dev::DEV_AUDIENCE.into()],
-        dev_secret: Some(DEV_SECRET.to_vec()),
-        ..VerifierConfig::default()
-    })
-    .unwrap();
+    let dev_verifier = dev_verifier();
     assert_eq!(dev_verifier.verify_tenant(&token).await.unwrap().tenant, acme);
     let other = dev::mint(b"another-secret-another-secret-another", &acme, "dev", &[], 60).unwrap();
     assert_eq!(
@@ -352,13 +357,7 @@ async fn operators_carry_the_operator_scope_and_no_tenant() {
 #[tokio::test]
 async fn dev_operator_tokens() {
     let token = dev::mint_operator(DEV_SECRET, "ops", 60).unwrap();
-    let dev_verifier = Verifier::new(VerifierConfig {
-        issuer: Some(dev::DEV_ISSUER.into()),
-        audiences: vec![dev::DEV_AUDIENCE.into()],
-        dev_secret: Some(DEV_SECRET.to_vec()),
-        ..VerifierConfig::default()
-    })
-    .unwrap();
+    let dev_verifier = dev_verifier();
     let principal = dev_verifier.verify(&token).await.unwrap();
     assert_eq!(principal.subject(), "ops");
     assert!(matches!(principal, tenant_auth::Principal::Operator(_)));

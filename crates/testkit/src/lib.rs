@@ -7,5 +7,8 @@
 //!   writes, checked at every step against every reader (HTTP, gRPC `Get`, a `Watch`
 //!   stream's view, a resumed `Watch` stream, the Lambda's `CachedStore`, the Rust client),
 //!   run against any [`layers::Deployment`]: the local server, or the emulator stack.
+//! - [`serve`]: `tagcfg serve` as a child process on free ports, its banner read (tests of
+//!   the binary, the watch benchmark).
 
 pub mod layers;
+pub mod serve;

@@ -125,21 +125,10 @@ fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
 
 /// Writes through the store, and pushes the change into the hub (what a feed does).
 async fn write(setup: &Setup, tenant: &str, key: &str, value: &str) -> Revision {
-    let owner = Owner::Tenant(TenantId::parse(tenant).unwrap());
-    let key = setup.store.routes().parse_key(key).unwrap();
-    let item = setup
-        .store
-        .put(&owner, &key, &JsonText::parse(value).unwrap(), Precondition::None, "w")
-        .await
-        .unwrap();
-    let change = setup
-        .store
-        .changes_since(&owner, Revision(item.revision.0 - 1), 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let change = write_unpublished(setup, tenant, key, value).await;
+    let revision = change.revision;
     setup.hub.publish(change).await.unwrap();
-    item.revision
+    revision
 }
 
 type Events = tonic::Streaming<pb::WatchEvent>;

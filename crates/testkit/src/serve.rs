@@ -1,0 +1,81 @@
+//! `tagcfg serve` as a child process, started on free ports, its banner read.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// A running `tagcfg serve`. Dropping it kills the process (also when a test panics).
+pub struct Served {
+    pub child: Child,
+    pub http_url: String,
+    pub grpc_url: String,
+    /// The banner's `export NAME=value` lines (the dev tokens).
+    pub exports: HashMap<String, String>,
+    /// The rest of standard output, after the banner.
+    pub stdout: BufReader<ChildStdout>,
+}
+
+impl Served {
+    /// Starts `binary serve` on free ports with its data in `data_dir` (plus `extra_args`),
+    /// and reads the banner up to its last line.
+    pub fn start(binary: impl AsRef<std::ffi::OsStr>, data_dir: &Path, extra_args: &[&str]) -> Served {
+        let mut child = Command::new(binary)
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra_args)
+            .env("TAGCFG_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tagcfg serve starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (mut http_url, mut grpc_url, mut exports) = (String::new(), String::new(), HashMap::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = child.kill();
+                panic!("tagcfg serve ended before its banner was complete");
+            }
+            let trimmed = line.trim();
+            if let Some(rest) = trimmed.strip_prefix("HTTP API") {
+                http_url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            } else if let Some(rest) = trimmed.strip_prefix("gRPC watch") {
+                grpc_url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            } else if let Some((name, value)) = trimmed.strip_prefix("export ").and_then(|e| e.split_once('=')) {
+                exports.insert(name.to_owned(), value.to_owned());
+            } else if trimmed.starts_with("Ctrl-C") {
+                break;
+            }
+        }
+        Served {
+            child,
+            http_url,
+            grpc_url,
+            exports,
+            stdout,
+        }
+    }
+
+    /// A token the banner exported, e.g. `ACME_TOKEN`.
+    pub fn token(&self, name: &str) -> String {
+        self.exports
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("the banner exports no {name}"))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
