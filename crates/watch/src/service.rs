@@ -73,8 +73,8 @@ fn event(e: Event) -> pb::WatchEvent {
     pb::WatchEvent { event: Some(e) }
 }
 
-fn heartbeat(cursor: &Cursor) -> pb::WatchEvent {
-    event(Event::Heartbeat(pb::Heartbeat {
+fn heartbeat(cursor: &Cursor) -> Box<pb::WatchEvent> {
+    boxed(Event::Heartbeat(pb::Heartbeat {
         cursor: Some(cursor_to_pb(cursor)),
     }))
 }
@@ -87,9 +87,10 @@ struct Pump {
     prefixes: Vec<String>,
     hub: Arc<Hub>,
     routes: Arc<RoutingTable>,
-    // Plain events, not `Result<_, Status>`: a `Status` is ~170 bytes and a channel
-    // allocates 32 slots at a time, so this saves ~4 KiB per open stream.
-    tx: mpsc::Sender<pb::WatchEvent>,
+    // Boxed events, not `Result<_, Status>` or plain events: a channel allocates its slots
+    // 32 at a time, a `Status` is ~170 bytes and a `WatchEvent` (with its cursor) ~90, so a
+    // pointer per slot keeps ~2.5 KiB per open stream off the heap (docs/BENCHMARKS.md).
+    tx: mpsc::Sender<Box<pb::WatchEvent>>,
     heartbeat: Duration,
     /// When the token the stream was opened with stops being accepted.
     token_expires: std::time::SystemTime,
@@ -99,9 +100,13 @@ struct Pump {
 /// expired (an event with no content is never sent otherwise).
 const TOKEN_EXPIRED: pb::WatchEvent = pb::WatchEvent { event: None };
 
+fn boxed(e: Event) -> Box<pb::WatchEvent> {
+    Box::new(event(e))
+}
+
 impl Pump {
-    fn batch(&self, updates: &[&Update], cursor: &Cursor) -> pb::WatchEvent {
-        event(Event::Updates(pb::UpdateBatch {
+    fn batch(&self, updates: &[&Update], cursor: &Cursor) -> Box<pb::WatchEvent> {
+        boxed(Event::Updates(pb::UpdateBatch {
             updates: updates.iter().map(|u| update_to_pb(u, &self.routes)).collect(),
             cursor: Some(cursor_to_pb(cursor)),
         }))
@@ -114,7 +119,7 @@ impl Pump {
                 reason,
                 cursor: Some(cursor_to_pb(&cursor)),
             };
-            let _ = self.tx.send(event(Event::Resync(resync))).await;
+            let _ = self.tx.send(boxed(Event::Resync(resync))).await;
             return;
         }
         let replay = std::mem::take(&mut self.sub.replay);
@@ -150,7 +155,7 @@ impl Pump {
                     None => {
                         let reason = self.sub.cut.get().cloned().unwrap_or_else(|| "the server stopped this stream; resume from the last cursor".to_owned());
                         let resync = pb::Resync { reason, cursor: Some(cursor_to_pb(&cursor)) };
-                        let _ = self.tx.send(event(Event::Resync(resync))).await;
+                        let _ = self.tx.send(boxed(Event::Resync(resync))).await;
                         return;
                     }
                 },
@@ -165,7 +170,7 @@ impl Pump {
                     }
                 }
                 _ = &mut expiry => {
-                    let _ = self.tx.send(TOKEN_EXPIRED).await;
+                    let _ = self.tx.send(Box::new(TOKEN_EXPIRED)).await;
                     return;
                 }
                 _ = self.tx.closed() => return,
@@ -225,7 +230,7 @@ impl pb::config_watch_server::ConfigWatch for WatchService {
         };
         tokio::spawn(pump.run());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|e| match e.event {
-            Some(_) => Ok(e),
+            Some(_) => Ok(*e),
             None => Err(Status::unauthenticated(
                 "token_expired: the token of this stream expired; reconnect with a fresh one and resume from the last cursor",
             )),
