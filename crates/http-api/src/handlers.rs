@@ -88,6 +88,15 @@ struct HistoryPage<'a> {
 }
 
 #[derive(Serialize)]
+struct WriteResult<'a> {
+    key: &'a str,
+    version: tagged_routing::Version,
+    revision: Revision,
+    updated_at: &'a str,
+    layer: &'a tagged_routing::Layer,
+}
+
+#[derive(Serialize)]
 struct ListPage {
     items: Vec<ConfigItem>,
     next_cursor: Option<String>,
@@ -239,10 +248,13 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    let body = json!({
-        "key": item.key, "version": item.version, "revision": item.revision,
-        "updated_at": item.updated_at, "layer": item.layer,
-    });
+    let body = WriteResult {
+        key: &item.key,
+        version: item.version,
+        revision: item.revision,
+        updated_at: &item.updated_at,
+        layer: &item.layer,
+    };
     Ok(item_response(status, &item, body))
 }
 

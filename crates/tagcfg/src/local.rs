@@ -195,11 +195,11 @@ impl LocalServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting, finishes in-flight requests and closes the store.
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc_addr)
     }
 
+    /// Stops accepting, finishes in-flight requests and closes the store.
     pub async fn shutdown(self) -> Result<(), LocalError> {
         self.forwarder.abort();
         self.watch_server.shutdown().await.map_err(LocalError::Serve)?;

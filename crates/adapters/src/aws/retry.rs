@@ -1,9 +1,10 @@
-//! Exponential backoff with full jitter for retried AWS calls.
+//! Exponential backoff with equal jitter (half the cap, plus a random half) for retried AWS
+//! calls: never a near-zero sleep, still spread out.
 
 use std::time::Duration;
 
-/// Sleeps before retry number `attempt` (0-based): a random time up to
-/// 10 ms × 2^attempt, capped at 1 s.
+/// Sleeps before retry number `attempt` (0-based): a random time between half of and all
+/// of 10 ms × 2^attempt, capped at 1 s.
 pub async fn backoff(attempt: u32) {
     let cap_ms = (10u64 << attempt.min(7)).min(1000);
     tokio::time::sleep(Duration::from_millis(jitter(cap_ms))).await;
