@@ -14,7 +14,7 @@ use tagged_routing::{
     ChangeOp, ConfigStore, JsonText, Owner, Precondition, Revision, RoutingTable, StoreLimits, TaggedStore, TenantId,
 };
 use tenant_auth::service::ServiceVerifier;
-use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
+use tenant_auth::{dev, Scope};
 use watch::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
 use watch::{Hub, HubConfig, WatchServer, WatchService};
 
@@ -43,12 +43,7 @@ async fn watch_server() -> WatchServer {
         Arc::new(routes.clone()),
         HubConfig::default(),
     ));
-    let verifier = Verifier::new(VerifierConfig {
-        issuer: Some(dev::DEV_ISSUER.into()),
-        dev_secret: Some(DEV_SECRET.as_bytes().to_vec()),
-        ..VerifierConfig::default()
-    })
-    .unwrap();
+    let verifier = testkit::auth::dev_verifier(DEV_SECRET.as_bytes());
     let service = WatchService::new(
         hub,
         Arc::new(routes),

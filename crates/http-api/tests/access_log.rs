@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{RoutingTable, StoreLimits, TaggedStore, TenantId};
-use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
+use tenant_auth::{dev, Scope};
 use tower::ServiceExt;
 
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
@@ -37,13 +37,7 @@ async fn the_access_log_names_the_tenant_and_never_a_value_or_token() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let routes = RoutingTable::default();
     let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
-    let verifier = Verifier::new(VerifierConfig {
-        issuer: Some(dev::DEV_ISSUER.into()),
-        audiences: vec![dev::DEV_AUDIENCE.into()],
-        dev_secret: Some(SECRET.to_vec()),
-        ..VerifierConfig::default()
-    })
-    .unwrap();
+    let verifier = testkit::auth::dev_verifier(SECRET);
     let app = http_api::router(http_api::AppState::new(Arc::new(store), routes, Arc::new(verifier)));
     let w = dev::mint(
         SECRET,

@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{RoutingTable, StoreLimits, TaggedStore, TenantId};
-use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
+use tenant_auth::{dev, Scope};
 use tower::ServiceExt;
 
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
@@ -17,13 +17,7 @@ const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 fn app() -> Router {
     let routes = RoutingTable::default();
     let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
-    let verifier = Verifier::new(VerifierConfig {
-        issuer: Some(dev::DEV_ISSUER.into()),
-        audiences: vec![dev::DEV_AUDIENCE.into()],
-        dev_secret: Some(SECRET.to_vec()),
-        ..VerifierConfig::default()
-    })
-    .unwrap();
+    let verifier = testkit::auth::dev_verifier(SECRET);
     http_api::router(http_api::AppState::new(Arc::new(store), routes, Arc::new(verifier)))
 }
 

@@ -1,68 +1,23 @@
 //! The revision-validated read cache, counted (never timed) against the in-memory store.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use http_api::CachedStore;
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{
-    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
-    RoutingTable, StoreLimits, TaggedStore, TenantId, TierName,
+    ConfigStore, JsonText, Key, Owner, Precondition, RoutingTable, StoreLimits, TaggedStore, TenantId, TierName,
 };
+use testkit::stores::Observed;
 
-/// Counts the `get` calls that reach the backend.
-struct Counting {
-    inner: TaggedStore,
-    gets: AtomicU64,
-}
-
-#[async_trait]
-impl ConfigStore for Counting {
-    async fn get(&self, o: &Owner, k: &Key) -> Result<Option<ConfigItem>> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(o, k).await
-    }
-    async fn put(&self, o: &Owner, k: &Key, v: &JsonText, p: Precondition, a: &str) -> Result<ConfigItem> {
-        self.inner.put(o, k, v, p, a).await
-    }
-    async fn delete(&self, o: &Owner, k: &Key, p: Precondition, a: &str) -> Result<Change> {
-        self.inner.delete(o, k, p, a).await
-    }
-    async fn list(&self, o: &Owner, p: &str, a: Option<&str>, l: usize) -> Result<Page<ConfigItem>> {
-        self.inner.list(o, p, a, l).await
-    }
-    async fn batch_get(&self, o: &Owner, k: &[Key]) -> Result<Vec<ConfigItem>> {
-        self.inner.batch_get(o, k).await
-    }
-    async fn history(&self, o: &Owner, k: &Key, l: usize) -> Result<Vec<HistoryEntry>> {
-        self.inner.history(o, k, l).await
-    }
-    async fn changes_since(&self, o: &Owner, s: Revision, l: usize) -> Result<Vec<Change>> {
-        self.inner.changes_since(o, s, l).await
-    }
-    async fn head_revision(&self, o: &Owner) -> Result<Revision> {
-        self.inner.head_revision(o).await
-    }
-    async fn tier_of(&self, t: &TenantId) -> Result<Option<TierName>> {
-        self.inner.tier_of(t).await
-    }
-    async fn assign_tier(&self, t: &TenantId, tier: Option<&TierName>, a: &str) -> Result<Option<Change>> {
-        self.inner.assign_tier(t, tier, a).await
-    }
-}
-
-fn backend() -> Arc<Counting> {
+/// The backend: an in-memory `TaggedStore` whose `get` calls are counted.
+fn backend() -> Arc<Observed> {
     let inner = TaggedStore::single(
         RoutingTable::default(),
         Arc::new(MemoryStore::new()),
         StoreLimits::default(),
     );
-    Arc::new(Counting {
-        inner,
-        gets: AtomicU64::new(0),
-    })
+    Arc::new(Observed::new(Arc::new(inner)))
 }
 
 fn acme() -> Owner {
@@ -91,7 +46,7 @@ async fn a_thousand_reads_of_an_unchanged_key_make_one_backend_read() {
     for _ in 0..1000 {
         assert_eq!(cache.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "\"v1\"");
     }
-    assert_eq!(backend.gets.load(Ordering::SeqCst), 1);
+    assert_eq!(backend.gets(), 1);
     let counts = cache.metrics().take();
     // One head check: acme's own log is all an own-layer entry depends on.
     assert_eq!(
@@ -103,7 +58,7 @@ async fn a_thousand_reads_of_an_unchanged_key_make_one_backend_read() {
     for _ in 0..100 {
         assert!(cache.get(&acme(), &missing).await.unwrap().is_none());
     }
-    assert_eq!(backend.gets.load(Ordering::SeqCst), 2);
+    assert_eq!(backend.gets(), 2);
 }
 
 #[tokio::test]
@@ -124,7 +79,7 @@ async fn another_environments_write_is_seen_after_the_freshness_window() {
     let second = CachedStore::new(backend.clone(), window);
     assert_eq!(first.get(&acme(), &k).await.unwrap().unwrap().value.as_str(), "1");
     first.get(&acme(), &other).await.unwrap();
-    let reads_before = backend.gets.load(Ordering::SeqCst);
+    let reads_before = backend.gets();
 
     second
         .put(&acme(), &k, &json("2"), Precondition::None, "b")
@@ -137,7 +92,7 @@ async fn another_environments_write_is_seen_after_the_freshness_window() {
         "\"same\""
     );
     assert_eq!(
-        backend.gets.load(Ordering::SeqCst) - reads_before,
+        backend.gets() - reads_before,
         1,
         "only the changed key is read again; the change log named it"
     );

@@ -14,12 +14,7 @@ use watch::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event
 const DEV_SECRET: &str = "watch-server-test-secret-0123456789ab";
 const SERVICE_SECRET: &str = "watch-server-service-secret-0123456789";
 
-fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
+use testkit::auth::authed;
 
 #[tokio::test]
 async fn refresh_in_watch_out_get_from_the_aws_store() {

@@ -3,12 +3,17 @@
 //! A dev-dependency only: no production crate depends on it (`cargo tree -e normal` of any
 //! binary shows it nowhere).
 //!
+//! - [`auth`]: the dev-token verifier and authorised gRPC requests.
 //! - [`layers`]: the layer conformance suite — one scripted sequence of operator and tenant
 //!   writes, checked at every step against every reader (HTTP, gRPC `Get`, a `Watch`
 //!   stream's view, a resumed `Watch` stream, the Lambda's `CachedStore`, the Rust client),
 //!   run against any [`layers::Deployment`]: the local server, or the emulator stack.
+//! - [`stores`]: a store decorator that counts backend reads and can make the change log
+//!   forget old revisions.
 //! - [`serve`]: `tagcfg serve` as a child process on free ports, its banner read (tests of
 //!   the binary, the watch benchmark).
 
+pub mod auth;
 pub mod layers;
 pub mod serve;
+pub mod stores;

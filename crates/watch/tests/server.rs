@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{
-    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
-    RoutingTable, StoreLimits, TaggedStore, TenantId, TierName,
+    ConfigStore, JsonText, Owner, Precondition, Revision, RoutingTable, StoreLimits, TaggedStore, TenantId,
 };
 use tenant_auth::service::ServiceVerifier;
-use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
+use tenant_auth::{dev, Scope};
+use testkit::auth::authed;
+use testkit::stores::Observed;
 use tonic::transport::Channel;
 use watch::pb::{
     self, config_refresh_client::ConfigRefreshClient, config_watch_client::ConfigWatchClient, watch_event::Event,
@@ -19,44 +19,6 @@ use watch::{Hub, HubConfig, WatchServer, WatchService};
 
 const SECRET: &[u8] = b"watch-test-secret-watch-test-secret!";
 const SERVICE_SECRET: &[u8] = b"service-secret-service-secret-service!";
-
-/// A store whose change log "expired" below `oldest`, like DynamoDB's TTL does.
-struct Retained {
-    inner: TaggedStore,
-    oldest: u64,
-}
-
-#[async_trait]
-impl ConfigStore for Retained {
-    async fn get(&self, o: &Owner, k: &Key) -> Result<Option<ConfigItem>> {
-        self.inner.get(o, k).await
-    }
-    async fn put(&self, o: &Owner, k: &Key, v: &JsonText, p: Precondition, a: &str) -> Result<ConfigItem> {
-        self.inner.put(o, k, v, p, a).await
-    }
-    async fn delete(&self, o: &Owner, k: &Key, p: Precondition, a: &str) -> Result<Change> {
-        self.inner.delete(o, k, p, a).await
-    }
-    async fn list(&self, o: &Owner, p: &str, a: Option<&str>, l: usize) -> Result<Page<ConfigItem>> {
-        self.inner.list(o, p, a, l).await
-    }
-    async fn batch_get(&self, o: &Owner, k: &[Key]) -> Result<Vec<ConfigItem>> {
-        self.inner.batch_get(o, k).await
-    }
-    async fn history(&self, o: &Owner, k: &Key, l: usize) -> Result<Vec<HistoryEntry>> {
-        self.inner.history(o, k, l).await
-    }
-    async fn changes_since(&self, o: &Owner, s: Revision, l: usize) -> Result<Vec<Change>> {
-        let all = self.inner.changes_since(o, s, l).await?;
-        Ok(all.into_iter().filter(|c| c.revision.0 >= self.oldest).collect())
-    }
-    async fn head_revision(&self, o: &Owner) -> Result<Revision> {
-        self.inner.head_revision(o).await
-    }
-    async fn tier_of(&self, t: &TenantId) -> Result<Option<TierName>> {
-        self.inner.tier_of(t).await
-    }
-}
 
 struct Setup {
     server: WatchServer,
@@ -67,17 +29,11 @@ struct Setup {
 async fn setup(config: HubConfig, oldest_log_revision: u64) -> Setup {
     let routes = RoutingTable::default();
     let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
-    let backing: Arc<dyn ConfigStore> = Arc::new(Retained {
-        inner: store.clone(),
-        oldest: oldest_log_revision,
-    });
+    // A change log that "expired" below `oldest_log_revision`, as DynamoDB's TTL does.
+    let backing: Arc<dyn ConfigStore> =
+        Arc::new(Observed::new(Arc::new(store.clone())).with_log_from(oldest_log_revision));
     let hub = Arc::new(Hub::new(backing, Arc::new(routes.clone()), config));
-    let verifier = Verifier::new(VerifierConfig {
-        issuer: Some(dev::DEV_ISSUER.into()),
-        dev_secret: Some(SECRET.to_vec()),
-        ..VerifierConfig::default()
-    })
-    .unwrap();
+    let verifier = testkit::auth::dev_verifier(SECRET);
     let service = WatchService::new(
         hub.clone(),
         Arc::new(routes),
@@ -114,13 +70,6 @@ async fn grpc(setup: &Setup) -> ConfigWatchClient<Channel> {
     ConfigWatchClient::connect(format!("http://{}", setup.server.addr))
         .await
         .unwrap()
-}
-
-fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
 }
 
 /// Writes through the store, and pushes the change into the hub (what a feed does).
