@@ -166,6 +166,39 @@ async fn bus_to_queue(
     (events, sqs, queue_url)
 }
 
+/// The environment of a watch server (and a dev-token config-api) over table `name`.
+fn stack_vars(name: &str) -> HashMap<&'static str, String> {
+    HashMap::from([
+        ("TAGCFG_TABLE", name.to_owned()),
+        ("TAGCFG_SSM_ROOT", name.to_owned()),
+        ("TAGCFG_WATCH_ADDR", "127.0.0.1:0".into()),
+        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
+        ("TAGCFG_DEV_SECRET", DEV_SECRET.into()),
+        ("TAGCFG_ISSUER", dev::DEV_ISSUER.into()),
+    ])
+}
+
+async fn watch_server(vars: &HashMap<&'static str, String>, clients: &Clients) -> watch::WatchServer {
+    let config = tagcfg::watch_server::WatchServerConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
+    tagcfg::watch_server::start(config, clients).await.unwrap()
+}
+
+/// The cache-refresher of table `name`, refreshing `server`.
+fn refresher_of(sdk: &aws_config::SdkConfig, clients: &Clients, name: &str, server: &watch::WatchServer) -> Refresher {
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("TAGCFG_WATCH_ENDPOINTS", format!("http://{}", server.addr)),
+        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
+        ("TAGCFG_TABLE", name.to_owned()),
+        ("TAGCFG_SSM_ROOT", name.to_owned()),
+    ]);
+    Refresher::new(
+        RefresherConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap(),
+        clients,
+        aws_sdk_servicediscovery::Client::new(sdk),
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
     let Some(sdk) = adapters::aws::emulators::sdk_config_or_skip(
@@ -183,16 +216,8 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
     let (events, sqs, queue_url) = bus_to_queue(&sdk, &name).await;
 
     // A watch server over the same table, and a watcher of acme.
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("TAGCFG_TABLE", name.clone()),
-        ("TAGCFG_SSM_ROOT", name.clone()),
-        ("TAGCFG_WATCH_ADDR", "127.0.0.1:0".into()),
-        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
-        ("TAGCFG_DEV_SECRET", DEV_SECRET.into()),
-        ("TAGCFG_ISSUER", dev::DEV_ISSUER.into()),
-    ]);
-    let ws_config = tagcfg::watch_server::WatchServerConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
-    let server = tagcfg::watch_server::start(ws_config, &clients).await.unwrap();
+    let vars = stack_vars(&name);
+    let server = watch_server(&vars, &clients).await;
     let token = dev::mint(
         DEV_SECRET.as_bytes(),
         &tagged_routing::TenantId::parse("acme").unwrap(),
@@ -243,18 +268,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
         source: "tagcfg".into(),
     };
     let sink = EventBridgeSink { client: events.clone() };
-    let refresher_vars: HashMap<&str, String> = HashMap::from([
-        ("TAGCFG_WATCH_ENDPOINTS", format!("http://{}", server.addr)),
-        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
-        ("TAGCFG_TABLE", name.clone()),
-        ("TAGCFG_SSM_ROOT", name.clone()),
-    ]);
-    let refresher = Refresher::new(
-        RefresherConfig::from_lookup(&|k: &str| refresher_vars.get(k).cloned()).unwrap(),
-        &clients,
-        aws_sdk_servicediscovery::Client::new(&sdk),
-    )
-    .unwrap();
+    let refresher = refresher_of(&sdk, &clients, &name, &server);
     let mut stream = StreamReader::open(&sdk, &name).await;
 
     let pipe = Pipe {
@@ -587,32 +601,17 @@ async fn every_reader_agrees_at_every_step_on_the_emulator_stack() {
     let name = emulators::fresh_table(&sdk, "layers").await;
     let clients = Clients::from_sdk(&sdk);
     let (events, sqs, queue_url) = bus_to_queue(&sdk, &name).await;
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("TAGCFG_TABLE", name.clone()),
-        ("TAGCFG_SSM_ROOT", name.clone()),
-        ("TAGCFG_WATCH_ADDR", "127.0.0.1:0".into()),
-        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
-        ("TAGCFG_DEV_SECRET", DEV_SECRET.into()),
-        ("TAGCFG_ISSUER", dev::DEV_ISSUER.into()),
-    ]);
-    let lookup = |k: &str| vars.get(k).cloned();
     // The watch server, the config-api router on a port of its own, the feed's Lambdas.
-    let server = tagcfg::watch_server::start(
-        tagcfg::watch_server::WatchServerConfig::from_lookup(&lookup).unwrap(),
+    let vars = stack_vars(&name);
+    let server = watch_server(&vars, &clients).await;
+    let api = config_api::build(
+        config_api::ApiConfig::from_lookup(|k| vars.get(k).cloned()).unwrap(),
         &clients,
     )
-    .await
     .unwrap();
-    let api = config_api::build(config_api::ApiConfig::from_lookup(lookup).unwrap(), &clients).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = listener.local_addr().unwrap();
     let http = tokio::spawn(async move { axum::serve(listener, api.router).await });
-    let refresher_vars: HashMap<&str, String> = HashMap::from([
-        ("TAGCFG_WATCH_ENDPOINTS", format!("http://{}", server.addr)),
-        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
-        ("TAGCFG_TABLE", name.clone()),
-        ("TAGCFG_SSM_ROOT", name.clone()),
-    ]);
     let feed = EmulatorFeed {
         stream: tokio::sync::Mutex::new(StreamReader::open(&sdk, &name).await),
         publisher: PublisherConfig {
@@ -622,12 +621,7 @@ async fn every_reader_agrees_at_every_step_on_the_emulator_stack() {
         sink: EventBridgeSink { client: events },
         sqs,
         queue_url,
-        refresher: Refresher::new(
-            RefresherConfig::from_lookup(&|k: &str| refresher_vars.get(k).cloned()).unwrap(),
-            &clients,
-            aws_sdk_servicediscovery::Client::new(&sdk),
-        )
-        .unwrap(),
+        refresher: refresher_of(&sdk, &clients, &name, &server),
     };
     let mut settings = adapters::aws::AwsSettings::new(&name);
     settings.ssm.root = name.clone();
