@@ -49,6 +49,11 @@ pub struct HubConfig {
     /// The most keys a tier layer may hold for a tier change to be announced key by key;
     /// beyond it, the tenant's subscribers get a resync.
     pub max_tier_keys: usize,
+    /// The most owners whose state (head, ring, cache) the hub keeps without anyone
+    /// following them; past it, the least recently used of those are forgotten (their
+    /// state comes back from the store when needed). Owners a subscriber reads through are
+    /// never evicted.
+    pub max_idle_owners: usize,
 }
 
 impl Default for HubConfig {
@@ -58,6 +63,7 @@ impl Default for HubConfig {
             subscriber_buffer: 256,
             log_page: 500,
             max_tier_keys: 10_000,
+            max_idle_owners: 10_000,
         }
     }
 }
@@ -155,9 +161,11 @@ struct Subscriber {
 #[derive(Default)]
 struct LogState {
     head: Option<Revision>,
-    /// Bumped whenever a change alters the cache (or a tenant's tier): a store read begun
-    /// before is not cached after.
+    /// Set from the hub's clock whenever a change alters the cache (or a tenant's tier): a
+    /// store read begun before is not cached after. Never repeats, even across evictions.
     epoch: u64,
+    /// When the owner was last used (the hub's clock), for eviction.
+    last_used: u64,
     ring: VecDeque<Arc<Change>>,
     /// key → the owner's own item, or `None` when known absent.
     cache: HashMap<String, Option<ConfigItem>>,
@@ -201,6 +209,8 @@ pub struct Hub {
     /// deliveries meet exactly at its cursor.
     order: tokio::sync::Mutex<()>,
     duplicates: AtomicU64,
+    /// A logical clock for epochs and recency.
+    clock: AtomicU64,
 }
 
 pub(crate) fn matches(prefixes: &[String], key: &str) -> bool {
@@ -239,14 +249,20 @@ impl LayerSource for CachedView<'_> {
         }
         let read = LayerSource::own_items(&*hub.store, owner, &misses).await?;
         let mut state = hub.state();
-        let log = state.logs.entry(owner.clone()).or_default();
-        // Cache only if no change of this owner arrived meanwhile (it could be newer).
-        if log.epoch == epoch {
+        // Cache only if no change of this owner arrived meanwhile (it could be newer), and
+        // only while the hub still tracks its head (an evicted owner's changes are dropped).
+        if let Some(log) = state
+            .logs
+            .get_mut(owner)
+            .filter(|l| l.epoch == epoch && l.head.is_some())
+        {
+            log.last_used = hub.tick();
             for key in &misses {
                 let item = read.iter().find(|i| i.key == key.as_str()).cloned();
                 log.cache.insert(key.as_str().to_owned(), item);
             }
         }
+        hub.evict_idle(&mut state);
         found.extend(read);
         Ok(found)
     }
@@ -262,6 +278,52 @@ impl Hub {
             state: Mutex::new(State::default()),
             order: tokio::sync::Mutex::new(()),
             duplicates: AtomicU64::new(0),
+            clock: AtomicU64::new(1),
+        }
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How many owners the hub keeps state for (followed or not).
+    pub fn cached_owners(&self) -> usize {
+        self.state().logs.len()
+    }
+
+    /// Forgets the least recently used owners nobody follows, past `max_idle_owners`.
+    fn evict_idle(&self, state: &mut State) {
+        if state.logs.len() <= self.config.max_idle_owners {
+            return;
+        }
+        let mut followed = std::collections::HashSet::new();
+        for (tenant, t) in &state.tenants {
+            if !t.subscribers.is_empty() {
+                followed.insert(Owner::Tenant(tenant.clone()));
+                if let Some(Some(tier)) = &t.tier {
+                    followed.insert(Owner::Tier(tier.clone()));
+                }
+                followed.insert(Owner::Shared);
+            }
+        }
+        let mut idle: Vec<(u64, Owner)> = state
+            .logs
+            .iter()
+            .filter(|(o, _)| !followed.contains(*o))
+            .map(|(o, l)| (l.last_used, o.clone()))
+            .collect();
+        if idle.len() <= self.config.max_idle_owners {
+            return;
+        }
+        idle.sort_by_key(|(used, _)| *used);
+        let excess = idle.len() - self.config.max_idle_owners;
+        for (_, owner) in idle.into_iter().take(excess) {
+            state.logs.remove(&owner);
+            if let Owner::Tenant(t) = &owner {
+                if state.tenants.get(t).is_some_and(|s| s.subscribers.is_empty()) {
+                    state.tenants.remove(t);
+                }
+            }
         }
     }
 
@@ -289,13 +351,25 @@ impl Hub {
             return Ok(h);
         }
         let loaded = self.store.head_revision(owner).await?;
+        let tick = self.tick();
         let mut state = self.state();
-        Ok(*state.logs.entry(owner.clone()).or_default().head.get_or_insert(loaded))
+        let log = state.logs.entry(owner.clone()).or_insert_with(|| LogState {
+            // A fresh epoch: a read that began against an evicted state never matches it.
+            epoch: tick,
+            last_used: tick,
+            ..LogState::default()
+        });
+        Ok(*log.head.get_or_insert(loaded))
     }
 
-    /// The cache epoch of `owner`'s log (see `LogState::epoch`).
+    /// The cache epoch of `owner`'s log (see `LogState::epoch`); 0 when it has no state.
     fn epoch(&self, owner: &Owner) -> u64 {
-        self.state().logs.entry(owner.clone()).or_default().epoch
+        let tick = self.tick();
+        let mut state = self.state();
+        state.logs.get_mut(owner).map_or(0, |l| {
+            l.last_used = tick;
+            l.epoch
+        })
     }
 
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
@@ -307,7 +381,10 @@ impl Hub {
         let epoch = self.epoch(&owner);
         let loaded = self.store.tier_of(tenant).await?;
         let mut state = self.state();
-        let unchanged = state.logs.get(&owner).map(|l| l.epoch) == Some(epoch);
+        let unchanged = state
+            .logs
+            .get(&owner)
+            .is_some_and(|l| l.epoch == epoch && l.head.is_some());
         let entry = state.tenants.entry(tenant.clone()).or_default();
         if unchanged {
             entry.tier.get_or_insert(loaded.clone());
@@ -406,8 +483,10 @@ impl Hub {
         let change = Arc::new(change);
         {
             let mut state = self.state();
+            let tick = self.tick();
             let log = state.logs.entry(owner.clone()).or_default();
-            log.epoch += 1;
+            log.epoch = tick;
+            log.last_used = tick;
             match (&change.op, &change.value) {
                 (ChangeOp::Put, Some(value)) => {
                     let item = ConfigItem::written(owner, &change, value);
@@ -470,6 +549,7 @@ impl Hub {
         for (tenant, updates) in deliveries {
             deliver(&mut state, &tenant, updates);
         }
+        self.evict_idle(&mut state);
         Ok(())
     }
 

@@ -607,3 +607,42 @@ async fn a_change_beyond_the_stores_head_cannot_poison_a_tenant() {
         .into_inner();
     assert!(got.items.is_empty(), "the bogus value never reached the cache");
 }
+
+/// Owners nobody follows are forgotten past `max_idle_owners`; followed ones never are, and
+/// answers stay right either way.
+#[tokio::test]
+async fn idle_owners_are_evicted_and_followed_ones_kept() {
+    let s = setup(
+        HubConfig {
+            max_idle_owners: 2,
+            ..HubConfig::default()
+        },
+        0,
+    )
+    .await;
+    let mut acme = watch(&s, "acme", &[], None).await;
+    let mut client = grpc(&s).await;
+    let get = |tenant: &str| {
+        authed(
+            pb::GetRequest {
+                keys: vec!["tenant_config_k".into()],
+            },
+            &token(tenant),
+        )
+    };
+    for i in 0..10 {
+        let tenant = format!("t{i}");
+        write(&s, &tenant, "tenant_config_k", &i.to_string()).await;
+        let got = client.get(get(&tenant)).await.unwrap().into_inner();
+        assert_eq!(got.items[0].value_json, i.to_string());
+    }
+    // acme and the shared layer it reads through are followed; of the rest, 2 remain.
+    assert!(s.hub.cached_owners() <= 2 + 2, "{} owners kept", s.hub.cached_owners());
+    // A forgotten tenant's write, not seen by the hub, is read right from the store.
+    write(&s, "t0", "tenant_config_k", "\"again\"").await;
+    let got = client.get(get("t0")).await.unwrap().into_inner();
+    assert_eq!(got.items[0].value_json, "\"again\"");
+    // The followed tenant still gets every change.
+    write(&s, "acme", "tenant_config_k", "1").await;
+    assert_eq!(changes(&mut acme, 1).await, [(1, "tenant_config_k".into())]);
+}
