@@ -226,13 +226,13 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
         600,
     )
     .unwrap();
-    let mut request = tonic::Request::new(WatchRequest {
-        prefixes: vec!["param_config_".into()],
-        since: None,
-    });
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let request = testkit::auth::authed(
+        WatchRequest {
+            prefixes: vec!["param_config_".into()],
+            since: None,
+        },
+        &token,
+    );
     let mut watcher = ConfigWatchClient::connect(format!("http://{}", server.addr))
         .await
         .unwrap()

@@ -95,13 +95,13 @@ async fn watcher(server: &WatchServer) -> tonic::Streaming<watch::pb::WatchEvent
         600,
     )
     .unwrap();
-    let mut request = tonic::Request::new(WatchRequest {
-        prefixes: vec![],
-        since: None,
-    });
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let request = testkit::auth::authed(
+        WatchRequest {
+            prefixes: vec![],
+            since: None,
+        },
+        &token,
+    );
     let mut stream = ConfigWatchClient::connect(format!("http://{}", server.addr))
         .await
         .unwrap()

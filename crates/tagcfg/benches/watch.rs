@@ -39,13 +39,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn watcher(channel: Channel, token: &str) -> tonic::Streaming<watch::pb::WatchEvent> {
-    let mut request = tonic::Request::new(WatchRequest {
-        prefixes: vec!["tenant_config_bench/".into()],
-        since: None,
-    });
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let request = testkit::auth::authed(
+        WatchRequest {
+            prefixes: vec!["tenant_config_bench/".into()],
+            since: None,
+        },
+        token,
+    );
     let mut stream = ConfigWatchClient::new(channel)
         .watch(request)
         .await
@@ -140,10 +140,7 @@ fn main() {
         let channel = Channel::from_shared(grpc_url.clone()).unwrap().connect().await.unwrap();
         let mut grpc = ConfigWatchClient::new(channel);
         let get = |grpc: &mut ConfigWatchClient<Channel>| {
-            let mut request = tonic::Request::new(watch::pb::GetRequest { keys: keys.clone() });
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            let request = testkit::auth::authed(watch::pb::GetRequest { keys: keys.clone() }, &token);
             let mut grpc = grpc.clone();
             async move { grpc.get(request).await.unwrap().into_inner() }
         };

@@ -282,13 +282,13 @@ async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
     let acme = server.token("acme", &[Scope::Write]).unwrap();
-    let mut request = tonic::Request::new(WatchRequest {
-        prefixes: vec!["tenant_config_flags/".into()],
-        since: None,
-    });
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {acme}").parse().unwrap());
+    let request = testkit::auth::authed(
+        WatchRequest {
+            prefixes: vec!["tenant_config_flags/".into()],
+            since: None,
+        },
+        &acme,
+    );
     let mut stream = ConfigWatchClient::connect(server.grpc_url())
         .await
         .unwrap()
