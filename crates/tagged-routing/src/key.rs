@@ -38,7 +38,8 @@ impl BackendKind {
         matches!(self, BackendKind::SsmSecure)
     }
 
-    /// Tenant reads fall back to the shared layer when the tenant has no value.
+    /// Whether the backend is hierarchical (SSM paths: one path segment per tag). Layers
+    /// do not depend on it: every backend has tenant, tier and shared layers.
     pub fn has_shared_layer(self) -> bool {
         matches!(self, BackendKind::Ssm | BackendKind::SsmSecure)
     }

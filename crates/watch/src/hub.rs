@@ -414,16 +414,10 @@ impl Hub {
         if !live.is_empty() {
             return None;
         }
-        let head = |owner: &Owner| state.logs.get(owner).and_then(|l| l.head);
-        let tier = state.tenants.get(tenant)?.tier.clone()?;
-        Some(Cursor {
-            tenant: head(&Owner::Tenant(tenant.clone()))?,
-            tier: match tier {
-                Some(t) => Some((t.clone(), head(&Owner::Tier(t))?)),
-                None => None,
-            },
-            shared: head(&Owner::Shared)?,
-        })
+        match cursor_in(&state, tenant)? {
+            (cursor, true) => Some(cursor),
+            (_, false) => None,
+        }
     }
 
     /// Takes in one change (from the in-process feed or `Refresh`).
@@ -525,13 +519,11 @@ impl Hub {
         }
         if let Some((tenant, new_tier)) = tier_moves {
             let old_tier = self.tier_of(&tenant).await?;
-            match self.tier_move(&tenant, old_tier, new_tier.clone(), &change).await {
-                Ok(updates) => {
-                    self.state().tenants.entry(tenant.clone()).or_default().tier = Some(new_tier);
-                    deliveries.push((tenant, updates));
-                }
+            let moved = self.tier_move(&tenant, old_tier, new_tier.clone(), &change).await;
+            self.state().tenants.entry(tenant.clone()).or_default().tier = Some(new_tier);
+            match moved {
+                Ok(updates) => deliveries.push((tenant, updates)),
                 Err(e) => {
-                    self.state().tenants.entry(tenant.clone()).or_default().tier = Some(new_tier);
                     self.cut_tenant(
                         &tenant,
                         &format!("the tenant's tier changed and its keys could not be listed: {e}"),
@@ -871,16 +863,28 @@ impl Hub {
 }
 
 /// Sends `updates` (with the tenant's new cursor) to each subscriber of `tenant`.
-fn deliver(state: &mut State, tenant: &TenantId, updates: Vec<Update>) {
-    let head = |owner: &Owner| state.logs.get(owner).and_then(|l| l.head).unwrap_or_default();
-    let Some(t) = state.tenants.get(tenant) else { return };
+/// The position of every log `tenant` reads through, as the state knows them, and whether
+/// every head is known (an unknown one reads as 0: a resume from there replays more, never
+/// less). `None` when the hub has no state for the tenant.
+fn cursor_in(state: &State, tenant: &TenantId) -> Option<(Cursor, bool)> {
+    let tier = state.tenants.get(tenant)?.tier.clone().flatten();
+    let mut complete = true;
+    let mut head = |owner: Owner| {
+        let h = state.logs.get(&owner).and_then(|l| l.head);
+        complete &= h.is_some();
+        h.unwrap_or_default()
+    };
     let cursor = Cursor {
-        tenant: head(&Owner::Tenant(tenant.clone())),
-        tier: match &t.tier {
-            Some(Some(tier)) => Some((tier.clone(), head(&Owner::Tier(tier.clone())))),
-            _ => None,
-        },
-        shared: head(&Owner::Shared),
+        tenant: head(Owner::Tenant(tenant.clone())),
+        tier: tier.map(|t| (t.clone(), head(Owner::Tier(t)))),
+        shared: head(Owner::Shared),
+    };
+    Some((cursor, complete))
+}
+
+fn deliver(state: &mut State, tenant: &TenantId, updates: Vec<Update>) {
+    let Some((cursor, _)) = cursor_in(state, tenant) else {
+        return;
     };
     let delivery = Arc::new(Delivery { updates, cursor });
     let Some(t) = state.tenants.get_mut(tenant) else { return };
