@@ -1,39 +1,78 @@
 #!/usr/bin/env python3
-"""Writes the watch-server container image as an OCI image layout, without a container
-engine: one layer holding a static `tagcfg` binary and the CA bundle (the AWS SDK and the JWKS
-fetch verify TLS against native roots), entrypoint `/tagcfg`, command `watch-server` (what
-infra/watch-server.yaml runs), as user nobody. The layout is deterministic: the same binary
-gives the same digest.
+"""Builds a Dockerfile into an OCI image layout, without a container engine.
 
-usage: oci-image.py BINARY ARCH OUT_DIR [TAG]      (ARCH: arm64 | x86_64)
+usage: oci-image.py DOCKERFILE CONTEXT ARCH OUT_DIR [TAG]      (ARCH: arm64 | x86_64)
+
+The recipe is the Dockerfile itself (crates/watch-server/Dockerfile), so the image built
+here and one built by `docker build` with the same context cannot drift. Only what an image
+of one static binary needs is understood: FROM scratch, COPY <file> <absolute path>,
+ENV K=V, USER, EXPOSE, ENTRYPOINT and CMD in JSON form; anything else is refused. All
+COPYs go into one layer. The layout is deterministic: the same inputs give the same digest.
 
 Push it with skopeo (Debian's package), for example to ECR:
     skopeo copy oci:OUT_DIR:TAG docker://<account>.dkr.ecr.<region>.amazonaws.com/tagcfg-watch:TAG
 """
 import gzip, hashlib, io, json, pathlib, shutil, sys, tarfile
 
-CA_BUNDLE = pathlib.Path("/etc/ssl/certs/ca-certificates.crt")
 OCI_ARCH = {"arm64": "arm64", "x86_64": "amd64"}
 
 
-def layer_tar(binary: pathlib.Path) -> bytes:
+def instructions(dockerfile: pathlib.Path):
+    """(INSTRUCTION, argument text) per line, comments and blank lines skipped."""
+    for number, line in enumerate(dockerfile.read_text().splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            yield number, word.upper(), rest.strip()
+
+
+def recipe(dockerfile: pathlib.Path):
+    files, config = [], {"Env": [], "ExposedPorts": {}}
+    for number, word, rest in instructions(dockerfile):
+        where = f"{dockerfile}:{number}"
+        if word == "FROM":
+            if rest != "scratch":
+                sys.exit(f"{where}: only FROM scratch is supported, not {rest!r}")
+        elif word == "COPY":
+            parts = rest.split()
+            if len(parts) != 2 or not parts[1].startswith("/"):
+                sys.exit(f"{where}: COPY takes one source file and an absolute destination")
+            files.append((parts[0], parts[1].lstrip("/")))
+        elif word == "ENV":
+            if "=" not in rest:
+                sys.exit(f"{where}: ENV takes KEY=value")
+            config["Env"].append(rest)
+        elif word == "USER":
+            config["User"] = rest
+        elif word == "EXPOSE":
+            config["ExposedPorts"][rest if "/" in rest else f"{rest}/tcp"] = {}
+        elif word in ("ENTRYPOINT", "CMD"):
+            value = json.loads(rest)
+            config["Entrypoint" if word == "ENTRYPOINT" else "Cmd"] = value
+        else:
+            sys.exit(f"{where}: {word} is not supported by this builder")
+    return files, config
+
+
+def layer_tar(context: pathlib.Path, files) -> bytes:
     out = io.BytesIO()
+    made = set()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        def add_dir(name, mode=0o755):
-            info = tarfile.TarInfo(name)
-            info.type, info.mode = tarfile.DIRTYPE, mode
-            tar.addfile(info)
-
-        def add_file(name, data, mode):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), mode
+        for source, dest in files:
+            parts = dest.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d not in made:
+                    made.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+            path = context / source
+            data = path.read_bytes()
+            info = tarfile.TarInfo(dest)
+            info.size = len(data)
+            info.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
             tar.addfile(info, io.BytesIO(data))
-
-        add_file("tagcfg", binary.read_bytes(), 0o755)
-        for d in ("etc", "etc/ssl", "etc/ssl/certs"):
-            add_dir(d)
-        add_file("etc/ssl/certs/ca-certificates.crt", CA_BUNDLE.read_bytes(), 0o644)
-        add_dir("tmp", 0o1777)
     return out.getvalue()
 
 
@@ -53,25 +92,21 @@ def canonical(value) -> bytes:
 
 
 def main():
-    if len(sys.argv) not in (4, 5) or sys.argv[2] not in OCI_ARCH:
+    if len(sys.argv) not in (5, 6) or sys.argv[3] not in OCI_ARCH:
         sys.exit(__doc__)
-    binary, arch, out = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
-    tag = sys.argv[4] if len(sys.argv) == 5 else "latest"
+    dockerfile, context = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    arch, out = sys.argv[3], pathlib.Path(sys.argv[4])
+    tag = sys.argv[5] if len(sys.argv) == 6 else "latest"
+    files, image_config = recipe(dockerfile)
     shutil.rmtree(out, ignore_errors=True)
     layout = Layout(out)
 
-    tar = layer_tar(binary)
+    tar = layer_tar(context, files)
     layer = layout.blob(gzip.compress(tar, mtime=0), "application/vnd.oci.image.layer.v1.tar+gzip")
     config = layout.blob(canonical({
         "architecture": OCI_ARCH[arch],
         "os": "linux",
-        "config": {
-            "Entrypoint": ["/tagcfg"],
-            "Cmd": ["watch-server"],
-            "User": "65534:65534",
-            "ExposedPorts": {"50051/tcp": {}},
-            "Env": ["SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt", "TAGCFG_WATCH_ADDR=0.0.0.0:50051"],
-        },
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(tar).hexdigest()}"]},
     }), "application/vnd.oci.image.config.v1+json")
     manifest = layout.blob(canonical({

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make watch-image`: the watch-server container image, built without a container engine.
-# `tagcfg` is cross-compiled as a static musl binary with cargo-lambda's zig toolchain, then
-# infra/oci-image.py writes it as an OCI image layout in target/watch-server-image. Push it
-# with skopeo (docs/DEPLOY.md, step 4).
+# `watch-server` is cross-compiled as a static musl binary with cargo-lambda's zig toolchain
+# and staged with the CA bundle as the build context of crates/watch-server/Dockerfile;
+# infra/oci-image.py builds that Dockerfile into an OCI image layout in
+# target/watch-server-image. Push it with skopeo (docs/DEPLOY.md, step 4).
 #
 #   infra/watch-image.sh arm64     # the default: what infra/watch-server.yaml runs (ARM64 Fargate)
 #   infra/watch-image.sh x86_64    # also started here, as a check, when the machine is x86_64
@@ -24,12 +25,15 @@ if ! rustup target list --installed | grep -qx "$triple"; then
 fi
 cd "$root"
 unset CARGO_LAMBDA_COMPILER # zig: a static musl binary needs no libc in the image
-cargo lambda build --release -p tagcfg --bin tagcfg --target "$triple" --lambda-dir "${CARGO_TARGET_DIR:-target}/watch-image/$arch"
-binary="${CARGO_TARGET_DIR:-target}/watch-image/$arch/tagcfg/bootstrap"
+cargo lambda build --release -p watch-server --bin watch-server --target "$triple" --lambda-dir "${CARGO_TARGET_DIR:-target}/watch-image/$arch"
+context="$root/target/watch-image/context"
+rm -rf "$context" && mkdir -p "$context"
+cp "${CARGO_TARGET_DIR:-target}/watch-image/$arch/watch-server/bootstrap" "$context/watch-server"
+cp /etc/ssl/certs/ca-certificates.crt "$context/ca-certificates.crt"
 out="$root/target/watch-server-image"
-python3 infra/oci-image.py "$binary" "$arch" "$out" "${TAG:-latest}"
+python3 infra/oci-image.py crates/watch-server/Dockerfile "$context" "$arch" "$out" "${TAG:-latest}"
 
-# The image must start: its layer unpacked, `/tagcfg watch-server` (what the task runs) from
+# The image must start: its layer unpacked, `/watch-server` (what the task runs) from
 # it, with the image's CA bundle, must listen. An arm64 binary runs under qemu-user here.
 runner=()
 case "$arch/$(uname -m)" in
@@ -44,7 +48,7 @@ tar -xzf "$out/blobs/sha256/$layer" -C "$rootfs"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 env -i TAGCFG_WATCH_ADDR="127.0.0.1:$port" TAGCFG_TABLE=image-check TAGCFG_COGNITO_USER_POOL_ID=us-east-1_ImageCheck \
   TAGCFG_AUDIENCES=image-check TAGCFG_SERVICE_SECRET=image-check-service-secret-0123456789 AWS_REGION=us-east-1 \
-  SSL_CERT_FILE="$rootfs/etc/ssl/certs/ca-certificates.crt" "${runner[@]}" "$rootfs/tagcfg" watch-server \
+  SSL_CERT_FILE="$rootfs/etc/ssl/certs/ca-certificates.crt" "${runner[@]}" "$rootfs/watch-server" \
   >"$rootfs/server.log" 2>&1 &
 server=$!
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
@@ -54,4 +58,4 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 listening || die "the image's watch server does not listen after 10 s: $(tail -3 "$rootfs/server.log")"
-echo "[watch-image] the image's /tagcfg watch-server starts and listens (${runner[*]:-native})"
+echo "[watch-image] the image's /watch-server starts and listens (${runner[*]:-native})"

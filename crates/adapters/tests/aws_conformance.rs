@@ -24,7 +24,7 @@ async fn the_change_log_port_conforms_on_dynamodb() {
     let Some(sdk) = emulators("the_change_log_port_conforms_on_dynamodb").await else {
         return;
     };
-    let table = adapters::aws::emulators::fresh_table(&sdk, "log").await;
+    let table = testkit::emulators::fresh_table(&sdk, "log").await;
     let log = adapters::aws::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         table,

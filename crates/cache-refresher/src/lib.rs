@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 
 use adapters::aws::{AwsSettings, Clients, SsmStore};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use push::pb::{config_refresh_client::ConfigRefreshClient, RefreshRequest};
 use serde::Serialize;
 use serde_json::Value;
 use tagged_routing::env::{self, EnvError, Lookup};
 use tagged_routing::{Change, RoutingTable};
 use tonic::transport::{Channel, Endpoint};
-use watch::pb::{config_refresh_client::ConfigRefreshClient, RefreshRequest};
 
 pub const CONFIG_CHANGED: &str = "ConfigChanged";
 pub const PARAMETER_STORE_CHANGE: &str = "Parameter Store Change";
@@ -333,7 +333,7 @@ impl Refresher {
     pub async fn refresh_all(&self, changes: Vec<Change>) -> Result<Outcome, RefreshError> {
         let token = self.credential()?;
         let request = RefreshRequest {
-            changes: changes.iter().map(watch::change_to_pb).collect(),
+            changes: changes.iter().map(push::change_to_pb).collect(),
         };
         let endpoints = self.endpoints().await?;
         let mut calls = tokio::task::JoinSet::new();

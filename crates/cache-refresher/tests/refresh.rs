@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters::aws::{emulators, Clients};
+use adapters::aws::Clients;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use cache_refresher::{Outcome, RefreshError, Refresher, RefresherConfig};
+use push::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+use push::{Hub, HubConfig, PushServer, PushService};
 use serde_json::Value;
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{
@@ -15,8 +17,7 @@ use tagged_routing::{
 };
 use tenant_auth::service::ServiceVerifier;
 use tenant_auth::{dev, Scope};
-use watch::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
-use watch::{Hub, HubConfig, WatchServer, WatchService};
+use testkit::emulators;
 
 const SERVICE_SECRET: &str = "refresher-service-secret-0123456789ab";
 const DEV_SECRET: &str = "refresher-dev-secret-0123456789abcdef";
@@ -26,7 +27,7 @@ fn event(name: &str) -> EventBridgeEvent<Value> {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-async fn watch_server() -> WatchServer {
+async fn watch_server() -> PushServer {
     let routes = RoutingTable::default();
     let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
     // The table already holds acme's first six changes; the sample event is revision 7.
@@ -44,14 +45,14 @@ async fn watch_server() -> WatchServer {
         HubConfig::default(),
     ));
     let verifier = testkit::auth::dev_verifier(DEV_SECRET.as_bytes());
-    let service = WatchService::new(
+    let service = PushService::new(
         hub,
         Arc::new(routes),
         Arc::new(verifier),
         Some(Arc::new(ServiceVerifier::new(SERVICE_SECRET.as_bytes()).unwrap())),
         Duration::from_secs(3600),
     );
-    WatchServer::start("127.0.0.1:0".parse().unwrap(), service)
+    PushServer::start("127.0.0.1:0".parse().unwrap(), service)
         .await
         .unwrap()
 }
@@ -86,7 +87,7 @@ fn offline_cloud_map() -> aws_sdk_servicediscovery::Client {
     aws_sdk_servicediscovery::Client::new(&offline_sdk())
 }
 
-async fn watcher(server: &WatchServer) -> tonic::Streaming<watch::pb::WatchEvent> {
+async fn watcher(server: &PushServer) -> tonic::Streaming<push::pb::WatchEvent> {
     let token = dev::mint(
         DEV_SECRET.as_bytes(),
         &TenantId::parse("acme").unwrap(),
@@ -207,8 +208,7 @@ fn configuration_names_the_bad_variable() {
 #[tokio::test]
 async fn parameter_store_changes_made_outside_the_api_enter_the_feed_exactly_once() {
     let Some(sdk) =
-        adapters::aws::emulators::sdk_config_or_skip("parameter_store_changes_made_outside_the_api", &["DYNAMODB"])
-            .await
+        testkit::emulators::sdk_config_or_skip("parameter_store_changes_made_outside_the_api", &["DYNAMODB"]).await
     else {
         return;
     };
@@ -341,8 +341,7 @@ impl aws_sdk_servicediscovery::config::Intercept for NoHostPrefix {
 #[tokio::test]
 async fn cloud_map_names_the_instances_to_refresh() {
     let Some(sdk) =
-        adapters::aws::emulators::sdk_config_or_skip("cloud_map_names_the_instances_to_refresh", &["SERVICEDISCOVERY"])
-            .await
+        testkit::emulators::sdk_config_or_skip("cloud_map_names_the_instances_to_refresh", &["SERVICEDISCOVERY"]).await
     else {
         return;
     };

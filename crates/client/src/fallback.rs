@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::api::{Api, ApiError, Call, Method};
 use crate::cache::Cached;
 use crate::ClientError;
 
 pub(crate) struct HttpFallback {
-    http: reqwest::Client,
-    base: String,
+    api: Api,
     etags: Mutex<HashMap<String, String>>,
 }
 
@@ -20,57 +20,52 @@ pub(crate) enum Polled {
 }
 
 impl HttpFallback {
-    pub fn new(http: reqwest::Client, base: String) -> Self {
+    pub fn new(api: Api) -> Self {
         HttpFallback {
-            http,
-            base,
+            api,
             etags: Mutex::new(HashMap::new()),
         }
     }
 
     pub async fn read(&self, key: &str, token: &str) -> Result<Polled, ClientError> {
-        let mut request = self
-            .http
-            .get(format!("{}/v1/config/{key}", self.base))
-            .bearer_auth(token);
         let etag = self.etags.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned();
-        if let Some(etag) = etag {
-            request = request.header("if-none-match", etag);
-        }
-        let response = request
-            .send()
+        let call = Call {
+            body: None,
+            headers: etag.map(|e| ("if-none-match", e)).into_iter().collect(),
+        };
+        let answer = match self
+            .api
+            .send(Method::GET, &format!("/v1/config/{key}"), token, call)
             .await
-            .map_err(|e| ClientError::Unavailable(e.to_string()))?;
-        match response.status().as_u16() {
-            304 => Ok(Polled::Unchanged),
-            404 => Ok(Polled::Absent),
-            401 | 403 => Err(ClientError::Unauthenticated(format!("HTTP {}", response.status()))),
-            200 => {
-                if let Some(etag) = response.headers().get("etag").and_then(|v| v.to_str().ok()) {
-                    self.etags
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key.to_owned(), etag.to_owned());
-                }
-                let text = response
-                    .text()
-                    .await
-                    .map_err(|e| ClientError::Unavailable(e.to_string()))?;
-                #[derive(serde::Deserialize)]
-                struct Item {
-                    value: Box<serde_json::value::RawValue>,
-                    version: u64,
-                    layer: String,
-                }
-                let item: Item = serde_json::from_str(&text)
-                    .map_err(|e| ClientError::Unavailable(format!("bad HTTP answer: {e}")))?;
-                Ok(Polled::Value(Cached {
-                    value_json: item.value.get().to_owned(),
-                    version: item.version,
-                    layer: item.layer,
-                }))
+        {
+            Ok(answer) => answer,
+            Err(ApiError::Problem { status: 404, .. }) => return Ok(Polled::Absent),
+            Err(ApiError::Problem { status, code, .. }) if status == 401 || status == 403 => {
+                return Err(ClientError::Unauthenticated(format!("HTTP {status} {code}")))
             }
-            other => Err(ClientError::Unavailable(format!("HTTP {other}"))),
+            Err(other) => return Err(ClientError::Unavailable(other.to_string())),
+        };
+        if answer.status == 304 {
+            return Ok(Polled::Unchanged);
         }
+        if let Some(etag) = answer.etag {
+            self.etags
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.to_owned(), etag);
+        }
+        #[derive(serde::Deserialize)]
+        struct Item {
+            value: Box<serde_json::value::RawValue>,
+            version: u64,
+            layer: String,
+        }
+        let item: Item = serde_json::from_str(&answer.body)
+            .map_err(|e| ClientError::Unavailable(format!("bad HTTP answer: {e}")))?;
+        Ok(Polled::Value(Cached {
+            value_json: item.value.get().to_owned(),
+            version: item.version,
+            layer: item.layer,
+        }))
     }
 }

@@ -34,10 +34,15 @@
 //!   error is surfaced: on `subscribe`, in [`Client::last_error`], and by `connect` when it
 //!   happens at once.
 //! - `cache`: the local cache; `fallback`: conditional HTTP reads while the stream is down.
+//! - [`api`]: the HTTP API one call at a time (the CLI's data commands, the fallback);
+//!   [`grpc`]: the push server's channel, authorised requests and one `Watch` stream (the
+//!   CLI's `tagcfg watch`, the background stream).
 
+pub mod api;
 mod backoff;
 mod cache;
 mod fallback;
+pub mod grpc;
 mod stream;
 pub mod token;
 
@@ -45,10 +50,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use push::pb::{self, config_watch_client::ConfigWatchClient};
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
-use tonic::transport::{Channel, Endpoint};
-use watch::pb::{self, config_watch_client::ConfigWatchClient};
+use tonic::transport::Channel;
 
 use cache::{Cache, Cached};
 use fallback::{HttpFallback, Polled};
@@ -84,6 +89,7 @@ pub struct ConfigChanged {
 pub type ClientEvent = Result<ConfigChanged, ClientError>;
 
 struct Inner {
+    channel: Channel,
     grpc: ConfigWatchClient<Channel>,
     tokens: Arc<dyn TokenProvider>,
     prefixes: Vec<String>,
@@ -129,20 +135,16 @@ impl ClientBuilder {
     /// live; a server that is down does not fail `connect`: reads then use the fallback.
     /// A token the server refuses fails it.
     pub async fn connect(self) -> Result<Client, ClientError> {
-        let channel = Endpoint::from_shared(self.endpoint.clone())
-            .map_err(|e| ClientError::Invalid(format!("endpoint {}: {e}", self.endpoint)))?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = grpc::channel(&self.endpoint)?;
         let http = match self.http_fallback {
             Some(url) => Some(HttpFallback::new(
-                tenant_auth::http_client(Duration::from_secs(10)).map_err(|e| ClientError::Invalid(e.to_string()))?,
-                url,
+                api::Api::new(&url, Duration::from_secs(10)).map_err(|e| ClientError::Invalid(e.to_string()))?,
             )),
             None => None,
         };
         let (events, _) = broadcast::channel(256);
         let inner = Arc::new(Inner {
+            channel: channel.clone(),
             grpc: ConfigWatchClient::new(channel),
             tokens: self.tokens,
             prefixes: self.prefixes,
@@ -254,25 +256,9 @@ impl Client {
     }
 }
 
-fn from_status(s: &tonic::Status) -> ClientError {
-    match s.code() {
-        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-            ClientError::Unauthenticated(s.message().to_owned())
-        }
-        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => ClientError::Invalid(s.message().to_owned()),
-        _ => ClientError::Unavailable(format!("{:?}: {}", s.code(), s.message())),
-    }
-}
-
 impl Inner {
     async fn request<T>(&self, message: T) -> Result<tonic::Request<T>, ClientError> {
-        let token = self.tokens.token().await?;
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| ClientError::Invalid("the token is not valid ASCII".into()))?;
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
+        grpc::authorized(message, &self.tokens.token().await?)
     }
 
     fn cursor(&self) -> Option<pb::Cursor> {
@@ -308,7 +294,7 @@ impl Inner {
     /// the keys whose cached value changed.
     async fn fetch(&self, keys: &[String]) -> Result<Vec<String>, ClientError> {
         let mut changed = Vec::new();
-        for chunk in keys.chunks(watch::service::MAX_KEYS) {
+        for chunk in keys.chunks(push::service::MAX_KEYS) {
             let epoch = self.cache.epoch();
             let request = self.request(pb::GetRequest { keys: chunk.to_vec() }).await?;
             match self.grpc.clone().get(request).await {
@@ -317,7 +303,7 @@ impl Inner {
                         let layer = item
                             .layer
                             .as_ref()
-                            .and_then(watch::layer_from_pb)
+                            .and_then(push::layer_from_pb)
                             .map(|l| l.to_string())
                             .unwrap_or_default();
                         let cached = Cached {
@@ -337,7 +323,7 @@ impl Inner {
                         }
                     }
                 }
-                Err(status) => return Err(from_status(&status)),
+                Err(status) => return Err(grpc::from_status(&status)),
             }
         }
         Ok(changed)

@@ -5,11 +5,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use watch::pb::{self, watch_event::Event};
+use push::pb::{self, watch_event::Event};
 
 use crate::backoff::Backoff;
 use crate::cache::Cached;
-use crate::{from_status, ClientError, Inner};
+use crate::{grpc, ClientError, Inner};
 
 /// Holds the Watch stream for the life of the client. `first` learns whether the stream
 /// came up (or why not, for an authentication failure).
@@ -52,26 +52,14 @@ async fn watch_once(
     backoff: &mut Backoff,
     was_live: &mut bool,
 ) -> Result<(), ClientError> {
-    let since = inner.cursor();
-    let request = inner
-        .request(pb::WatchRequest {
-            prefixes: inner.prefixes.clone(),
-            since,
-        })
-        .await?;
-    let mut stream = inner
-        .grpc
-        .clone()
-        .watch(request)
-        .await
-        .map_err(|s| from_status(&s))?
-        .into_inner();
+    let token = inner.tokens.token().await?;
+    let mut stream = grpc::watch(inner.channel.clone(), &token, inner.prefixes.clone(), inner.cursor()).await?;
     loop {
         let event = match stream.message().await {
             Ok(Some(pb::WatchEvent { event: Some(event) })) => event,
             Ok(Some(_)) => continue,
             Ok(None) => return Ok(()),
-            Err(status) => return Err(from_status(&status)),
+            Err(status) => return Err(grpc::from_status(&status)),
         };
         *was_live = true;
         inner.streaming.store(true, Ordering::SeqCst);
@@ -105,7 +93,7 @@ impl Inner {
             let layer = u
                 .layer
                 .as_ref()
-                .and_then(watch::layer_from_pb)
+                .and_then(push::layer_from_pb)
                 .map(|l| l.to_string())
                 .unwrap_or_default();
             match (u.op(), u.value_json) {

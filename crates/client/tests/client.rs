@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use client::{Client, ClientError};
+use local_server::{LocalConfig, LocalServer};
 use serde::Deserialize;
-use tagcfg::local::{LocalConfig, LocalServer};
 use tagged_routing::RoutingTable;
 use tenant_auth::Scope;
 

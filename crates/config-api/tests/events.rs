@@ -6,20 +6,21 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use adapters::aws::{emulators, Clients};
+use adapters::aws::Clients;
 use aws_sdk_ssm::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_ssm::config::{ConfigBag, Intercept};
 use config_api::{build, ApiConfig, App};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent, Service};
 use serde_json::{json, Value};
+use testkit::emulators;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 async fn emulators(test: &str) -> Option<aws_config::SdkConfig> {
-    adapters::aws::emulators::sdk_config_or_skip(test, &["DYNAMODB", "SSM"]).await
+    testkit::emulators::sdk_config_or_skip(test, &["DYNAMODB", "SSM"]).await
 }
 
 /// Counts the SSM operations a client starts.

@@ -286,9 +286,26 @@ fn each_policy_grants_the_actions_its_code_calls() {
 fn the_watch_server_task_is_configured_by_its_environment() {
     let t = yaml("infra/watch-server.yaml");
     let container = &t["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    // The image's entrypoint is the binary (crates/watch-server/Dockerfile); the task adds
+    // no command, and listens where the image says.
+    assert!(
+        container["Command"].is_null(),
+        "the task overrides the image's entrypoint"
+    );
+    let dockerfile = std::fs::read_to_string(root().join("crates/watch-server/Dockerfile")).unwrap();
+    let instruction = |word: &str| -> Vec<String> {
+        dockerfile
+            .lines()
+            .filter_map(|l| l.strip_prefix(word).map(|rest| rest.trim().to_owned()))
+            .collect()
+    };
+    assert_eq!(instruction("ENTRYPOINT "), vec![r#"["/watch-server"]"#.to_owned()]);
     assert_eq!(
-        container["Command"],
-        serde_yaml::from_str::<Value>("[watch-server]").unwrap()
+        instruction("EXPOSE "),
+        vec![format!(
+            "{}/tcp",
+            container["PortMappings"][0]["ContainerPort"].as_u64().unwrap()
+        )]
     );
     let mut env: HashMap<String, String> = HashMap::new();
     for variable in container["Environment"].as_sequence().unwrap() {
@@ -302,7 +319,7 @@ fn the_watch_server_task_is_configured_by_its_environment() {
         let name = secret["Name"].as_str().unwrap();
         env.insert(name.to_owned(), placeholder(name));
     }
-    let config = tagcfg::watch_server::WatchServerConfig::from_lookup(&|k: &str| env.get(k).cloned())
+    let config = watch_server::Config::from_lookup(&|k: &str| env.get(k).cloned())
         .unwrap_or_else(|e| panic!("the task's environment does not configure the watch server: {e}"));
     assert!(
         config.addr.ip().is_unspecified(),

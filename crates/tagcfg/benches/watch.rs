@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use push::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
 use tonic::transport::Channel;
-use watch::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
 
 const STREAMS: usize = 10_000;
 const CONNECTIONS: usize = 100;
@@ -38,7 +38,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-async fn watcher(channel: Channel, token: &str) -> tonic::Streaming<watch::pb::WatchEvent> {
+async fn watcher(channel: Channel, token: &str) -> tonic::Streaming<push::pb::WatchEvent> {
     let request = testkit::auth::authed(
         WatchRequest {
             prefixes: vec!["tenant_config_bench/".into()],
@@ -56,7 +56,7 @@ async fn watcher(channel: Channel, token: &str) -> tonic::Streaming<watch::pb::W
     stream
 }
 
-async fn next_change(stream: &mut tonic::Streaming<watch::pb::WatchEvent>) -> u64 {
+async fn next_change(stream: &mut tonic::Streaming<push::pb::WatchEvent>) -> u64 {
     loop {
         match stream.message().await.unwrap().unwrap().event {
             Some(Event::Updates(batch)) => return batch.cursor.map_or(0, |c| c.tenant),
@@ -140,7 +140,7 @@ fn main() {
         let channel = Channel::from_shared(grpc_url.clone()).unwrap().connect().await.unwrap();
         let mut grpc = ConfigWatchClient::new(channel);
         let get = |grpc: &mut ConfigWatchClient<Channel>| {
-            let request = testkit::auth::authed(watch::pb::GetRequest { keys: keys.clone() }, &token);
+            let request = testkit::auth::authed(push::pb::GetRequest { keys: keys.clone() }, &token);
             let mut grpc = grpc.clone();
             async move { grpc.get(request).await.unwrap().into_inner() }
         };

@@ -3,12 +3,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
-use reqwest::Method;
-use tagcfg::local::{self, LocalConfig, LocalServer, DEMO_TENANTS};
-use tagcfg::remote::{Remote, RemoteError, RequestOptions};
+use client::api::{Api, ApiError, Call, Method};
+use local_server::{LocalConfig, LocalServer, DEMO_TENANTS};
 use tagged_routing::{RoutingTable, TenantId, DEFAULT_ROUTES};
 use tenant_auth::{dev, Scope};
+
+mod watch;
 
 /// tagcfg: multitenant configuration, routed by tag to DynamoDB or SSM Parameter Store.
 #[derive(Parser)]
@@ -47,9 +50,6 @@ enum Command {
         #[arg(long)]
         no_demo: bool,
     },
-    /// Run the standalone watch server of the AWS deployment (configured by TAGCFG_* variables:
-    /// TAGCFG_TABLE, TAGCFG_SERVICE_SECRET, TAGCFG_COGNITO_USER_POOL_ID, TAGCFG_WATCH_ADDR, ...).
-    WatchServer,
     /// Mint a dev token signed with the local server's secret: a tenant's (`--tenant`) or an
     /// operator's (`--operator`: the shared and tier layers, tier assignments).
     Token {
@@ -138,7 +138,7 @@ enum Command {
         /// First replay every key that moved after this cursor, as printed in each line
         /// (`tenant=N[,tier=NAME@N],shared=N`).
         #[arg(long)]
-        since: Option<watch::Cursor>,
+        since: Option<push::Cursor>,
         /// The watch server.
         #[arg(long, env = "TAGCFG_GRPC_URL", default_value = "http://127.0.0.1:50051")]
         grpc_url: String,
@@ -172,13 +172,11 @@ enum Command {
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(transparent)]
-    Local(#[from] local::LocalError),
+    Local(#[from] local_server::LocalError),
     #[error(transparent)]
-    Remote(#[from] RemoteError),
+    Api(#[from] ApiError),
     #[error(transparent)]
-    Watch(#[from] tagcfg::watch::WatchError),
-    #[error(transparent)]
-    WatchServer(#[from] tagcfg::watch_server::WatchServerError),
+    Watch(#[from] watch::WatchError),
     #[error("{0}")]
     Usage(String),
 }
@@ -235,13 +233,30 @@ fn if_match_tag(layer: &Option<String>, shared: bool, v: u64) -> String {
     }
 }
 
-fn remote(conn: &Connection) -> Result<Remote, CliError> {
-    if conn.token.is_none() {
-        return Err(CliError::Usage(
-            "no token: pass --token or set TAGCFG_TOKEN (for the local server: `tagcfg token --tenant acme --scope config:write`)".into(),
-        ));
+/// How long one HTTP call of the CLI may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+const NO_TOKEN: &str =
+    "no token: pass --token or set TAGCFG_TOKEN (for the local server: `tagcfg token --tenant acme --scope config:write`)";
+
+/// The API behind `conn`, and the token to call it with.
+struct Remote {
+    api: Api,
+    token: String,
+}
+
+impl Remote {
+    async fn call(&self, method: Method, path: &str, call: Call<'_>) -> Result<String, ApiError> {
+        self.api.call(method, path, &self.token, call).await
     }
-    Ok(Remote::new(&conn.url, conn.token.clone())?)
+}
+
+fn remote(conn: &Connection) -> Result<Remote, CliError> {
+    let token = conn.token.clone().ok_or_else(|| CliError::Usage(NO_TOKEN.into()))?;
+    Ok(Remote {
+        api: Api::new(&conn.url, CALL_TIMEOUT)?,
+        token,
+    })
 }
 
 fn print(body: String) {
@@ -259,7 +274,6 @@ async fn run(command: Command) -> Result<(), CliError> {
             routes,
             no_demo,
         } => serve(addr, grpc_addr, data_dir, &routes, !no_demo).await,
-        Command::WatchServer => watch_server().await,
         Command::Watch {
             prefixes,
             since,
@@ -267,8 +281,8 @@ async fn run(command: Command) -> Result<(), CliError> {
             token,
             count,
         } => {
-            let token = token.ok_or_else(|| CliError::Usage("no token: pass --token or set TAGCFG_TOKEN".into()))?;
-            tagcfg::watch::print_changes(&grpc_url, &token, prefixes, since, count).await?;
+            let token = token.ok_or_else(|| CliError::Usage(NO_TOKEN.into()))?;
+            watch::print_changes(&grpc_url, &token, prefixes, since, count).await?;
             Ok(())
         }
         Command::Token {
@@ -279,7 +293,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             ttl,
             data_dir,
         } => {
-            let secret = local::dev_secret(&data_dir)?;
+            let secret = local_server::dev_secret(&data_dir)?;
             let token = match tenant {
                 Some(tenant) if !operator => {
                     let tenant = TenantId::parse(&tenant).map_err(|e| CliError::Usage(e.to_string()))?;
@@ -287,7 +301,7 @@ async fn run(command: Command) -> Result<(), CliError> {
                 }
                 _ => dev::mint_operator(&secret, &subject, ttl),
             }
-            .map_err(local::LocalError::from)?;
+            .map_err(local_server::LocalError::from)?;
             println!("{token}");
             Ok(())
         }
@@ -305,14 +319,14 @@ async fn run(command: Command) -> Result<(), CliError> {
                     .call(
                         Method::PUT,
                         &path,
-                        RequestOptions {
+                        Call {
                             body: Some(body),
                             headers: vec![],
                         },
                     )
                     .await?
             } else {
-                remote.call(Method::GET, &path, RequestOptions::default()).await?
+                remote.call(Method::GET, &path, Call::default()).await?
             };
             print(answer);
             Ok(())
@@ -324,11 +338,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             conn,
         } => {
             let path = format!("/v1/config/{key}{}", layer_query(&layer, shared));
-            print(
-                remote(&conn)?
-                    .call(Method::GET, &path, RequestOptions::default())
-                    .await?,
-            );
+            print(remote(&conn)?.call(Method::GET, &path, Call::default()).await?);
             Ok(())
         }
         Command::Put {
@@ -362,7 +372,7 @@ async fn run(command: Command) -> Result<(), CliError> {
                     .call(
                         Method::PUT,
                         &path,
-                        RequestOptions {
+                        Call {
                             body: Some(value),
                             headers,
                         },
@@ -383,7 +393,7 @@ async fn run(command: Command) -> Result<(), CliError> {
                 .unwrap_or_default();
             let path = format!("/v1/config/{key}{}", layer_query(&layer, shared));
             remote(&conn)?
-                .call(Method::DELETE, &path, RequestOptions { body: None, headers })
+                .call(Method::DELETE, &path, Call { body: None, headers })
                 .await?;
             println!("deleted {key}");
             Ok(())
@@ -398,21 +408,13 @@ async fn run(command: Command) -> Result<(), CliError> {
             if let Some(c) = cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
-            print(
-                remote(&conn)?
-                    .call(Method::GET, &path, RequestOptions::default())
-                    .await?,
-            );
+            print(remote(&conn)?.call(Method::GET, &path, Call::default()).await?);
             Ok(())
         }
         Command::History { key, conn } => {
             print(
                 remote(&conn)?
-                    .call(
-                        Method::GET,
-                        &format!("/v1/config/{key}/history"),
-                        RequestOptions::default(),
-                    )
+                    .call(Method::GET, &format!("/v1/config/{key}/history"), Call::default())
                     .await?,
             );
             Ok(())
@@ -420,11 +422,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Changes { since, conn } => {
             print(
                 remote(&conn)?
-                    .call(
-                        Method::GET,
-                        &format!("/v1/changes?since={since}"),
-                        RequestOptions::default(),
-                    )
+                    .call(Method::GET, &format!("/v1/changes?since={since}"), Call::default())
                     .await?,
             );
             Ok(())
@@ -496,30 +494,8 @@ async fn serve(
         data_dir.display()
     );
 
-    tagcfg::signals::stop_requested().await;
+    push::shutdown::stop_requested().await;
     println!("stopping");
     server.shutdown().await?;
-    Ok(())
-}
-
-async fn watch_server() -> Result<(), CliError> {
-    use tagcfg::watch_server::{start, WatchServerConfig, WatchServerError};
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TAGCFG_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let config = WatchServerConfig::from_lookup(&tagged_routing::env::process_env).map_err(WatchServerError::from)?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let server = start(config, &adapters::aws::Clients::from_sdk(&sdk)).await?;
-    tracing::info!(addr = %server.addr, "watch server ready");
-    tagcfg::signals::stop_requested().await;
-    tracing::info!("stopping: ending every stream with a resync, then closing connections");
-    server
-        .shutdown()
-        .await
-        .map_err(|e| CliError::Usage(format!("shutdown: {e}")))?;
     Ok(())
 }

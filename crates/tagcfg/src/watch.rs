@@ -3,17 +3,16 @@
 
 use std::io::Write;
 
-use watch::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event};
-use watch::{cursor_from_pb, cursor_to_pb, layer_from_pb, Cursor};
+use client::ClientError;
+use push::pb::{self, watch_event::Event};
+use push::{cursor_from_pb, cursor_to_pb, layer_from_pb, Cursor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("invalid watch server URL {0}")]
-    Url(String),
-    #[error("cannot reach the watch server at {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    #[error("the watch server refused: {0}")]
-    Refused(String),
+    #[error("watch server {url}: {error}")]
+    Client { url: String, error: ClientError },
+    #[error("the stream ended: {0}")]
+    Ended(String),
     #[error("resync needed: {reason} (last cursor {cursor}; run again without --since to go live)")]
     Resync { reason: String, cursor: String },
 }
@@ -52,34 +51,20 @@ pub async fn print_changes(
     since: Option<Cursor>,
     count: Option<usize>,
 ) -> Result<(), WatchError> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .map_err(|_| WatchError::Url(url.to_owned()))?
-        .tcp_nodelay(true)
-        .connect()
+    let failed = |error| WatchError::Client {
+        url: url.to_owned(),
+        error,
+    };
+    let channel = client::grpc::channel(url).map_err(failed)?;
+    let mut stream = client::grpc::watch(channel, token, prefixes, since.as_ref().map(cursor_to_pb))
         .await
-        .map_err(|e| WatchError::Unreachable {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-    let mut request = tonic::Request::new(pb::WatchRequest {
-        prefixes,
-        since: since.as_ref().map(cursor_to_pb),
-    });
-    let bearer = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| WatchError::Refused("the token is not ASCII".into()))?;
-    request.metadata_mut().insert("authorization", bearer);
-    let mut stream = ConfigWatchClient::new(channel)
-        .watch(request)
-        .await
-        .map_err(|s| WatchError::Refused(format!("{:?}: {}", s.code(), s.message())))?
-        .into_inner();
+        .map_err(failed)?;
     let mut printed = 0;
     let mut out = std::io::stdout();
     while let Some(event) = stream
         .message()
         .await
-        .map_err(|s| WatchError::Refused(s.message().to_owned()))?
+        .map_err(|s| WatchError::Ended(client::grpc::from_status(&s).to_string()))?
     {
         match event.event {
             Some(Event::Updates(batch)) => {

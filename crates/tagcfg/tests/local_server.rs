@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use local_server::{LocalConfig, LocalServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tagcfg::local::{LocalConfig, LocalServer};
 use tagged_routing::RoutingTable;
 use tenant_auth::Scope;
 
@@ -278,7 +278,7 @@ fn tagcfg_serve_prints_working_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
-    use watch::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+    use push::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
     let acme = server.token("acme", &[Scope::Write]).unwrap();
@@ -297,7 +297,7 @@ async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
         .unwrap()
         .into_inner();
     let live_at = match stream.message().await.unwrap().unwrap().event.unwrap() {
-        Event::Heartbeat(hb) => watch::cursor_from_pb(&hb.cursor.unwrap()).unwrap(),
+        Event::Heartbeat(hb) => push::cursor_from_pb(&hb.cursor.unwrap()).unwrap(),
         other => panic!("expected the live heartbeat, got {other:?}"),
     };
 
@@ -332,7 +332,7 @@ async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
     };
     assert_eq!(
         (change.key.as_str(), change.revision, change.layer.unwrap().kind()),
-        ("tenant_config_flags/checkout", revision, watch::pb::LayerKind::Tenant)
+        ("tenant_config_flags/checkout", revision, push::pb::LayerKind::Tenant)
     );
     assert_eq!(change.value_json.as_deref(), Some("{\"enabled\":false}"));
 

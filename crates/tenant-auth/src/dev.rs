@@ -76,3 +76,14 @@ fn sign(secret: &[u8], subject: &str, scope: &str, tenant: Option<&TenantId>, ex
     encode(&Header::default(), &claims, &EncodingKey::from_secret(secret))
         .map_err(|e| AuthError::Config(format!("cannot sign a dev token: {e}")))
 }
+
+/// The verifier of dev tokens signed with `secret`, with the dev issuer and audience: what
+/// the local server runs with.
+pub fn verifier(secret: &[u8]) -> Result<crate::Verifier, AuthError> {
+    crate::Verifier::new(crate::VerifierConfig {
+        issuer: Some(DEV_ISSUER.into()),
+        audiences: vec![DEV_AUDIENCE.into()],
+        dev_secret: Some(secret.to_vec()),
+        ..crate::VerifierConfig::default()
+    })
+}

@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use push::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event};
 use serde_json::Value;
 use tagged_routing::{ConfigStore, TenantId};
 use tokio::task::JoinHandle;
-use watch::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event};
 
 /// How long readers fed by a change feed get to agree before the step fails.
 pub const SETTLE: Duration = Duration::from_secs(15);
@@ -114,7 +114,7 @@ impl Watcher {
                                 pb::Op::Delete => None,
                                 _ => {
                                     let value = u.value_json.as_deref().map(parse).unwrap_or(Value::Null);
-                                    let layer = u.layer.as_ref().and_then(watch::layer_from_pb);
+                                    let layer = u.layer.as_ref().and_then(push::layer_from_pb);
                                     Some((value, layer.map(|l| l.to_string()).unwrap_or_default()))
                                 }
                             };
@@ -242,7 +242,7 @@ impl Suite<'_> {
             .into_inner();
         let mut view: BTreeMap<String, Seen> = keys.iter().map(|k| (k.clone(), None)).collect();
         for item in answer.items {
-            let layer = item.layer.as_ref().and_then(watch::layer_from_pb);
+            let layer = item.layer.as_ref().and_then(push::layer_from_pb);
             view.insert(
                 item.key,
                 Some((

@@ -11,9 +11,12 @@
 //! - [`stores`]: a store decorator that counts backend reads and can make the change log
 //!   forget old revisions.
 //! - [`serve`]: `tagcfg serve` as a child process on free ports, its banner read (tests of
-//!   the binary, the watch benchmark).
+//!   the binary, the watch benchmark); SIGTERM to stop a server process.
+//! - [`emulators`]: the AWS SDK configuration for DynamoDB Local and moto (or a skip note
+//!   outside `make test`), unique names and fresh config tables.
 
 pub mod auth;
+pub mod emulators;
 pub mod layers;
 pub mod serve;
 pub mod stores;

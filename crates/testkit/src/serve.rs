@@ -1,9 +1,11 @@
-//! `tagcfg serve` as a child process, started on free ports, its banner read.
+//! Servers as child processes: `tagcfg serve` started on free ports with its banner read,
+//! and the SIGTERM a container runtime sends to stop one.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A running `tagcfg serve`. Dropping it kills the process (also when a test panics).
 pub struct Served {
@@ -78,4 +80,38 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends SIGTERM (unix only: `kill -TERM`), then waits (at most 15 s) for the exit; returns whether it succeeded.
+pub fn terminate(child: &mut Child) -> bool {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM failed");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("the server did not stop within 15 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads lines until one contains `marker`; returns every line read.
+pub fn read_until(out: &mut impl BufRead, marker: &str) -> String {
+    let mut seen = String::new();
+    for line in out.lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(marker) {
+            return seen;
+        }
+    }
+    panic!("the server ended before printing '{marker}':\n{seen}");
 }

@@ -3,7 +3,6 @@
 //! [`TaggedStore`] by [`tagged_store`], the function every binary calls.
 
 mod dynamodb;
-pub mod emulators;
 pub mod error;
 pub mod retry;
 mod ssm;

@@ -26,7 +26,7 @@ const REPLAY_BATCH: usize = 100;
 
 /// Both services over one hub. Cheap to clone.
 #[derive(Clone)]
-pub struct WatchService {
+pub struct PushService {
     hub: Arc<Hub>,
     routes: Arc<RoutingTable>,
     verifier: Arc<Verifier>,
@@ -34,7 +34,7 @@ pub struct WatchService {
     heartbeat: Duration,
 }
 
-impl WatchService {
+impl PushService {
     /// `service_auth`: the verifier of `Refresh` callers; `None` refuses every `Refresh`
     /// (a server fed in-process needs none).
     pub fn new(
@@ -44,7 +44,7 @@ impl WatchService {
         service_auth: Option<Arc<ServiceVerifier>>,
         heartbeat: Duration,
     ) -> Self {
-        WatchService {
+        PushService {
             hub,
             routes,
             verifier,
@@ -180,7 +180,7 @@ impl Pump {
 }
 
 #[tonic::async_trait]
-impl pb::config_watch_server::ConfigWatch for WatchService {
+impl pb::config_watch_server::ConfigWatch for PushService {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let ctx = self.tenant(&request).await?;
         let keys = request.into_inner().keys;
@@ -239,7 +239,7 @@ impl pb::config_watch_server::ConfigWatch for WatchService {
 }
 
 #[tonic::async_trait]
-impl pb::config_refresh_server::ConfigRefresh for WatchService {
+impl pb::config_refresh_server::ConfigRefresh for PushService {
     async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::RefreshResponse>, Status> {
         let verifier = self
             .service_auth

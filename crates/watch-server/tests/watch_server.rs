@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use adapters::aws::{emulators, Clients};
-use tagcfg::watch_server::{start, WatchServerConfig};
+use adapters::aws::Clients;
+use push::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event};
 use tagged_routing::{ConfigStore, JsonText, Owner, Precondition, Revision, TenantId};
 use tenant_auth::{dev, service, Scope};
-use watch::pb::{self, config_watch_client::ConfigWatchClient, watch_event::Event};
+use testkit::emulators;
+use watch_server::{start, Config};
 
 const DEV_SECRET: &str = "watch-server-test-secret-0123456789ab";
 const SERVICE_SECRET: &str = "watch-server-service-secret-0123456789";
@@ -19,8 +20,7 @@ use testkit::auth::authed;
 #[tokio::test]
 async fn refresh_in_watch_out_get_from_the_aws_store() {
     let Some(sdk) =
-        adapters::aws::emulators::sdk_config_or_skip("refresh_in_watch_out_get_from_the_aws_store", &["DYNAMODB"])
-            .await
+        testkit::emulators::sdk_config_or_skip("refresh_in_watch_out_get_from_the_aws_store", &["DYNAMODB"]).await
     else {
         return;
     };
@@ -33,7 +33,7 @@ async fn refresh_in_watch_out_get_from_the_aws_store() {
         ("TAGCFG_DEV_SECRET", DEV_SECRET.into()),
         ("TAGCFG_ISSUER", dev::DEV_ISSUER.into()),
     ]);
-    let config = WatchServerConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
+    let config = Config::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
     let clients = Clients::from_sdk(&sdk);
     let server = start(config.clone(), &clients).await.unwrap();
     let url = format!("http://{}", server.addr);
@@ -105,7 +105,7 @@ async fn refresh_in_watch_out_get_from_the_aws_store() {
     let change = store.changes_since(&acme, Revision(1), 1).await.unwrap().remove(0);
     let credential = service::mint(SERVICE_SECRET.as_bytes(), "cache-refresher", 60).unwrap();
     let refresh = pb::RefreshRequest {
-        changes: vec![watch::change_to_pb(&change)],
+        changes: vec![push::change_to_pb(&change)],
     };
     let mut refresher = pb::config_refresh_client::ConfigRefreshClient::connect(url.clone())
         .await
@@ -163,10 +163,9 @@ fn watch_server_configuration_names_the_missing_variable() {
         ("TAGCFG_JWKS_URL", "https://x"),
         ("TAGCFG_ISSUER", "i"),
     ]);
-    let err = WatchServerConfig::from_lookup(&|k: &str| vars.get(k).map(|v| v.to_string())).unwrap_err();
+    let err = Config::from_lookup(&|k: &str| vars.get(k).map(|v| v.to_string())).unwrap_err();
     assert_eq!(err.to_string(), "TAGCFG_SERVICE_SECRET is required but not set");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagcfg"))
-        .arg("watch-server")
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_watch-server"))
         .env_remove("TAGCFG_TABLE")
         .env("TAGCFG_SERVICE_SECRET", SERVICE_SECRET)
         .output()

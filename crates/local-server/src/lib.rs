@@ -1,15 +1,24 @@
-//! The local all-in-one server: the same router as the Lambda, over an embedded store.
+//! # local-server: tagcfg on one machine, no AWS
+//!
+//! The same HTTP router as the config-api Lambda and the same push server as the ECS watch
+//! server, over the embedded redb store and an in-process change feed, with a dev HS256
+//! secret and demo data. `tagcfg serve` (the CLI), the integration tests and the benchmarks
+//! all start it through [`LocalServer::start`], on fixed or random ports.
+//!
+//! - [`LocalServer`]: start, tokens for the demo tenants and the operator, shutdown;
+//! - [`dev_secret`]: the dev signing key kept (owner-readable only) in the data directory;
+//! - [`seed_demo_data`]: the demo keys, written on first start only.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use adapters::local::{InProcessFeed, RedbStore};
+use push::{Hub, HubConfig, PushServer, PushService};
 use tagged_routing::{ConfigStore, JsonText, Owner, Precondition, RoutingTable, StoreLimits, TaggedStore, TenantId};
-use tenant_auth::{dev, Scope, Verifier, VerifierConfig};
+use tenant_auth::{dev, Scope};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use watch::{Hub, HubConfig, WatchServer, WatchService};
 
 /// The tenants `tagcfg serve` seeds and prints tokens for.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
@@ -24,7 +33,7 @@ pub struct LocalConfig {
     pub data_dir: PathBuf,
     pub routes: RoutingTable,
     pub seed_demo_data: bool,
-    /// Where the gRPC watch server listens.
+    /// Where the gRPC push server (ConfigWatch) listens.
     pub grpc_addr: SocketAddr,
 }
 
@@ -82,16 +91,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
-/// The verifier of the local server: dev HS256 tokens signed with `secret`.
-pub fn dev_verifier(secret: &[u8]) -> Result<Verifier, LocalError> {
-    Ok(Verifier::new(VerifierConfig {
-        issuer: Some(dev::DEV_ISSUER.into()),
-        audiences: vec![dev::DEV_AUDIENCE.into()],
-        dev_secret: Some(secret.to_vec()),
-        ..VerifierConfig::default()
-    })?)
-}
-
 /// A running local server. Dropping it does not stop it; call [`LocalServer::shutdown`].
 pub struct LocalServer {
     pub addr: SocketAddr,
@@ -103,12 +102,12 @@ pub struct LocalServer {
     pub seeded: bool,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: JoinHandle<Result<(), std::io::Error>>,
-    watch_server: WatchServer,
+    push_server: PushServer,
     forwarder: JoinHandle<()>,
 }
 
 impl LocalServer {
-    /// Opens the store, starts the watch server, seeds the demo data on first start,
+    /// Opens the store, starts the push server, seeds the demo data on first start,
     /// binds and starts serving HTTP.
     pub async fn start(config: LocalConfig) -> Result<Self, LocalError> {
         let secret = dev_secret(&config.data_dir)?;
@@ -119,23 +118,23 @@ impl LocalServer {
             Arc::new(redb),
             StoreLimits::default(),
         ));
-        let verifier = Arc::new(dev_verifier(&secret)?);
+        let verifier = Arc::new(dev::verifier(&secret)?);
 
-        // The watch server, fed by the in-process feed (subscribed before anything writes).
+        // The push server, fed by the in-process feed (subscribed before anything writes).
         let hub = Arc::new(Hub::new(
             store.clone(),
             Arc::new(config.routes.clone()),
             HubConfig::default(),
         ));
         let forwarder = tokio::spawn(forward(feed.subscribe(), hub.clone()));
-        let service = WatchService::new(
+        let service = PushService::new(
             hub.clone(),
             Arc::new(config.routes.clone()),
             verifier.clone(),
             None,
             HEARTBEAT,
         );
-        let watch_server = WatchServer::start(config.grpc_addr, service)
+        let push_server = PushServer::start(config.grpc_addr, service)
             .await
             .map_err(|source| LocalError::Bind {
                 addr: config.grpc_addr,
@@ -161,7 +160,7 @@ impl LocalServer {
         });
         Ok(LocalServer {
             addr,
-            grpc_addr: watch_server.addr,
+            grpc_addr: push_server.addr,
             hub,
             store,
             feed,
@@ -169,7 +168,7 @@ impl LocalServer {
             seeded,
             shutdown,
             task,
-            watch_server,
+            push_server,
             forwarder,
         })
     }
@@ -202,7 +201,7 @@ impl LocalServer {
     /// Stops accepting, finishes in-flight requests and closes the store.
     pub async fn shutdown(self) -> Result<(), LocalError> {
         self.forwarder.abort();
-        self.watch_server.shutdown().await.map_err(LocalError::Serve)?;
+        self.push_server.shutdown().await.map_err(LocalError::Serve)?;
         let _ = self.shutdown.send(());
         match self.task.await {
             Ok(result) => result.map_err(LocalError::Serve),
@@ -222,14 +221,11 @@ async fn forward(mut feed: tokio::sync::broadcast::Receiver<tagged_routing::Chan
         match feed.recv().await {
             Ok(change) => {
                 if let Err(e) = hub.publish(change).await {
-                    tracing::warn!(error = %e, "the watch hub refused a change");
+                    tracing::warn!(error = %e, "the hub refused a change");
                 }
             }
             Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(
-                    missed,
-                    "the watch hub lagged behind the feed; catching up from the store"
-                );
+                tracing::warn!(missed, "the hub lagged behind the feed; catching up from the store");
                 if let Err(e) = hub.catch_up().await {
                     tracing::warn!(error = %e, "catch-up failed");
                 }

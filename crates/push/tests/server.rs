@@ -3,6 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use push::pb::{
+    self, config_refresh_client::ConfigRefreshClient, config_watch_client::ConfigWatchClient, watch_event::Event,
+};
+use push::{Hub, HubConfig, PushServer, PushService};
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{
     ConfigStore, JsonText, Owner, Precondition, Revision, RoutingTable, StoreLimits, TaggedStore, TenantId,
@@ -12,16 +16,12 @@ use tenant_auth::{dev, Scope};
 use testkit::auth::authed;
 use testkit::stores::Observed;
 use tonic::transport::Channel;
-use watch::pb::{
-    self, config_refresh_client::ConfigRefreshClient, config_watch_client::ConfigWatchClient, watch_event::Event,
-};
-use watch::{Hub, HubConfig, WatchServer, WatchService};
 
 const SECRET: &[u8] = b"watch-test-secret-watch-test-secret!";
 const SERVICE_SECRET: &[u8] = b"service-secret-service-secret-service!";
 
 struct Setup {
-    server: WatchServer,
+    server: PushServer,
     hub: Arc<Hub>,
     store: TaggedStore,
 }
@@ -34,14 +34,14 @@ async fn setup(config: HubConfig, oldest_log_revision: u64) -> Setup {
         Arc::new(Observed::new(Arc::new(store.clone())).with_log_from(oldest_log_revision));
     let hub = Arc::new(Hub::new(backing, Arc::new(routes.clone()), config));
     let verifier = testkit::auth::dev_verifier(SECRET);
-    let service = WatchService::new(
+    let service = PushService::new(
         hub.clone(),
         Arc::new(routes),
         Arc::new(verifier),
         Some(Arc::new(ServiceVerifier::new(SERVICE_SECRET).unwrap())),
         Duration::from_secs(3600),
     );
-    let server = WatchServer::start("127.0.0.1:0".parse().unwrap(), service)
+    let server = PushServer::start("127.0.0.1:0".parse().unwrap(), service)
         .await
         .unwrap();
     Setup { server, hub, store }
@@ -311,7 +311,7 @@ async fn refresh_needs_the_service_credential_and_is_idempotent() {
     let mut watcher = watch(&s, "acme", &[], None).await;
     // The change as the store committed it (a Refresh beyond the store's head is refused).
     let written = write_unpublished(&s, "acme", "tenant_config_pushed", "{\"on\":true}").await;
-    let change = watch::change_to_pb(&written);
+    let change = push::change_to_pb(&written);
     let refresh = pb::RefreshRequest {
         changes: vec![change.clone()],
     };
@@ -576,7 +576,7 @@ async fn a_change_beyond_the_stores_head_cannot_poison_a_tenant() {
             Some(&JsonText::parse("\"owned\"").unwrap()),
         );
         let request = pb::RefreshRequest {
-            changes: vec![watch::change_to_pb(&bogus)],
+            changes: vec![push::change_to_pb(&bogus)],
         };
         let answer = refresher(&s).await.refresh(authed(request, &service)).await;
         match answer {

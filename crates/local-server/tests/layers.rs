@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tagcfg::local::{LocalConfig, LocalServer};
+use local_server::{LocalConfig, LocalServer};
 use tagged_routing::{RoutingTable, TenantId};
 use tenant_auth::Scope;
 use testkit::layers::{self, Deployment, InProcess};

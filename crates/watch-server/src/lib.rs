@@ -1,20 +1,24 @@
-//! `tagcfg watch-server`: the watch service over the AWS store, fed by the
-//! cache-refresher's `Refresh` calls.
+//! # watch-server: the push server of the AWS deployment
+//!
+//! Runs on ECS/Fargate behind Cloud Map. Tenants' services hold `Watch` streams; the
+//! cache-refresher Lambda calls `Refresh` with every change; misses and replays read
+//! DynamoDB + SSM. `main.rs` only reads [`Config`] from the environment, builds the AWS
+//! clients once and calls [`start`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use adapters::aws::{AwsSettings, Clients};
+use push::{Hub, HubConfig, PushServer, PushService};
 use tagged_routing::env::{self, EnvError, Lookup};
 use tagged_routing::RoutingTable;
 use tenant_auth::service::ServiceVerifier;
 use tenant_auth::{Verifier, VerifierConfig};
-use watch::{Hub, HubConfig, WatchServer, WatchService};
 
-/// Everything the standalone watch server reads from its environment.
+/// Everything the watch server reads from its environment.
 #[derive(Debug, Clone)]
-pub struct WatchServerConfig {
+pub struct Config {
     /// `TAGCFG_WATCH_ADDR` (default `127.0.0.1:50051`; `0.0.0.0:50051` in a container).
     pub addr: SocketAddr,
     pub routes: RoutingTable,
@@ -27,7 +31,7 @@ pub struct WatchServerConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum WatchServerError {
+pub enum StartError {
     #[error(transparent)]
     Env(#[from] EnvError),
     #[error("{0}")]
@@ -38,7 +42,7 @@ pub enum WatchServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-impl WatchServerConfig {
+impl Config {
     pub fn from_lookup(get: &impl Lookup) -> Result<Self, EnvError> {
         let addr = get("TAGCFG_WATCH_ADDR").unwrap_or_else(|| "127.0.0.1:50051".into());
         let addr = addr
@@ -51,7 +55,7 @@ impl WatchServerConfig {
                 "must be at least 32 characters",
             ));
         }
-        Ok(WatchServerConfig {
+        Ok(Config {
             addr,
             routes: env::routes(get)?,
             aws: AwsSettings::from_lookup(get)?,
@@ -63,20 +67,20 @@ impl WatchServerConfig {
 }
 
 /// Builds the store stack and starts serving.
-pub async fn start(config: WatchServerConfig, clients: &Clients) -> Result<WatchServer, WatchServerError> {
+pub async fn start(config: Config, clients: &Clients) -> Result<PushServer, StartError> {
     let store = adapters::aws::tagged_store(clients, config.routes.clone(), &config.aws)?;
     let routes = Arc::new(config.routes);
     let hub = Arc::new(Hub::new(Arc::new(store), routes.clone(), HubConfig::default()));
-    let service = WatchService::new(
+    let service = PushService::new(
         hub,
         routes,
         Arc::new(Verifier::new(config.auth)?),
         Some(Arc::new(ServiceVerifier::new(&config.service_secret)?)),
         config.heartbeat,
     );
-    WatchServer::start(config.addr, service)
+    PushServer::start(config.addr, service)
         .await
-        .map_err(|source| WatchServerError::Bind {
+        .map_err(|source| StartError::Bind {
             addr: config.addr,
             source,
         })

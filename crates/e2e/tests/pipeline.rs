@@ -11,15 +11,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use adapters::aws::{emulators, Clients};
+use adapters::aws::Clients;
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use cache_refresher::{Outcome, Refresher, RefresherConfig};
 use lambda_http::{Context, LambdaEvent, Service};
+use push::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
 use serde_json::{json, Value};
 use stream_publisher::{EventBridgeSink, PublisherConfig};
 use tenant_auth::{dev, Scope};
-use watch::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+use testkit::emulators;
 
 const SERVICE_SECRET: &str = "pipeline-service-secret-0123456789abcd";
 const DEV_SECRET: &str = "pipeline-dev-secret-0123456789abcdefgh";
@@ -178,13 +179,13 @@ fn stack_vars(name: &str) -> HashMap<&'static str, String> {
     ])
 }
 
-async fn watch_server(vars: &HashMap<&'static str, String>, clients: &Clients) -> watch::WatchServer {
-    let config = tagcfg::watch_server::WatchServerConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
-    tagcfg::watch_server::start(config, clients).await.unwrap()
+async fn watch_server(vars: &HashMap<&'static str, String>, clients: &Clients) -> push::PushServer {
+    let config = watch_server::Config::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
+    watch_server::start(config, clients).await.unwrap()
 }
 
 /// The cache-refresher of table `name`, refreshing `server`.
-fn refresher_of(sdk: &aws_config::SdkConfig, clients: &Clients, name: &str, server: &watch::WatchServer) -> Refresher {
+fn refresher_of(sdk: &aws_config::SdkConfig, clients: &Clients, name: &str, server: &push::PushServer) -> Refresher {
     let vars: HashMap<&str, String> = HashMap::from([
         ("TAGCFG_WATCH_ENDPOINTS", format!("http://{}", server.addr)),
         ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
@@ -201,7 +202,7 @@ fn refresher_of(sdk: &aws_config::SdkConfig, clients: &Clients, name: &str, serv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
-    let Some(sdk) = adapters::aws::emulators::sdk_config_or_skip(
+    let Some(sdk) = testkit::emulators::sdk_config_or_skip(
         "a_write_and_a_console_edit_travel_the_whole_feed",
         &["DYNAMODB", "EVENTBRIDGE"],
     )
@@ -308,7 +309,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
             change
                 .layer
                 .as_ref()
-                .and_then(watch::layer_from_pb)
+                .and_then(push::layer_from_pb)
                 .map(|l| l.to_string()),
             change.key.as_str(),
             change.version,
@@ -479,7 +480,7 @@ impl stream_publisher::EventSink for FaultInjecting {
 
 #[tokio::test]
 async fn with_entries_failing_every_change_is_published_once_or_reported() {
-    let Some(sdk) = adapters::aws::emulators::sdk_config_or_skip(
+    let Some(sdk) = testkit::emulators::sdk_config_or_skip(
         "with_entries_failing_every_change_is_published_once_or_reported",
         &["DYNAMODB", "EVENTBRIDGE"],
     )
@@ -590,7 +591,7 @@ impl testkit::layers::Feed for EmulatorFeed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reader_agrees_at_every_step_on_the_emulator_stack() {
-    let Some(sdk) = adapters::aws::emulators::sdk_config_or_skip(
+    let Some(sdk) = testkit::emulators::sdk_config_or_skip(
         "every_reader_agrees_at_every_step_on_the_emulator_stack",
         &["DYNAMODB", "EVENTBRIDGE"],
     )

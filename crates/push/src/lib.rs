@@ -1,7 +1,9 @@
-//! # watch: the gRPC watch server
+//! # push: the fan-out of changes to the services that read them
 //!
-//! Services hold a `Watch` stream and receive every change of what their tenant reads as
-//! it happens — the push half of "fresh within a second, load grows with changes".
+//! Services hold a `Watch` stream (protocol `tagcfg.v2.ConfigWatch`) and receive every
+//! change of what their tenant reads as it happens — the push half of "fresh within a
+//! second, load grows with changes". The `watch-server` binary (ECS) and the local server
+//! both host it.
 //!
 //! - [`pb`]: the generated `tagcfg.v2` protocol (`proto/`: `ConfigWatch` for tenants,
 //!   `ConfigRefresh` for the cache-refresher), built without `protoc`;
@@ -10,10 +12,11 @@
 //!   replay ring and gap-filling; a cursor over the logs a stream follows; the per-owner
 //!   cache behind `Get`; bounded per-subscriber buffers (a slow subscriber is cut off with a
 //!   `resync`, never buffered without bound);
-//! - [`service::WatchService`]: both tonic services: tenant tokens for `Get`/`Watch`, the
+//! - [`service::PushService`]: both tonic services: tenant tokens for `Get`/`Watch`, the
 //!   service credential for `Refresh`;
-//! - [`server`]: the server with grpc.health.v1 and reflection (v1 and v1alpha), on a
-//!   listener you give it, `TCP_NODELAY` on every connection;
+//! - [`server`]: [`PushServer`], the gRPC server with grpc.health.v1 and reflection (v1 and
+//!   v1alpha), on a listener you give it, `TCP_NODELAY` on every connection;
+//! - [`shutdown`]: Ctrl-C or SIGTERM, the servers' stop signal;
 //! - [`codec`]: protobuf with small per-stream buffers (memory per open stream);
 //! - `convert`: domain ↔ protobuf, and the one mapping of errors to gRPC codes.
 
@@ -22,6 +25,7 @@ mod convert;
 pub mod hub;
 pub mod server;
 pub mod service;
+pub mod shutdown;
 
 /// The generated protocol.
 pub mod pb {
@@ -33,5 +37,5 @@ pub mod pb {
 
 pub use convert::{change_from_pb, change_to_pb, cursor_from_pb, cursor_to_pb, layer_from_pb, layer_to_pb, status_of};
 pub use hub::{Cursor, Hub, HubConfig};
-pub use server::{serve, WatchServer};
-pub use service::WatchService;
+pub use server::{serve, PushServer};
+pub use service::PushService;

@@ -44,7 +44,7 @@ pub fn unique_name(label: &str) -> String {
 /// table cannot say anything.
 pub async fn fresh_table(sdk: &aws_config::SdkConfig, label: &str) -> String {
     let name = unique_name(label);
-    super::table::create_config_table(&aws_sdk_dynamodb::Client::new(sdk), &name)
+    adapters::aws::table::create_config_table(&aws_sdk_dynamodb::Client::new(sdk), &name)
         .await
         .unwrap_or_else(|e| panic!("create the config table {name} in DynamoDB Local: {e}"));
     name

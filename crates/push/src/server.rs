@@ -9,7 +9,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::pb;
-use crate::WatchService;
+use crate::PushService;
 
 /// Serves `tagcfg.v2.ConfigWatch`, `tagcfg.v2.ConfigRefresh`, grpc.health.v1 and server
 /// reflection (v1 and v1alpha: many tools still speak only v1alpha) until `shutdown`
@@ -17,12 +17,12 @@ use crate::WatchService;
 /// hundred bytes waits for the client's delayed ACK (about 40 ms per call).
 pub async fn serve(
     listener: TcpListener,
-    service: WatchService,
+    service: PushService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<pb::config_watch_server::ConfigWatchServer<WatchService>>()
+        .set_serving::<pb::config_watch_server::ConfigWatchServer<PushService>>()
         .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -46,16 +46,16 @@ pub async fn serve(
 }
 
 /// A watch server running in the background.
-pub struct WatchServer {
+pub struct PushServer {
     pub addr: SocketAddr,
     hub: std::sync::Arc<crate::Hub>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
-impl WatchServer {
+impl PushServer {
     /// Binds `addr` (port 0 for a free one) and starts serving.
-    pub async fn start(addr: SocketAddr, service: WatchService) -> std::io::Result<Self> {
+    pub async fn start(addr: SocketAddr, service: PushService) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let hub = service.hub().clone();
@@ -63,7 +63,7 @@ impl WatchServer {
         let task = tokio::spawn(serve(listener, service, async {
             let _ = stopped.await;
         }));
-        Ok(WatchServer { addr, hub, stop, task })
+        Ok(PushServer { addr, hub, stop, task })
     }
 
     /// Stops accepting, ends every Watch stream (with a resync) and waits for the
