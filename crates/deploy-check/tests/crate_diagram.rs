@@ -105,6 +105,9 @@ fn the_crate_diagram_draws_every_dependency_and_no_other() {
         }
     }
     for name in drawn_normal.keys().chain(drawn_dev.keys()) {
-        assert!(normal.contains_key(name), "the diagram draws {name}, which is no workspace crate");
+        assert!(
+            normal.contains_key(name),
+            "the diagram draws {name}, which is no workspace crate"
+        );
     }
 }

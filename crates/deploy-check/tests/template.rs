@@ -217,9 +217,23 @@ fn granted(t: &Value, function: &Value) -> BTreeSet<String> {
     statements(t, function).into_iter().flat_map(actions).collect()
 }
 
-/// SDK calls found in a source file (`.get_item()` → `dynamodb:GetItem`, …).
+/// Every `.rs` file at `path` (a file, or a directory read recursively), concatenated.
+fn sources(path: &std::path::Path) -> String {
+    if path.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        entries.iter().map(|p| sources(p)).collect()
+    } else if path.extension().is_some_and(|e| e == "rs") {
+        std::fs::read_to_string(path).unwrap()
+    } else {
+        String::new()
+    }
+}
+
+/// SDK calls found in a source file or directory (`.get_item()` → `dynamodb:GetItem`, …).
 fn calls(path: &str, service: &str, methods: &[(&str, &str)]) -> BTreeSet<String> {
-    let source = std::fs::read_to_string(root().join(path)).unwrap();
+    let source = sources(&root().join(path));
+    assert!(!source.is_empty(), "no Rust source at {path}");
     methods
         .iter()
         .filter(|(method, _)| source.contains(&format!(".{method}()")))
@@ -247,7 +261,7 @@ fn each_policy_grants_the_actions_its_code_calls() {
     let t = template();
     let fns: HashMap<String, &Value> = functions(&t).into_iter().collect();
     // config-api runs the whole store.
-    let mut needed = calls("crates/adapters/src/aws/dynamodb.rs", "dynamodb", DYNAMODB);
+    let mut needed = calls("crates/adapters/src/aws/dynamodb", "dynamodb", DYNAMODB);
     needed.extend(calls("crates/adapters/src/aws/ssm.rs", "ssm", SSM));
     assert!(needed.len() >= 9, "the scan found the store's calls: {needed:?}");
     let missing: Vec<_> = needed.difference(&granted(&t, fns["config-api"])).cloned().collect();
@@ -343,7 +357,7 @@ fn the_watch_server_task_is_configured_by_its_environment() {
         .unwrap_or_else(|e| panic!("{e}"));
     // The task reads what the Hub reads (heads and change log, batch gets), SecureStrings included.
     let task_role: BTreeSet<String> = role_statements(&t, "TaskRole").into_iter().flat_map(actions).collect();
-    let mut needed = calls("crates/adapters/src/aws/dynamodb.rs", "dynamodb", DYNAMODB);
+    let mut needed = calls("crates/adapters/src/aws/dynamodb", "dynamodb", DYNAMODB);
     needed.remove("dynamodb:TransactWriteItems"); // the task only reads
     needed.extend(["ssm:GetParameter", "ssm:GetParameters", "kms:Decrypt"].map(String::from));
     let missing: Vec<_> = needed.difference(&task_role).cloned().collect();
@@ -421,4 +435,48 @@ fn the_http_api_routes_every_operation_of_the_openapi_document() {
         }
     }
     assert_eq!(documented, routed, "OpenAPI operations vs template.yaml HttpApi routes");
+}
+
+#[test]
+fn the_template_table_is_the_tests_table() {
+    let t = template();
+    let table = &t["Resources"]["ConfigTable"]["Properties"];
+    let definition: serde_json::Value =
+        serde_json::from_str(adapters::aws::table::TABLE_DEFINITION).expect("config-table.json is JSON");
+    let as_json = |v: &Value| serde_json::to_value(v).unwrap();
+    for field in [
+        "AttributeDefinitions",
+        "KeySchema",
+        "LocalSecondaryIndexes",
+        "BillingMode",
+    ] {
+        assert_eq!(
+            as_json(&table[field]),
+            definition[field],
+            "ConfigTable.{field} differs from config-table.json"
+        );
+    }
+    assert_eq!(
+        as_json(&table["StreamSpecification"]["StreamViewType"]),
+        definition["StreamSpecification"]["StreamViewType"]
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some(adapters::aws::table::TTL_ATTRIBUTE)
+    );
+    // The history index is the one the store queries, and config-api may query it.
+    let index = &definition["LocalSecondaryIndexes"][0];
+    assert_eq!(index["IndexName"], adapters::aws::HISTORY_INDEX);
+    let config_api = functions(&t).into_iter().find(|(b, _)| b == "config-api").unwrap().1;
+    let index_arn = format!("${{ConfigTable.Arn}}/index/{}", adapters::aws::HISTORY_INDEX);
+    let may_query_index = statements(&t, config_api).into_iter().any(|statement| {
+        actions(statement).iter().any(|a| a == "dynamodb:Query")
+            && serde_yaml::to_string(&statement["Resource"])
+                .unwrap()
+                .contains(&index_arn)
+    });
+    assert!(
+        may_query_index,
+        "config-api's policy does not allow Query on {index_arn}"
+    );
 }

@@ -40,7 +40,7 @@ impl BackendKind {
 
     /// Whether the backend is hierarchical (SSM paths: one path segment per tag). Layers
     /// do not depend on it: every backend has tenant, tier and shared layers.
-    pub fn has_shared_layer(self) -> bool {
+    pub fn is_hierarchical(self) -> bool {
         matches!(self, BackendKind::Ssm | BackendKind::SsmSecure)
     }
 }

@@ -261,4 +261,23 @@ impl ChangeLog for MemoryStore {
             })
             .collect())
     }
+
+    async fn recorded_page(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Recorded>> {
+        let state = self.lock();
+        let mut found: Vec<Recorded> = state
+            .records
+            .iter()
+            .filter(|((o, k), _)| o == owner.as_str() && k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+            .map(|(_, r)| r.clone())
+            .collect();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        found.truncate(limit + 1);
+        Ok(crate::page_of(found, limit))
+    }
 }

@@ -121,6 +121,29 @@ pub trait ChangeLog: Send + Sync {
 
     /// The records of those of `keys` that have one, in any order.
     async fn recorded(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<Recorded>>;
+
+    /// Up to `limit` records whose key starts with `prefix`, after the key `after`, in key
+    /// order; `next` is the last key when more follow. A store that keeps only versions
+    /// (SSM) lists through it, one page read per page asked.
+    async fn recorded_page(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Recorded>>;
+}
+
+/// The page of `limit` from `sorted` records (at most `limit + 1`, in key order).
+pub fn page_of(mut sorted: Vec<Recorded>, limit: usize) -> Page<Recorded> {
+    let more = sorted.len() > limit;
+    sorted.truncate(limit);
+    let next = if more {
+        sorted.last().map(|r| r.key.clone())
+    } else {
+        None
+    };
+    Page { items: sorted, next }
 }
 
 /// Whether `guard` lets a change of `version` go ahead, given the key's record.

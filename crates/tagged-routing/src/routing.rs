@@ -31,7 +31,7 @@ impl RoutingTable {
                 return Err(Error::InvalidRoutingTable(format!("tag '{tag}' appears twice")));
             }
             // Two SSM tags must not share a path segment once their trailing '_' is trimmed.
-            if backend.has_shared_layer() && !ssm_segments.insert(tag.trimmed().to_owned()) {
+            if backend.is_hierarchical() && !ssm_segments.insert(tag.trimmed().to_owned()) {
                 return Err(Error::InvalidRoutingTable(format!(
                     "tag '{tag}' collides with another SSM-routed tag after trimming its trailing '_'"
                 )));

@@ -11,7 +11,7 @@ pub mod table;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use dynamodb::{ChangeItem, DynamoStore, CHANGE_SK_PREFIX};
+pub use dynamodb::{ChangeItem, DynamoStore, CHANGE_SK_PREFIX, HISTORY_INDEX};
 pub use ssm::{SsmSettings, SsmStore};
 use tagged_routing::{BackendKind, ConfigStore, RoutingTable, StoreLimits, TaggedStore};
 

@@ -100,7 +100,7 @@ impl SsmStore {
         let (tag, _) = self
             .routes
             .routes()
-            .find(|(tag, kind)| kind.has_shared_layer() && tag.trimmed() == segment)?;
+            .find(|(tag, kind)| kind.is_hierarchical() && tag.trimmed() == segment)?;
         self.routes.parse_key(&format!("{tag}{key_name}")).ok()
     }
 
@@ -143,6 +143,31 @@ impl SsmStore {
             updated_by,
             layer: owner.layer(),
         })
+    }
+
+    /// The parameters that exist among `keys` (GetParameters, 10 names a call).
+    async fn parameters(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<(Key, Parameter)>> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(GET_PARAMETERS_LIMIT) {
+            let names = chunk
+                .iter()
+                .map(|k| self.parameter_name(owner, k))
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .get_parameters()
+                .set_names(Some(names.clone()))
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| from_sdk(SERVICE, "GetParameters", e))?;
+            for p in out.parameters.unwrap_or_default() {
+                if let Some(i) = names.iter().position(|n| Some(n.as_str()) == p.name()) {
+                    found.push((chunk[i].clone(), p));
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Records an API write in the change log (the write is already in SSM).
@@ -290,79 +315,33 @@ impl ConfigStore for SsmStore {
         self.record(owner, key, ChangeOp::Delete, version, None, actor).await
     }
 
+    /// One page of the change log's records (key order, paged by the log's backend), then
+    /// the values of that page's keys: `limit / 10` GetParameters calls, however many
+    /// parameters the owner has. A parameter created outside the API is listed once its
+    /// Parameter Store event has entered the feed (the cache-refresher records it).
     async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>> {
         if limit == 0 {
             return Err(Error::InvalidValue("limit must be at least 1".into()));
         }
-        // Narrow the path to one tag when the prefix names it.
-        let path = match self.routes.parse_key(&format!("{prefix}x")) {
-            Ok(k) if k.backend().has_shared_layer() && prefix.len() >= k.tag().as_str().len() => {
-                format!("{}{}", self.owner_path(owner), k.tag().trimmed())
-            }
-            _ => self.owner_path(owner).trim_end_matches('/').to_owned(),
-        };
-        let mut parameters = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .client
-                .get_parameters_by_path()
-                .path(&path)
-                .recursive(true)
-                .with_decryption(true)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| from_sdk(SERVICE, "GetParametersByPath", e))?;
-            parameters.extend(out.parameters.unwrap_or_default());
-            match out.next_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
-            }
-        }
-        let mut keyed: Vec<(Key, Parameter)> = parameters
-            .into_iter()
-            .filter_map(|p| Some((self.key_of(owner, p.name()?)?, p)))
-            .filter(|(k, _)| k.as_str().starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
-            .collect();
-        keyed.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        let more = keyed.len() > limit;
-        keyed.truncate(limit);
-        let keys: Vec<Key> = keyed.iter().map(|(k, _)| k.clone()).collect();
-        let records = self.log.recorded(owner, &keys).await?;
-        let items = keyed
+        let page = self.log.recorded_page(owner, prefix, after, limit).await?;
+        let keys: Vec<Key> = page
+            .items
             .iter()
-            .map(|(k, p)| self.item(owner, k, p, records.iter().find(|r| r.key == k.as_str())))
+            .filter_map(|r| self.routes.parse_key(&r.key).ok())
+            .filter(|k| k.backend().is_hierarchical())
+            .collect();
+        let mut items = self
+            .parameters(owner, &keys)
+            .await?
+            .iter()
+            .map(|(k, p)| self.item(owner, k, p, page.items.iter().find(|r| r.key == k.as_str())))
             .collect::<Result<Vec<_>>>()?;
-        let next = if more {
-            items.last().map(|i| i.key.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Page { items, next: page.next })
     }
 
     async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
-        let mut found = Vec::new();
-        for chunk in keys.chunks(GET_PARAMETERS_LIMIT) {
-            let names = chunk
-                .iter()
-                .map(|k| self.parameter_name(owner, k))
-                .collect::<Result<Vec<_>>>()?;
-            let out = self
-                .client
-                .get_parameters()
-                .set_names(Some(names.clone()))
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| from_sdk(SERVICE, "GetParameters", e))?;
-            for p in out.parameters.unwrap_or_default() {
-                if let Some(i) = names.iter().position(|n| Some(n.as_str()) == p.name()) {
-                    found.push((chunk[i].clone(), p));
-                }
-            }
-        }
+        let found = self.parameters(owner, keys).await?;
         let keys: Vec<Key> = found.iter().map(|(k, _)| k.clone()).collect();
         let records = self.log.recorded(owner, &keys).await?;
         found

@@ -3,8 +3,8 @@
 //! production has.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
-    StreamViewType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use serde::Deserialize;
@@ -26,6 +26,8 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 struct Definition {
     attribute_definitions: Vec<Attribute>,
     key_schema: Vec<KeyElement>,
+    #[serde(default)]
+    local_secondary_indexes: Vec<Index>,
     billing_mode: String,
     stream_specification: Option<Stream>,
 }
@@ -42,6 +44,28 @@ struct Attribute {
 struct KeyElement {
     attribute_name: String,
     key_type: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Index {
+    index_name: String,
+    key_schema: Vec<KeyElement>,
+    projection: IndexProjection,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct IndexProjection {
+    projection_type: String,
+}
+
+fn key_element(k: KeyElement) -> Result<KeySchemaElement> {
+    KeySchemaElement::builder()
+        .attribute_name(k.attribute_name)
+        .key_type(KeyType::from(k.key_type.as_str()))
+        .build()
+        .map_err(bad)
 }
 
 #[derive(Deserialize)]
@@ -72,10 +96,23 @@ pub async fn create_config_table(client: &Client, name: &str) -> Result<()> {
         );
     }
     for k in def.key_schema {
-        request = request.key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(k.attribute_name)
-                .key_type(KeyType::from(k.key_type.as_str()))
+        request = request.key_schema(key_element(k)?);
+    }
+    for index in def.local_secondary_indexes {
+        let keys = index
+            .key_schema
+            .into_iter()
+            .map(key_element)
+            .collect::<Result<Vec<_>>>()?;
+        request = request.local_secondary_indexes(
+            LocalSecondaryIndex::builder()
+                .index_name(index.index_name)
+                .set_key_schema(Some(keys))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(index.projection.projection_type.as_str()))
+                        .build(),
+                )
                 .build()
                 .map_err(bad)?,
         );

@@ -454,4 +454,47 @@ impl ChangeLog for RedbStore {
         })
         .await
     }
+
+    async fn recorded_page(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Recorded>> {
+        let (owner, prefix, after) = (owner.clone(), prefix.to_owned(), after.map(str::to_owned));
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(RECORDS).map_err(storage)?;
+            // Keys under `prefix` are contiguous from `prefix`; `after` may start further on.
+            let start = match after.as_deref() {
+                Some(a) if a > prefix.as_str() => a,
+                _ => prefix.as_str(),
+            };
+            let mut out = Vec::new();
+            for entry in table.range((owner.as_str(), start)..).map_err(storage)? {
+                let (id, bytes) = entry.map_err(storage)?;
+                let (entry_owner, key) = id.value();
+                if entry_owner != owner.as_str() || !key.starts_with(&prefix) {
+                    break;
+                }
+                if after.as_deref() == Some(key) {
+                    continue;
+                }
+                let r: KeyRecord = decode(bytes.value())?;
+                out.push(Recorded {
+                    key: key.to_owned(),
+                    version: Version(r.version),
+                    revision: Revision(r.revision),
+                    at: r.at,
+                    actor: r.actor,
+                });
+                if out.len() > limit {
+                    break;
+                }
+            }
+            Ok(tagged_routing::page_of(out, limit))
+        })
+        .await
+    }
 }

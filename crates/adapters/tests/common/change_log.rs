@@ -116,4 +116,46 @@ pub async fn run_all(log: Arc<dyn ChangeLog>) {
     let records = log.recorded(&t, &keys).await.unwrap();
     assert_eq!(records.len(), 4);
     assert!(records.iter().all(|r| r.version == Version(5)));
+
+    // Records page in key order under a prefix, resuming after the last key of a page.
+    let paged = fresh_tenant("log-page");
+    for name in [
+        "param_config_b",
+        "param_config_a/2",
+        "param_config_a/1",
+        "param_config_ab",
+        "secret_config_a",
+    ] {
+        let key = routes.parse_key(name).unwrap();
+        log.append(&paged, &change(&paged, &key, ChangeOp::Put, 1), AppendGuard::Always)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = log
+            .recorded_page(&paged, "param_config_a", after.as_deref(), 2)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|r| r.key.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["param_config_a/1", "param_config_a/2", "param_config_ab"]);
+    let all = log.recorded_page(&paged, "", None, 10).await.unwrap();
+    assert_eq!(all.items.len(), 5);
+    assert!(all.next.is_none());
+    assert!(
+        log.recorded_page(&t, "param_config_a", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "another owner's records"
+    );
 }

@@ -288,12 +288,26 @@ pub async fn history(store: &TaggedStore) {
     let t = fresh_tenant("hist");
     for raw in ["tenant_config_h", "param_config_h"] {
         let k = key(store, raw);
+        // Keys that share its name as a prefix change in between: none of theirs shows.
+        let siblings = [key(store, &format!("{raw}2")), key(store, &format!("{raw}/sub"))];
         for v in ["1", "2", "3"] {
             store.put(&t, &k, &json(v), Precondition::None, "x").await.unwrap();
+            for sibling in &siblings {
+                let other = format!("{v}0");
+                store
+                    .put(&t, sibling, &json(&other), Precondition::None, "x")
+                    .await
+                    .unwrap();
+            }
         }
         let h = store.history(&t, &k, 10).await.unwrap();
         let versions: Vec<u64> = h.iter().map(|e| e.version.0).collect();
         assert_eq!(versions, [3, 2, 1], "{raw}: newest first");
+        let values: Vec<&str> = h
+            .iter()
+            .filter_map(|e| e.value.as_ref().map(JsonText::as_str))
+            .collect();
+        assert_eq!(values, ["3", "2", "1"], "{raw}: only its own changes");
         assert_eq!(h[0].value.as_ref().map(JsonText::as_str), Some("3"));
         assert_eq!(store.history(&t, &k, 2).await.unwrap().len(), 2);
     }
