@@ -20,7 +20,7 @@ test:
 validate:
 	infra/validate.sh
 
-## build: the three Lambda bootstraps through `sam build`, then checked (infra/check-bootstraps.py).
+## build: the three Lambda bootstraps through `sam build`, then checked (`cargo xtask check-bootstraps`).
 ##        ARCH=arm64 (the template's default) cross-compiles with zig from PyPI;
 ##        ARCH=x86_64 is the native fallback (then deploy with Architecture=x86_64).
 ARCH ?= arm64
@@ -59,8 +59,8 @@ bench:
 	$(CARGO) bench -p tagcfg --bench watch
 	$(CARGO) bench -p stream-publisher --bench convert -- --noplot
 	$(CARGO) build --release -p config-api
-	@python3 -c "import os; print('config-api release binary (stripped): %.2f MiB' % (os.path.getsize('target/release/config-api') / 1048576))"
-	python3 infra/measure-cold-start.py target/release/config-api 30
+	@ls -l $${CARGO_TARGET_DIR:-target}/release/config-api | awk '{printf "config-api release binary (stripped): %.2f MiB\n", $$5 / 1048576}'
+	$(CARGO) xtask cold-start $${CARGO_TARGET_DIR:-target}/release/config-api 30
 
 ## lambda-invoke: config-api under `cargo lambda watch` on the emulators, fed every events/api event
 ##                (or EVENTS="get-flag list"); cargo-lambda comes from PyPI, no zig needed

@@ -17,7 +17,7 @@ shift
 need_tool cargo-lambda # host builds only: no zig needed
 
 table="tagcfg-local"
-"$tools/venv/bin/python" "$root/infra/create-table.py" "$table" >&2
+(cd "$root" && cargo run -q -p xtask --features aws -- create-table "$table" >&2)
 service_secret="local-service-secret-0123456789abcdef"
 pids=()
 env_file=$(mktemp)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make build`: the three Lambda bootstraps through `sam build`, offline, then checked: each
 # is an ELF for the architecture, needs no glibc newer than provided.al2023's, and starts
-# (infra/check-bootstraps.py; arm64 ones under qemu-user on an x86_64 machine).
+# (`cargo xtask check-bootstraps`; arm64 ones under qemu-user on an x86_64 machine).
 #
 #   infra/sam-build.sh arm64    # the template's default: cross-compiled with zig (ziglang from PyPI)
 #                               # and the aarch64-unknown-linux-gnu target (rustup)
@@ -26,14 +26,14 @@ case "$arch" in
     fi
     unset CARGO_LAMBDA_COMPILER # cargo-lambda's default: cargo-zigbuild
     if [ "$(uname -m)" != aarch64 ]; then
-      # check-bootstraps.py starts the arm64 bootstraps under qemu-user, with Debian's aarch64 glibc.
+      # `cargo xtask check-bootstraps` starts the arm64 bootstraps under qemu-user, with Debian's aarch64 glibc.
       need_debian_package qemu-aarch64 qemu-user
       need_debian_package /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 libc6-arm64-cross
     fi
     ;;
   x86_64)
     [ "$(uname -m)" = x86_64 ] || die "the x86_64 fallback builds natively, on an x86_64 machine"
-    # Native build, no zig. The binary links this machine's glibc: check-bootstraps.py checks
+    # Native build, no zig. The binary links this machine's glibc: `cargo xtask check-bootstraps` checks
     # it needs nothing newer than provided.al2023's 2.34.
     export CARGO_LAMBDA_COMPILER=cargo
     ;;
@@ -47,4 +47,4 @@ export SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 SAM_CLI_TELEMETRY=0
 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} \
   sam build --beta-features --parameter-overrides "Architecture=$arch"
 echo "$arch" >.aws-sam/architecture
-python "$root/infra/check-bootstraps.py" "$arch"
+cargo xtask check-bootstraps "$arch"
