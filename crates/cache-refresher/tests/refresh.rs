@@ -8,7 +8,7 @@ use std::time::Duration;
 use adapters::aws::Clients;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use cache_refresher::{Outcome, RefreshError, Refresher, RefresherConfig};
-use push::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+use push::pb::watch_event::Event;
 use push::{Hub, HubConfig, PushServer, PushService};
 use serde_json::Value;
 use tagged_routing::memory::MemoryStore;
@@ -96,20 +96,7 @@ async fn watcher(server: &PushServer) -> tonic::Streaming<push::pb::WatchEvent> 
         600,
     )
     .unwrap();
-    let request = testkit::auth::authed(
-        WatchRequest {
-            prefixes: vec![],
-            since: None,
-        },
-        &token,
-    );
-    let mut stream = ConfigWatchClient::connect(format!("http://{}", server.addr))
-        .await
-        .unwrap()
-        .watch(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = testkit::auth::watch::<&str>(&format!("http://{}", server.addr), &token, &[], None).await;
     stream.message().await.unwrap().unwrap(); // live
     stream
 }

@@ -16,7 +16,7 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use cache_refresher::{Outcome, Refresher, RefresherConfig};
 use lambda_http::{Context, LambdaEvent, Service};
-use push::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+use push::pb::watch_event::Event;
 use serde_json::{json, Value};
 use stream_publisher::{EventBridgeSink, PublisherConfig};
 use tenant_auth::{dev, Scope};
@@ -227,20 +227,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
         600,
     )
     .unwrap();
-    let request = testkit::auth::authed(
-        WatchRequest {
-            prefixes: vec!["param_config_".into()],
-            since: None,
-        },
-        &token,
-    );
-    let mut watcher = ConfigWatchClient::connect(format!("http://{}", server.addr))
-        .await
-        .unwrap()
-        .watch(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watcher = testkit::auth::watch(&format!("http://{}", server.addr), &token, &["param_config_"], None).await;
     assert!(matches!(
         watcher.message().await.unwrap().unwrap().event,
         Some(Event::Heartbeat(_))

@@ -278,24 +278,11 @@ fn tagcfg_serve_prints_working_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
-    use push::pb::{config_watch_client::ConfigWatchClient, watch_event::Event, WatchRequest};
+    use push::pb::watch_event::Event;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
     let acme = server.token("acme", &[Scope::Write]).unwrap();
-    let request = testkit::auth::authed(
-        WatchRequest {
-            prefixes: vec!["tenant_config_flags/".into()],
-            since: None,
-        },
-        &acme,
-    );
-    let mut stream = ConfigWatchClient::connect(server.grpc_url())
-        .await
-        .unwrap()
-        .watch(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = testkit::auth::watch(&server.grpc_url(), &acme, &["tenant_config_flags/"], None).await;
     let live_at = match stream.message().await.unwrap().unwrap().event.unwrap() {
         Event::Heartbeat(hb) => push::cursor_from_pb(&hb.cursor.unwrap()).unwrap(),
         other => panic!("expected the live heartbeat, got {other:?}"),

@@ -42,7 +42,7 @@ pub use model::{
     now_rfc3339, Change, ChangeOp, ConfigItem, HistoryEntry, JsonText, Layer, Page, Precondition, Revision,
     ValueOmitted, Version, INLINE_VALUE_LIMIT,
 };
-pub use ports::{guard_allows, page_of, AppendGuard, ChangeLog, ChangeSink, ConfigStore, Recorded};
+pub use ports::{guard_allows, AppendGuard, ChangeLog, ChangeSink, ConfigStore, Recorded};
 pub use routing::{RoutingTable, DEFAULT_ROUTES};
 pub use tagged_store::{StoreLimits, TaggedStore};
 pub use tenant::{Owner, TenantId, TierName, SHARED_OWNER, TIER_OWNER_PREFIX};

@@ -138,7 +138,7 @@ impl ConfigStore for MemoryStore {
         let state = self.lock();
         let owner = owner.as_str().to_owned();
         let start = (owner.clone(), after.unwrap_or("").to_owned());
-        let mut items: Vec<ConfigItem> = state
+        let items: Vec<ConfigItem> = state
             .values
             .range(start..)
             .take_while(|((o, _), _)| *o == owner)
@@ -146,11 +146,7 @@ impl ConfigStore for MemoryStore {
             .map(|(_, item)| item.clone())
             .take(limit + 1)
             .collect();
-        let next = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            items.last().map(|i| i.key.clone()).unwrap_or_default()
-        });
-        Ok(Page { items, next })
+        Ok(Page::cut(items, limit, |i| &i.key))
     }
 
     async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
@@ -278,6 +274,6 @@ impl ChangeLog for MemoryStore {
             .collect();
         found.sort_by(|a, b| a.key.cmp(&b.key));
         found.truncate(limit + 1);
-        Ok(crate::page_of(found, limit))
+        Ok(Page::cut(found, limit, |r| &r.key))
     }
 }

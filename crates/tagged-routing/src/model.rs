@@ -338,6 +338,26 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from a read of up to `limit + 1` items in key order: the first `limit`, and
+    /// the last one's key as `next` when the extra item showed that more follow.
+    pub fn cut(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> &str) -> Page<T> {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Page::after(items, more, key)
+    }
+
+    /// A page of `items` (already at most the limit); `more`: whether others follow.
+    pub fn after(items: Vec<T>, more: bool, key: impl Fn(&T) -> &str) -> Page<T> {
+        let next = if more {
+            items.last().map(|i| key(i).to_owned())
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+}
+
 /// The current UTC time in RFC 3339, the format of `updated_at` and `at`.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()

@@ -134,18 +134,6 @@ pub trait ChangeLog: Send + Sync {
     ) -> Result<Page<Recorded>>;
 }
 
-/// The page of `limit` from `sorted` records (at most `limit + 1`, in key order).
-pub fn page_of(mut sorted: Vec<Recorded>, limit: usize) -> Page<Recorded> {
-    let more = sorted.len() > limit;
-    sorted.truncate(limit);
-    let next = if more {
-        sorted.last().map(|r| r.key.clone())
-    } else {
-        None
-    };
-    Page { items: sorted, next }
-}
-
 /// Whether `guard` lets a change of `version` go ahead, given the key's record.
 pub fn guard_allows(guard: AppendGuard, recorded: Option<Version>, version: Version) -> bool {
     match guard {

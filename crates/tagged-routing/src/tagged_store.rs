@@ -154,12 +154,7 @@ impl ConfigStore for TaggedStore {
         items.sort_by(|a, b| a.key.cmp(&b.key));
         more |= items.len() > limit;
         items.truncate(limit);
-        let next = if more {
-            items.last().map(|i| i.key.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::after(items, more, |i| &i.key))
     }
 
     async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {

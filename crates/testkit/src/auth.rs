@@ -1,4 +1,5 @@
-//! Dev-token verification and authorised gRPC requests, as every server test needs them.
+//! Dev-token verification, authorised gRPC requests and `Watch` streams, as every server
+//! test needs them.
 
 use tenant_auth::{dev, Verifier};
 
@@ -10,4 +11,19 @@ pub fn dev_verifier(secret: &[u8]) -> Verifier {
 /// A gRPC request carrying `authorization: Bearer <token>` (the client SDK's own).
 pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     client::grpc::authorized(message, token).expect("an ASCII token")
+}
+
+/// A `Watch` stream of `token`'s tenant from the push server at `url` (`http://host:port`),
+/// opened through the client SDK; panics when the server refuses.
+pub async fn watch<S: AsRef<str>>(
+    url: &str,
+    token: &str,
+    prefixes: &[S],
+    since: Option<push::pb::Cursor>,
+) -> tonic::Streaming<push::pb::WatchEvent> {
+    let channel = client::grpc::channel(url).expect("a valid push server URL");
+    let prefixes = prefixes.iter().map(|p| p.as_ref().to_owned()).collect();
+    client::grpc::watch(channel, token, prefixes, since)
+        .await
+        .unwrap_or_else(|e| panic!("Watch on {url}: {e}"))
 }

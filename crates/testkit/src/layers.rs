@@ -87,21 +87,7 @@ struct Watcher {
 
 impl Watcher {
     async fn open(d: &Deployment, prefixes: &[String], since: Option<pb::Cursor>, view: View) -> Watcher {
-        let mut request = tonic::Request::new(pb::WatchRequest {
-            prefixes: prefixes.to_vec(),
-            since,
-        });
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", d.tenant_token).parse().expect("ASCII token"),
-        );
-        let mut stream = ConfigWatchClient::connect(d.grpc_url.clone())
-            .await
-            .expect("the watch server answers")
-            .watch(request)
-            .await
-            .expect("Watch is accepted")
-            .into_inner();
+        let mut stream = crate::auth::watch(&d.grpc_url, &d.tenant_token, prefixes, since).await;
         let cursor = Arc::new(Mutex::new(None));
         let (v, c) = (view.clone(), cursor.clone());
         let task = tokio::spawn(async move {

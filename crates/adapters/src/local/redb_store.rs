@@ -318,11 +318,7 @@ impl ConfigStore for RedbStore {
                     break;
                 }
             }
-            let next = (items.len() > limit).then(|| {
-                items.truncate(limit);
-                items.last().map(|i| i.key.clone()).unwrap_or_default()
-            });
-            Ok(Page { items, next })
+            Ok(Page::cut(items, limit, |i| &i.key))
         })
         .await
     }
@@ -493,7 +489,7 @@ impl ChangeLog for RedbStore {
                     break;
                 }
             }
-            Ok(tagged_routing::page_of(out, limit))
+            Ok(Page::cut(out, limit, |r| &r.key))
         })
         .await
     }

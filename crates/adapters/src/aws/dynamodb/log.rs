@@ -208,11 +208,6 @@ impl ChangeLog for DynamoStore {
             .query_range::<PointerItem>(pk(owner), range, after.map(pointer_sk), true, limit)
             .await?;
         let records: Vec<Recorded> = items.into_iter().map(PointerItem::into_recorded).collect();
-        let next = if more {
-            records.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
-        Ok(Page { items: records, next })
+        Ok(Page::after(records, more, |r| &r.key))
     }
 }

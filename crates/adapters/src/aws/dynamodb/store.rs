@@ -143,12 +143,7 @@ impl ConfigStore for DynamoStore {
             .into_iter()
             .map(|i| i.into_config_item(owner))
             .collect::<Result<Vec<_>>>()?;
-        let next = if more {
-            items.last().map(|i| i.key.clone())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::after(items, more, |i| &i.key))
     }
 
     async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
