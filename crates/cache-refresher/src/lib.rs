@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tagged_routing::env::{self, EnvError, Lookup};
 use tagged_routing::{Change, RoutingTable};
+use tenant_auth::service::{checked_secret, SecretSource};
 use tonic::transport::{Channel, Endpoint};
 
 pub const CONFIG_CHANGED: &str = "ConfigChanged";
@@ -51,8 +52,9 @@ pub enum Discovery {
 #[derive(Debug, Clone)]
 pub struct RefresherConfig {
     pub discovery: Discovery,
-    /// `TAGCFG_SERVICE_SECRET`: signs the service credential.
-    pub service_secret: Vec<u8>,
+    /// The key that signs the service credential: `TAGCFG_SERVICE_SECRET`, or the
+    /// SecureString named by `TAGCFG_SERVICE_SECRET_PARAMETER`, read by [`Refresher::new`].
+    pub service_secret: SecretSource,
     /// `TAGCFG_REFRESH_TIMEOUT_MS` (default 2000): deadline per instance.
     pub timeout: Duration,
     pub routes: RoutingTable,
@@ -103,16 +105,9 @@ impl RefresherConfig {
                 Discovery::Static(endpoints)
             }
         };
-        let service_secret = env::required(get, "TAGCFG_SERVICE_SECRET")?.into_bytes();
-        if service_secret.len() < 32 {
-            return Err(EnvError::invalid(
-                "TAGCFG_SERVICE_SECRET",
-                "must be at least 32 characters",
-            ));
-        }
         Ok(RefresherConfig {
             discovery,
-            service_secret,
+            service_secret: SecretSource::from_lookup(get)?,
             timeout: Duration::from_millis(env::number(get, "TAGCFG_REFRESH_TIMEOUT_MS", 2000)?),
             routes: env::routes(get)?,
             aws: AwsSettings::from_lookup(get)?,
@@ -198,7 +193,9 @@ pub struct Refresher {
 
 impl Refresher {
     /// `cloud_map` is only called with [`Discovery::CloudMap`].
-    pub fn new(
+    /// Checks the configuration and reads the service secret (from Parameter Store when
+    /// configured so: one `GetParameter` at start).
+    pub async fn new(
         config: RefresherConfig,
         clients: &Clients,
         cloud_map: aws_sdk_servicediscovery::Client,
@@ -213,7 +210,15 @@ impl Refresher {
             discovery: config.discovery,
             cloud_map,
             connections: Mutex::new(HashMap::new()),
-            secret: config.service_secret,
+            secret: match config.service_secret {
+                SecretSource::Value(secret) => secret,
+                SecretSource::Parameter(name) => {
+                    let value = adapters::aws::secure_parameter(&clients.ssm, &name)
+                        .await
+                        .map_err(|e| EnvError::invalid("TAGCFG_SERVICE_SECRET_PARAMETER", format!("{name}: {e}")))?;
+                    checked_secret(&name, value)?
+                }
+            },
             timeout: config.timeout,
             ssm: adapters::aws::ssm_store(clients, config.routes, &config.aws),
             token: Mutex::new(None),

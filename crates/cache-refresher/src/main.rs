@@ -17,7 +17,8 @@ async fn main() -> Result<(), Error> {
         config,
         &adapters::aws::Clients::from_sdk(&sdk),
         aws_sdk_servicediscovery::Client::new(&sdk),
-    )?;
+    )
+    .await?;
     let refresher = &refresher;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<Value>>| async move {

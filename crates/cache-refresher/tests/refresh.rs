@@ -105,7 +105,9 @@ async fn watcher(server: &PushServer) -> tonic::Streaming<push::pb::WatchEvent> 
 async fn config_changed_reaches_every_instance_and_retries_are_harmless() {
     let (a, b) = (watch_server().await, watch_server().await);
     let endpoints = [format!("http://{}", a.addr), format!("http://{}", b.addr)];
-    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients(), offline_cloud_map()).unwrap();
+    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients(), offline_cloud_map())
+        .await
+        .unwrap();
     let (mut on_a, mut on_b) = (watcher(&a).await, watcher(&b).await);
 
     let outcome = refresher.handle(&event("config-changed")).await.unwrap();
@@ -170,7 +172,9 @@ async fn an_unreachable_instance_fails_the_invocation_and_names_itself() {
         .local_addr()
         .unwrap();
     let endpoints = [format!("http://{}", a.addr), format!("http://{dead}")];
-    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients(), offline_cloud_map()).unwrap();
+    let refresher = Refresher::new(config(&endpoints, &[]), &offline_clients(), offline_cloud_map())
+        .await
+        .unwrap();
     let err = refresher.handle(&event("config-changed")).await.unwrap_err();
     match err {
         RefreshError::Instances { failed, total, details } => {
@@ -190,6 +194,36 @@ fn configuration_names_the_bad_variable() {
     ]);
     let err = RefresherConfig::from_lookup(&|k: &str| vars.get(k).map(|v| v.to_string())).unwrap_err();
     assert!(err.to_string().starts_with("TAGCFG_WATCH_ENDPOINTS:"), "{err}");
+    // The service secret: the key, or the name of the SecureString that holds it; not both.
+    let secret_error = |extra: &[(&'static str, &'static str)]| {
+        let mut vars: HashMap<&str, &str> =
+            HashMap::from([("TAGCFG_WATCH_ENDPOINTS", "http://x:1"), ("TAGCFG_TABLE", "t")]);
+        vars.extend(extra.iter().copied());
+        RefresherConfig::from_lookup(&|k: &str| vars.get(k).map(|v| v.to_string()))
+            .map(|c| format!("{:?}", c.service_secret))
+            .unwrap_or_else(|e| e.to_string())
+    };
+    assert!(
+        secret_error(&[]).contains("TAGCFG_SERVICE_SECRET"),
+        "{}",
+        secret_error(&[])
+    );
+    let both = secret_error(&[
+        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET),
+        ("TAGCFG_SERVICE_SECRET_PARAMETER", "/s"),
+    ]);
+    assert!(both.starts_with("TAGCFG_SERVICE_SECRET_PARAMETER:"), "{both}");
+    let short = secret_error(&[("TAGCFG_SERVICE_SECRET", "short")]);
+    assert!(short.starts_with("TAGCFG_SERVICE_SECRET:"), "{short}");
+    let relative = secret_error(&[("TAGCFG_SERVICE_SECRET_PARAMETER", "service-secret")]);
+    assert!(relative.starts_with("TAGCFG_SERVICE_SECRET_PARAMETER:"), "{relative}");
+    let named = secret_error(&[("TAGCFG_SERVICE_SECRET_PARAMETER", "/tagcfg-internal/service-secret")]);
+    assert_eq!(named, "SecretSource::Parameter(/tagcfg-internal/service-secret)");
+    let value = secret_error(&[("TAGCFG_SERVICE_SECRET", SERVICE_SECRET)]);
+    assert!(
+        !value.contains(SERVICE_SECRET),
+        "the secret never appears in Debug: {value}"
+    );
 }
 
 #[tokio::test]
@@ -206,7 +240,9 @@ async fn parameter_store_changes_made_outside_the_api_enter_the_feed_exactly_onc
         &["http://127.0.0.1:9".to_owned()],
         &[("TAGCFG_TABLE", &table_name), ("TAGCFG_SSM_ROOT", "tagcfg")],
     );
-    let refresher = Refresher::new(config.clone(), &clients, offline_cloud_map()).unwrap();
+    let refresher = Refresher::new(config.clone(), &clients, offline_cloud_map())
+        .await
+        .unwrap();
     let store = adapters::aws::tagged_store(&clients, config.routes.clone(), &config.aws).unwrap();
     let acme = Owner::Tenant(TenantId::parse("acme").unwrap());
     let ssm = aws_sdk_ssm::Client::new(&sdk);
@@ -376,7 +412,7 @@ async fn cloud_map_names_the_instances_to_refresh() {
         ("TAGCFG_TABLE", "unused".into()),
     ]);
     let config = RefresherConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
-    let refresher = Refresher::new(config, &offline_clients(), cloud_map).unwrap();
+    let refresher = Refresher::new(config, &offline_clients(), cloud_map).await.unwrap();
     let mut expected = vec![format!("http://{}", a.addr), format!("http://{}", b.addr)];
     expected.sort();
     assert_eq!(refresher.endpoints().await.unwrap(), expected);

@@ -72,7 +72,9 @@ fn diagram() -> (Edges, Edges) {
         let (from, to) = line.split_once(arrow).expect("an arrow");
         let from = from.split_whitespace().next().expect("a crate name").to_owned();
         let targets = edges.entry(from).or_default();
-        for target in to.split(',').map(str::trim).filter(|t| !t.is_empty() && *t != "(none)") {
+        // A note after a name, in parentheses, is for the reader.
+        let names = to.split(',').map(|t| t.split('(').next().unwrap_or_default().trim());
+        for target in names.filter(|t| !t.is_empty()) {
             targets.insert(target.to_owned());
         }
     }
@@ -110,4 +112,51 @@ fn the_crate_diagram_draws_every_dependency_and_no_other() {
             "the diagram draws {name}, which is no workspace crate"
         );
     }
+}
+
+/// The crates `cargo tree` says `package` links, with the features cargo resolves for it
+/// alone (what `cargo build -p package` compiles).
+fn linked(package: &str) -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn no_production_binary_links_a_test_crate_and_the_cli_links_no_aws_sdk() {
+    let test_only = ["testkit", "e2e", "deploy-check", "xtask"];
+    for binary in [
+        "tagcfg",
+        "config-api",
+        "stream-publisher",
+        "cache-refresher",
+        "watch-server",
+    ] {
+        let crates = linked(binary);
+        assert!(crates.contains(binary), "cargo tree lists {binary} itself");
+        for test_crate in test_only {
+            assert!(
+                !crates.contains(test_crate),
+                "{binary} links the test-only crate {test_crate}"
+            );
+        }
+    }
+    // `make run` on a fresh clone compiles only what the local server runs.
+    let cli = linked("tagcfg");
+    let aws: Vec<_> = cli
+        .iter()
+        .filter(|c| c.starts_with("aws-sdk-") || c.starts_with("aws-config") || c.starts_with("aws-smithy"))
+        .collect();
+    assert!(aws.is_empty(), "the tagcfg CLI links AWS SDK crates: {aws:?}");
+    assert!(
+        linked("watch-server").contains("aws-sdk-dynamodb"),
+        "the check sees the SDK where it is"
+    );
 }

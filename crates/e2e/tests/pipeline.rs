@@ -184,11 +184,28 @@ async fn watch_server(vars: &HashMap<&'static str, String>, clients: &Clients) -
     watch_server::start(config, clients).await.unwrap()
 }
 
-/// The cache-refresher of table `name`, refreshing `server`.
-fn refresher_of(sdk: &aws_config::SdkConfig, clients: &Clients, name: &str, server: &push::PushServer) -> Refresher {
+/// The cache-refresher of table `name`, refreshing `server`. As deployed, it reads the
+/// service secret from a SecureString at start (no secret in its environment).
+async fn refresher_of(
+    sdk: &aws_config::SdkConfig,
+    clients: &Clients,
+    name: &str,
+    server: &push::PushServer,
+) -> Refresher {
+    let parameter = format!("/{name}-internal/service-secret");
+    clients
+        .ssm
+        .put_parameter()
+        .name(&parameter)
+        .value(SERVICE_SECRET)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
     let vars: HashMap<&str, String> = HashMap::from([
         ("TAGCFG_WATCH_ENDPOINTS", format!("http://{}", server.addr)),
-        ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
+        ("TAGCFG_SERVICE_SECRET_PARAMETER", parameter),
         ("TAGCFG_TABLE", name.to_owned()),
         ("TAGCFG_SSM_ROOT", name.to_owned()),
     ]);
@@ -197,6 +214,7 @@ fn refresher_of(sdk: &aws_config::SdkConfig, clients: &Clients, name: &str, serv
         clients,
         aws_sdk_servicediscovery::Client::new(sdk),
     )
+    .await
     .unwrap()
 }
 
@@ -256,7 +274,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
         source: "tagcfg".into(),
     };
     let sink = EventBridgeSink { client: events.clone() };
-    let refresher = refresher_of(&sdk, &clients, &name, &server);
+    let refresher = refresher_of(&sdk, &clients, &name, &server).await;
     let mut stream = StreamReader::open(&sdk, &name).await;
 
     let pipe = Pipe {
@@ -609,7 +627,7 @@ async fn every_reader_agrees_at_every_step_on_the_emulator_stack() {
         sink: EventBridgeSink { client: events },
         sqs,
         queue_url,
-        refresher: refresher_of(&sdk, &clients, &name, &server),
+        refresher: refresher_of(&sdk, &clients, &name, &server).await,
     };
     let mut settings = adapters::aws::AwsSettings::new(&name);
     settings.ssm.root = name.clone();

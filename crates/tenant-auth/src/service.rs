@@ -141,3 +141,60 @@ mod tests {
         assert_eq!(v.verify_authorization(None), Err(AuthError::MissingToken));
     }
 }
+
+/// The shortest service secret accepted.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Where the key of the service credential comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `TAGCFG_SERVICE_SECRET`: the key itself (local runs, tests; on ECS the task injects it
+    /// from Parameter Store).
+    Value(Vec<u8>),
+    /// `TAGCFG_SERVICE_SECRET_PARAMETER`: the name of a SecureString to read at start, so no
+    /// deployed function carries the key in its environment.
+    Parameter(String),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Value(_) => f.write_str("SecretSource::Value(<redacted>)"),
+            SecretSource::Parameter(name) => write!(f, "SecretSource::Parameter({name})"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// Exactly one of `TAGCFG_SERVICE_SECRET` and `TAGCFG_SERVICE_SECRET_PARAMETER`.
+    pub fn from_lookup(get: &impl tagged_routing::env::Lookup) -> Result<Self, tagged_routing::env::EnvError> {
+        use tagged_routing::env::EnvError;
+        match (get("TAGCFG_SERVICE_SECRET"), get("TAGCFG_SERVICE_SECRET_PARAMETER")) {
+            (Some(_), Some(_)) => Err(EnvError::invalid(
+                "TAGCFG_SERVICE_SECRET_PARAMETER",
+                "set it or TAGCFG_SERVICE_SECRET, not both",
+            )),
+            (Some(value), None) => Ok(SecretSource::Value(checked_secret("TAGCFG_SERVICE_SECRET", value)?)),
+            (None, Some(name)) if name.starts_with('/') => Ok(SecretSource::Parameter(name)),
+            (None, Some(name)) => Err(EnvError::invalid(
+                "TAGCFG_SERVICE_SECRET_PARAMETER",
+                format!("'{name}' is not a parameter path (/...)"),
+            )),
+            (None, None) => Err(EnvError::Missing(
+                "TAGCFG_SERVICE_SECRET (or TAGCFG_SERVICE_SECRET_PARAMETER)".into(),
+            )),
+        }
+    }
+}
+
+/// `value` as a service secret read from `source` (a variable or parameter name), refused
+/// when shorter than [`MIN_SECRET_LEN`].
+pub fn checked_secret(source: &str, value: String) -> Result<Vec<u8>, tagged_routing::env::EnvError> {
+    if value.len() < MIN_SECRET_LEN {
+        return Err(tagged_routing::env::EnvError::invalid(
+            source,
+            format!("must be at least {MIN_SECRET_LEN} characters"),
+        ));
+    }
+    Ok(value.into_bytes())
+}

@@ -13,7 +13,7 @@ use adapters::aws::{AwsSettings, Clients};
 use push::{Hub, HubConfig, PushServer, PushService};
 use tagged_routing::env::{self, EnvError, Lookup};
 use tagged_routing::RoutingTable;
-use tenant_auth::service::ServiceVerifier;
+use tenant_auth::service::{checked_secret, ServiceVerifier};
 use tenant_auth::{Verifier, VerifierConfig};
 
 /// Everything the watch server reads from its environment.
@@ -48,13 +48,7 @@ impl Config {
         let addr = addr
             .parse()
             .map_err(|_| EnvError::invalid("TAGCFG_WATCH_ADDR", format!("'{addr}' is not host:port")))?;
-        let service_secret = env::required(get, "TAGCFG_SERVICE_SECRET")?.into_bytes();
-        if service_secret.len() < 32 {
-            return Err(EnvError::invalid(
-                "TAGCFG_SERVICE_SECRET",
-                "must be at least 32 characters",
-            ));
-        }
+        let service_secret = checked_secret("TAGCFG_SERVICE_SECRET", env::required(get, "TAGCFG_SERVICE_SECRET")?)?;
         Ok(Config {
             addr,
             routes: env::routes(get)?,

@@ -51,6 +51,21 @@ impl Clients {
     }
 }
 
+/// The value of a (SecureString) parameter outside the config root, decrypted: where a
+/// deployed function reads a secret at start instead of from its environment.
+pub async fn secure_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> tagged_routing::Result<String> {
+    let out = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| error::from_sdk("SSM", "GetParameter", e))?;
+    out.parameter
+        .and_then(|p| p.value)
+        .ok_or_else(|| tagged_routing::Error::Backend(format!("parameter {name} has no value")))
+}
+
 /// The SSM store (with its change log in the table), alone: what the cache-refresher
 /// needs to ingest Parameter Store changes made outside the API.
 pub fn ssm_store(clients: &Clients, routes: RoutingTable, settings: &AwsSettings) -> SsmStore {
