@@ -262,3 +262,24 @@ fn the_table_uses_the_free_aws_owned_key() {
         );
     }
 }
+
+#[test]
+fn every_cognito_verifier_declares_its_token_type() {
+    // Cognito's custom:tenantId reaches ID tokens only (access tokens need a V2
+    // pre-token-generation trigger): the stack takes ID tokens, and says so.
+    let t = yaml("template.yaml");
+    for (id, function) in resources(&t, "AWS::Serverless::Function") {
+        let variables = &function["Properties"]["Environment"]["Variables"];
+        if !variables["TAGCFG_COGNITO_USER_POOL_ID"].is_null() {
+            assert_eq!(variables["TAGCFG_TOKEN_USE"].as_str(), Some("id"), "{id} does not declare the token type");
+        }
+    }
+    let watch = yaml("infra/watch-server.yaml");
+    let container = &watch["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    let declared = container["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|v| v["Name"] == "TAGCFG_TOKEN_USE" && v["Value"] == "id");
+    assert!(declared, "the watch-server task does not declare the token type");
+}

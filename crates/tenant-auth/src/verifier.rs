@@ -22,6 +22,9 @@ pub struct VerifierConfig {
     pub tenant_claim: String,
     /// Accepted `token_use` values, checked when the claim is present.
     pub token_uses: Vec<String>,
+    /// A token without `token_use` is refused (strict: a deployment that declares its
+    /// token type accepts nothing else).
+    pub require_token_use: bool,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway_secs: u64,
     /// Public keys for RS256 / ES256.
@@ -39,6 +42,7 @@ impl Default for VerifierConfig {
             audiences: Vec::new(),
             tenant_claim: DEFAULT_TENANT_CLAIM.to_owned(),
             token_uses: vec!["access".into(), "id".into()],
+            require_token_use: false,
             leeway_secs: 60,
             jwks: None,
             dev_secret: None,
@@ -167,11 +171,15 @@ impl Verifier {
             .claims;
 
         self.check_audience(&claims)?;
-        if let Some(token_use) = claims.get("token_use") {
-            let token_use = token_use.as_str().unwrap_or_default();
-            if !self.config.token_uses.iter().any(|u| u == token_use) {
-                return Err(AuthError::WrongTokenUse(token_use.chars().take(32).collect()));
+        match claims.get("token_use") {
+            Some(token_use) => {
+                let token_use = token_use.as_str().unwrap_or_default();
+                if !self.config.token_uses.iter().any(|u| u == token_use) {
+                    return Err(AuthError::WrongTokenUse(token_use.chars().take(32).collect()));
+                }
             }
+            None if self.config.require_token_use => return Err(AuthError::WrongTokenUse("(none)".into())),
+            None => {}
         }
         let subject = ["sub", "client_id", "username"]
             .iter()
@@ -267,6 +275,7 @@ impl VerifierConfig {
     /// | `TAGCFG_ISSUER` | required `iss` | derived from the pool |
     /// | `TAGCFG_AUDIENCES` | accepted `aud` / `client_id`, comma-separated | any |
     /// | `TAGCFG_TENANT_CLAIM` | claim holding the tenant | `custom:tenantId` |
+    /// | `TAGCFG_TOKEN_USE` | accepted `token_use`: `id`, `access` or `id,access`; when set, a token without the claim is refused | `id` with a Cognito pool (strict: the deployment's ID-token path); otherwise any, claim optional |
     /// | `TAGCFG_DEV_SECRET` | HS256 dev secret (refused inside Lambda) | — |
     pub fn from_lookup(get: &impl tagged_routing::env::Lookup) -> Result<Self, tagged_routing::env::EnvError> {
         use tagged_routing::env::EnvError;
@@ -293,6 +302,18 @@ impl VerifierConfig {
                 "TAGCFG_COGNITO_USER_POOL_ID (or TAGCFG_JWKS_URL / TAGCFG_JWKS_FILE)".into(),
             ));
         }
+        let token_use = match get("TAGCFG_TOKEN_USE") {
+            Some(list) => {
+                let uses: Vec<String> = list.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
+                if uses.is_empty() || uses.iter().any(|u| u != "id" && u != "access") {
+                    return Err(EnvError::invalid("TAGCFG_TOKEN_USE", format!("'{list}': use id, access or id,access")));
+                }
+                Some(uses)
+            }
+            // Cognito puts custom:tenantId in ID tokens only: the deployment's path.
+            None if cognito_issuer.is_some() => Some(vec!["id".to_owned()]),
+            None => None,
+        };
         let issuer = get("TAGCFG_ISSUER").or(cognito_issuer);
         if issuer.is_none() && dev_secret.is_none() {
             return Err(EnvError::Missing("TAGCFG_ISSUER".into()));
@@ -310,6 +331,8 @@ impl VerifierConfig {
             tenant_claim: get("TAGCFG_TENANT_CLAIM").unwrap_or_else(|| DEFAULT_TENANT_CLAIM.into()),
             jwks,
             dev_secret,
+            require_token_use: token_use.is_some(),
+            token_uses: token_use.unwrap_or_else(|| VerifierConfig::default().token_uses),
             ..VerifierConfig::default()
         })
     }

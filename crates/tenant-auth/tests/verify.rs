@@ -362,3 +362,44 @@ async fn dev_operator_tokens() {
     assert_eq!(principal.subject(), "ops");
     assert!(matches!(principal, tenant_auth::Principal::Operator(_)));
 }
+
+#[tokio::test]
+async fn a_cognito_deployment_accepts_id_tokens_only_and_requires_token_use() {
+    // What the template configures: a Cognito pool, no TAGCFG_TOKEN_USE. The JWKS comes
+    // from the test file instead of the pool's URL, the issuer is the test one.
+    let jwks = fixture("jwks.json").display().to_string();
+    let vars = std::collections::HashMap::from([
+        ("TAGCFG_COGNITO_USER_POOL_ID", "us-east-1_Strict".to_owned()),
+        ("TAGCFG_JWKS_FILE", jwks.clone()),
+        ("TAGCFG_ISSUER", ISSUER.to_owned()),
+        ("TAGCFG_AUDIENCES", CLIENT.to_owned()),
+    ]);
+    let config = VerifierConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
+    let strict = Verifier::new(config).unwrap();
+    let mut id = claims();
+    id["token_use"] = json!("id");
+    id["aud"] = json!(CLIENT);
+    assert!(strict.verify_tenant(&rsa(&id)).await.is_ok(), "an ID token passes");
+    assert_eq!(
+        strict.verify_tenant(&rsa(&claims())).await.unwrap_err(),
+        AuthError::WrongTokenUse("access".into()),
+        "an access token is refused"
+    );
+    let mut bare = id.clone();
+    bare.as_object_mut().unwrap().remove("token_use");
+    assert_eq!(
+        strict.verify_tenant(&rsa(&bare)).await.unwrap_err(),
+        AuthError::WrongTokenUse("(none)".into()),
+        "a token that does not say what it is is refused"
+    );
+
+    // Declared explicitly, access tokens (a pre-token-generation trigger adds the tenant).
+    let mut vars = vars;
+    vars.insert("TAGCFG_TOKEN_USE", "access".into());
+    let access = Verifier::new(VerifierConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap()).unwrap();
+    assert!(access.verify_tenant(&rsa(&claims())).await.is_ok());
+    assert!(access.verify_tenant(&rsa(&id)).await.is_err());
+    vars.insert("TAGCFG_TOKEN_USE", "refresh".into());
+    let err = VerifierConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap_err();
+    assert!(err.to_string().starts_with("TAGCFG_TOKEN_USE:"), "{err}");
+}
