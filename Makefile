@@ -10,13 +10,13 @@ FEATURES := --features adapters/aws
 run:
 	$(CARGO) run -p tagcfg -- serve
 
-## test: unit + integration tests (installs and starts DynamoDB Local and moto itself),
-##       then the template validation
-test:
+## test: the template validation and renderings (which deploy-check reads), then unit +
+##       integration tests (installs and starts DynamoDB Local and moto itself)
+test: validate
 	infra/with-emulators.sh $(CARGO) test --workspace $(FEATURES)
-	$(MAKE) validate
 
-## validate: template.yaml and infra/watch-server.yaml through cfn-lint and `sam validate --lint`, offline
+## validate: template.yaml and infra/watch-server.yaml through cfn-lint and `sam validate --lint`, offline;
+##           template.yaml rendered for every parameter combination (target/rendered) and each linted
 validate:
 	infra/validate.sh
 

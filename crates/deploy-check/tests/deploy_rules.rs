@@ -271,7 +271,11 @@ fn every_cognito_verifier_declares_its_token_type() {
     for (id, function) in resources(&t, "AWS::Serverless::Function") {
         let variables = &function["Properties"]["Environment"]["Variables"];
         if !variables["TAGCFG_COGNITO_USER_POOL_ID"].is_null() {
-            assert_eq!(variables["TAGCFG_TOKEN_USE"].as_str(), Some("id"), "{id} does not declare the token type");
+            assert_eq!(
+                variables["TAGCFG_TOKEN_USE"].as_str(),
+                Some("id"),
+                "{id} does not declare the token type"
+            );
         }
     }
     let watch = yaml("infra/watch-server.yaml");

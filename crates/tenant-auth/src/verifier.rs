@@ -304,9 +304,16 @@ impl VerifierConfig {
         }
         let token_use = match get("TAGCFG_TOKEN_USE") {
             Some(list) => {
-                let uses: Vec<String> = list.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
+                let uses: Vec<String> = list
+                    .split(',')
+                    .map(|u| u.trim().to_owned())
+                    .filter(|u| !u.is_empty())
+                    .collect();
                 if uses.is_empty() || uses.iter().any(|u| u != "id" && u != "access") {
-                    return Err(EnvError::invalid("TAGCFG_TOKEN_USE", format!("'{list}': use id, access or id,access")));
+                    return Err(EnvError::invalid(
+                        "TAGCFG_TOKEN_USE",
+                        format!("'{list}': use id, access or id,access"),
+                    ));
                 }
                 Some(uses)
             }
