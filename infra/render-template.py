@@ -11,10 +11,13 @@ usage: render-template.py OUT_DIR      (writes OUT_DIR/<combination>.json)
 Combinations: the cache-refresher in a VPC or not, a stack-made or existing user pool, arm64
 or x86_64, an alarm e-mail or none.
 """
-import copy, itertools, json, os, pathlib, sys
+import copy, itertools, json, logging, os, pathlib, sys
 
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
+
+# The transform records usage metrics it never publishes offline, and says so at exit.
+logging.getLogger("samtranslator.metrics").setLevel(logging.ERROR)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PSEUDO = {"AWS::Region": "us-east-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012",
