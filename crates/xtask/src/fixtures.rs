@@ -95,9 +95,13 @@ fn api_event(name: &str, r: Request<'_>) -> Value {
     for (k, v) in r.headers {
         headers.insert((*k).into(), json!(v));
     }
+    // As template.yaml routes them: greedy keys, custom methods (`config:batchGet`) through
+    // one path variable (API Gateway refuses a `:` in a route's path).
+    let custom_method = r.path.strip_prefix("/v1/").filter(|op| op.contains(':'));
     let route_key = match r.route {
         Some(route) => route.to_owned(),
         None if r.path.starts_with("/v1/config/") => format!("{} /v1/config/{{key+}}", r.method),
+        None if custom_method.is_some() => format!("{} /v1/{{operation}}", r.method),
         None => format!("{} {}", r.method, r.path),
     };
     let mut event = json!({
@@ -134,6 +138,9 @@ fn api_event(name: &str, r: Request<'_>) -> Value {
     }
     if let Some(tenant) = r.path.strip_prefix("/v1/tenants/") {
         event["pathParameters"] = json!({ "tenant": tenant });
+    }
+    if let Some(operation) = custom_method {
+        event["pathParameters"] = json!({ "operation": operation });
     }
     if let Some(body) = r.body {
         event["body"] = json!(body);
