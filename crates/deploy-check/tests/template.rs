@@ -461,7 +461,9 @@ fn every_route_path_part_is_one_api_gateway_accepts() {
             .strip_prefix('{')
             .and_then(|p| p.strip_suffix('}'))
             .map(|name| name.strip_suffix('+').unwrap_or(name))
-            .is_some_and(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)));
+            .is_some_and(|name| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            });
         literal || variable
     };
     let t = template();
@@ -470,7 +472,10 @@ fn every_route_path_part_is_one_api_gateway_accepts() {
             if event["Type"] == "HttpApi" {
                 let path = event["Properties"]["Path"].as_str().unwrap();
                 for part in path.trim_start_matches('/').split('/') {
-                    assert!(valid_part(part), "{binary} {name:?}: API Gateway refuses the path part '{part}' of {path}");
+                    assert!(
+                        valid_part(part),
+                        "{binary} {name:?}: API Gateway refuses the path part '{part}' of {path}"
+                    );
                 }
             }
         }

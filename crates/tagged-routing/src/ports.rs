@@ -92,6 +92,10 @@ pub enum AppendGuard {
     NewerThanRecorded,
     /// Only if the key's recorded version is this one: a delete seen from outside the API.
     RecordedIs(Version),
+    /// Unless the key's record holds exactly this version: an API put whose own event may
+    /// have been ingested first (a parameter re-created after an outside delete starts
+    /// again at version 1, so "newer than recorded" would wrongly refuse it).
+    NotRecordedAs(Version),
 }
 
 /// The change-log port: each owner's gap-free, ordered changes and head revision, and, for
@@ -140,6 +144,7 @@ pub fn guard_allows(guard: AppendGuard, recorded: Option<Version>, version: Vers
         AppendGuard::Always => true,
         AppendGuard::NewerThanRecorded => recorded.is_none_or(|r| r < version),
         AppendGuard::RecordedIs(v) => recorded == Some(v),
+        AppendGuard::NotRecordedAs(v) => recorded != Some(v),
     }
 }
 

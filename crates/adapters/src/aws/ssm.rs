@@ -170,8 +170,15 @@ impl SsmStore {
         Ok(found)
     }
 
-    /// Records an API write in the change log (the write is already in SSM).
-    async fn record(
+    /// Records an API write in the change log — the second step of a put or delete, once
+    /// SSM holds the write (public so the race below can be tested).
+    ///
+    /// The Parameter Store Change event of the same write can reach the cache-refresher
+    /// first and record `version` already. Guarded (a put unless exactly this version is
+    /// recorded, a delete only of the version recorded), the second recording adds nothing:
+    /// one SSM version is one revision. The answer is then the change that recorded it (its
+    /// author reads `ssm` in the log: the event carried none).
+    pub async fn record(
         &self,
         owner: &Owner,
         key: &Key,
@@ -182,10 +189,20 @@ impl SsmStore {
     ) -> Result<Change> {
         let at = now_rfc3339();
         let make = |revision| Change::new(owner, revision, key, op, version, actor, at.clone(), value);
-        self.log
-            .append(owner, &make, AppendGuard::Always)
-            .await?
-            .ok_or_else(|| Error::Backend("an unguarded append reported a failed guard".into()))
+        let guard = match op {
+            ChangeOp::Delete => AppendGuard::RecordedIs(version),
+            _ => AppendGuard::NotRecordedAs(version),
+        };
+        if let Some(change) = self.log.append(owner, &make, guard).await? {
+            return Ok(change);
+        }
+        // Recorded already: answer with that record's revision; a delete that ingestion
+        // recorded first took the owner's latest one.
+        let revision = match (op, self.record_of(owner, key).await?) {
+            (ChangeOp::Delete, _) | (_, None) => self.log.head(owner).await?,
+            (_, Some(recorded)) => recorded.revision,
+        };
+        Ok(Change::new(owner, revision, key, op, version, "ssm", at, value))
     }
 }
 

@@ -117,6 +117,30 @@ pub async fn run_all(log: Arc<dyn ChangeLog>) {
     assert_eq!(records.len(), 4);
     assert!(records.iter().all(|r| r.version == Version(5)));
 
+    // An API put whose own event was ingested first adds nothing; a re-created parameter
+    // (SSM starts again at version 1) goes ahead although an older record says 3.
+    let recreated = routes.parse_key("param_config_recreated").unwrap();
+    for v in [3, 1] {
+        let appended = log
+            .append(
+                &t,
+                &change(&t, &recreated, ChangeOp::Put, v),
+                AppendGuard::NotRecordedAs(Version(v)),
+            )
+            .await
+            .unwrap();
+        assert!(appended.is_some(), "version {v} is not the recorded one");
+    }
+    let again = log
+        .append(
+            &t,
+            &change(&t, &recreated, ChangeOp::Put, 1),
+            AppendGuard::NotRecordedAs(Version(1)),
+        )
+        .await
+        .unwrap();
+    assert!(again.is_none(), "version 1 is recorded already");
+
     // Records page in key order under a prefix, resuming after the last key of a page.
     let paged = fresh_tenant("log-page");
     for name in [

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use tagged_routing::{
     AppendGuard, Change, ChangeLog, ChangeOp, Error, HistoryEntry, Key, Owner, Page, Recorded, Result, Revision,
+    Version,
 };
 
 use super::schema::{
@@ -137,14 +138,11 @@ impl ChangeLog for DynamoStore {
                     let put = Put::builder()
                         .table_name(&self.table)
                         .set_item(Some(encode(&PointerItem::of(owner, change))?));
-                    let put = match guard {
-                        AppendGuard::Always => put,
-                        AppendGuard::NewerThanRecorded => put
-                            .condition_expression("attribute_not_exists(sk) OR version < :v")
-                            .expression_attribute_values(":v", n(change.version.0)),
-                        AppendGuard::RecordedIs(v) => put
-                            .condition_expression("version = :v")
-                            .expression_attribute_values(":v", n(v.0)),
+                    let put = match guard_condition(guard, change.version) {
+                        None => put,
+                        Some((condition, v)) => put
+                            .condition_expression(condition)
+                            .expression_attribute_values(":v", n(v)),
                     };
                     TransactWriteItem::builder()
                         .put(put.build().map_err(build_err)?)
@@ -154,14 +152,11 @@ impl ChangeLog for DynamoStore {
                     let delete = Delete::builder()
                         .table_name(&self.table)
                         .set_key(Some(key_of(pk(owner), pointer_sk(&change.key))));
-                    let delete = match guard {
-                        AppendGuard::Always => delete,
-                        AppendGuard::NewerThanRecorded => delete
-                            .condition_expression("attribute_not_exists(sk) OR version < :v")
-                            .expression_attribute_values(":v", n(change.version.0)),
-                        AppendGuard::RecordedIs(v) => delete
-                            .condition_expression("version = :v")
-                            .expression_attribute_values(":v", n(v.0)),
+                    let delete = match guard_condition(guard, change.version) {
+                        None => delete,
+                        Some((condition, v)) => delete
+                            .condition_expression(condition)
+                            .expression_attribute_values(":v", n(v)),
                     };
                     TransactWriteItem::builder()
                         .delete(delete.build().map_err(build_err)?)
@@ -209,5 +204,15 @@ impl ChangeLog for DynamoStore {
             .await?;
         let records: Vec<Recorded> = items.into_iter().map(PointerItem::into_recorded).collect();
         Ok(Page::after(records, more, |r| &r.key))
+    }
+}
+
+/// The condition on the key's record item that `guard` stands for, with its `:v`.
+fn guard_condition(guard: AppendGuard, version: Version) -> Option<(&'static str, u64)> {
+    match guard {
+        AppendGuard::Always => None,
+        AppendGuard::NewerThanRecorded => Some(("attribute_not_exists(sk) OR version < :v", version.0)),
+        AppendGuard::RecordedIs(v) => Some(("version = :v", v.0)),
+        AppendGuard::NotRecordedAs(v) => Some(("attribute_not_exists(sk) OR version <> :v", v.0)),
     }
 }
