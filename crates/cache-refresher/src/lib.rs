@@ -32,6 +32,18 @@ use tenant_auth::service::{checked_secret, SecretSource};
 use tonic::transport::{Channel, Endpoint};
 
 pub const CONFIG_CHANGED: &str = "ConfigChanged";
+/// How long the SDK waits for a TCP/TLS connection to an AWS endpoint.
+pub const AWS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl RefresherConfig {
+    /// The SDK timeouts this function runs with (see [`RefresherConfig::aws_timeout`]).
+    pub fn aws_timeouts(&self) -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(AWS_CONNECT_TIMEOUT)
+            .operation_timeout(self.aws_timeout)
+            .build()
+    }
+}
 pub const PARAMETER_STORE_CHANGE: &str = "Parameter Store Change";
 
 /// Where the watch-server instances are found.
@@ -57,6 +69,12 @@ pub struct RefresherConfig {
     pub service_secret: SecretSource,
     /// `TAGCFG_REFRESH_TIMEOUT_MS` (default 2000): deadline per instance.
     pub timeout: Duration,
+    /// `TAGCFG_AWS_TIMEOUT_MS` (default 3000): deadline of each AWS call, its retries
+    /// included, with connections given [`AWS_CONNECT_TIMEOUT`]. In a VPC without a route
+    /// to an AWS endpoint the SDK would otherwise retry connects past the function's
+    /// timeout; an invocation makes at most two AWS calls one after the other, then the
+    /// refreshes: 2 × 3 s + 2 s stays inside the template's 10 s.
+    pub aws_timeout: Duration,
     pub routes: RoutingTable,
     pub aws: AwsSettings,
 }
@@ -109,6 +127,7 @@ impl RefresherConfig {
             discovery,
             service_secret: SecretSource::from_lookup(get)?,
             timeout: Duration::from_millis(env::number(get, "TAGCFG_REFRESH_TIMEOUT_MS", 2000)?),
+            aws_timeout: Duration::from_millis(env::number(get, "TAGCFG_AWS_TIMEOUT_MS", 3000)?.max(1)),
             routes: env::routes(get)?,
             aws: AwsSettings::from_lookup(get)?,
         })

@@ -12,7 +12,10 @@ async fn main() -> Result<(), Error> {
         eprintln!("configuration error: {e}");
         e
     })?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(config.aws_timeouts())
+        .load()
+        .await;
     let refresher = Refresher::new(
         config,
         &adapters::aws::Clients::from_sdk(&sdk),

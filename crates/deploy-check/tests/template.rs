@@ -525,3 +525,54 @@ fn the_template_table_is_the_tests_table() {
         "config-api's policy does not allow Query on {index_arn}"
     );
 }
+
+/// The cache-refresher's worst case fits its function timeout: two AWS calls one after the
+/// other, each bounded by `TAGCFG_AWS_TIMEOUT_MS` (retries included), then the refreshes,
+/// bounded by `TAGCFG_REFRESH_TIMEOUT_MS`.
+#[test]
+fn the_refreshers_deadlines_fit_its_function_timeout() {
+    let t = template();
+    let refresher = functions(&t)
+        .into_iter()
+        .find(|(b, _)| b == "cache-refresher")
+        .unwrap()
+        .1;
+    let timeout_secs = refresher["Properties"]["Timeout"]
+        .as_u64()
+        .or_else(|| t["Globals"]["Function"]["Timeout"].as_u64())
+        .expect("a function timeout");
+    let env = environment(&t, refresher);
+    let config = cache_refresher::RefresherConfig::from_lookup(&|k: &str| env.get(k).cloned()).unwrap();
+    let worst = config.aws_timeout * 2 + config.timeout;
+    assert!(
+        worst < std::time::Duration::from_secs(timeout_secs),
+        "2 × {:?} + {:?} does not fit the {timeout_secs} s function timeout",
+        config.aws_timeout,
+        config.timeout
+    );
+}
+
+/// The watch stack reads the store with the API stack's SSM root and routing table: same
+/// defaults, passed to the task, and exported by the API stack for the deploy command.
+#[test]
+fn the_watch_stack_routes_keys_as_the_api_stack_does() {
+    let api = template();
+    let watch = yaml("infra/watch-server.yaml");
+    let container = &watch["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    for (parameter, variable) in [("SsmRoot", "TAGCFG_SSM_ROOT"), ("Routes", "TAGCFG_ROUTES")] {
+        assert_eq!(
+            api["Parameters"][parameter]["Default"], watch["Parameters"][parameter]["Default"],
+            "{parameter}: the stacks' defaults differ"
+        );
+        let passed = container["Environment"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|v| v["Name"] == variable && serde_yaml::to_string(&v["Value"]).unwrap().contains(parameter));
+        assert!(passed, "the watch task does not set {variable} from {parameter}");
+        assert!(
+            !api["Outputs"][parameter].is_null(),
+            "the API stack does not output {parameter}"
+        );
+    }
+}
