@@ -69,7 +69,7 @@ ENV
     grpc_port=$(free_port)
     (cd "$root" && cargo build -q -p watch-server >&2)
     setsid env TAGCFG_WATCH_ADDR="127.0.0.1:$grpc_port" TAGCFG_SERVICE_SECRET="$service_secret" TAGCFG_TABLE="$table" \
-      TAGCFG_DEV_SECRET="local-dev-secret-0123456789abcdef0123" TAGCFG_ISSUER=tagcfg-dev TAGCFG_LOG=warn \
+      TAGCFG_DEV_SECRET="local-dev-secret-0123456789abcdef0123" TAGCFG_DEV=1 TAGCFG_ISSUER=tagcfg-dev TAGCFG_AUDIENCES=tagcfg TAGCFG_LOG=warn \
       "${CARGO_TARGET_DIR:-$root/target}/debug/watch-server" >"$tools/logs/watch-server.log" 2>&1 &
     pids+=($!)
     cat >>"$env_file" <<ENV

@@ -42,7 +42,7 @@ async fn put(server: &LocalServer, key: &str, value: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_are_pushed_into_the_local_cache_and_announced() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = start(dir.path()).await;
     let token = server.token("acme", &[Scope::Read]).unwrap();
     let config = Client::builder(server.grpc_url(), token)
@@ -108,7 +108,7 @@ async fn values_are_pushed_into_the_local_cache_and_announced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_fails_connect() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = start(dir.path()).await;
     let err = Client::connect(server.grpc_url(), "not-a-token").await.err().unwrap();
     assert!(matches!(err, ClientError::Unauthenticated(_)), "{err:?}");
@@ -117,7 +117,7 @@ async fn a_bad_token_fails_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_stream_down_reads_fall_back_to_http_and_polling_keeps_them_fresh() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = start(dir.path()).await;
     let token = server.token("acme", &[Scope::Read]).unwrap();
     // Nothing listens on the gRPC endpoint.
@@ -170,7 +170,7 @@ fn short_token(server: &LocalServer, secs: u64) -> String {
 async fn a_rotating_token_provider_keeps_the_stream_alive_across_expiry() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = Arc::new(start(dir.path()).await);
     let calls = Arc::new(AtomicUsize::new(0));
     let provider = {
@@ -217,7 +217,7 @@ async fn a_rotating_token_provider_keeps_the_stream_alive_across_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_without_refresh_surfaces_an_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = start(dir.path()).await;
     let config = Client::builder(server.grpc_url(), short_token(&server, 2))
         .connect()

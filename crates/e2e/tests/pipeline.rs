@@ -175,7 +175,9 @@ fn stack_vars(name: &str) -> HashMap<&'static str, String> {
         ("TAGCFG_WATCH_ADDR", "127.0.0.1:0".into()),
         ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
         ("TAGCFG_DEV_SECRET", DEV_SECRET.into()),
+        ("TAGCFG_DEV", "1".into()),
         ("TAGCFG_ISSUER", dev::DEV_ISSUER.into()),
+        ("TAGCFG_AUDIENCES", dev::DEV_AUDIENCE.into()),
     ])
 }
 

@@ -1,7 +1,7 @@
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -114,6 +114,13 @@ struct ChangesPage {
     head: Revision,
 }
 
+/// The path parameter, or a problem+json 400 (a key with invalid UTF-8 in its percent
+/// escapes, say) instead of axum's plain-text rejection.
+fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    p.map(|Path(raw)| raw)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+}
+
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
     q.map(|Query(q)| q)
         .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
@@ -183,10 +190,11 @@ pub async fn method_not_allowed() -> ApiError {
 pub async fn get_or_history(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
     q: Result<Query<ReadQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
+    let raw = path(raw)?;
     let q = query(q)?;
     let access = caller.access(q.layer.as_deref(), Scope::Read)?;
     let owner = access.owner();
@@ -227,11 +235,12 @@ pub async fn get_or_history(
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
     q: Result<Query<LayerQuery>, QueryRejection>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let raw = path(raw)?;
     let q = query(q)?;
     let owner = caller.access(q.layer.as_deref(), Scope::Write)?.owner();
     let key = parse_key(&state, &raw)?;
@@ -262,10 +271,11 @@ pub async fn put(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
     q: Result<Query<LayerQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
+    let raw = path(raw)?;
     let q = query(q)?;
     let owner = caller.access(q.layer.as_deref(), Scope::Write)?.owner();
     let key = parse_key(&state, &raw)?;
@@ -359,7 +369,12 @@ fn tenant_param(raw: &str) -> ApiResult<TenantId> {
 }
 
 /// `GET /v1/tenants/{tenant}` (operator): the tenant's tier.
-pub async fn get_tenant(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult {
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    raw: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let raw = path(raw)?;
     caller.require_operator()?;
     let tenant = tenant_param(&raw)?;
     let tier = state.store.tier_of(&tenant).await?;
@@ -377,9 +392,10 @@ pub async fn get_tenant(State(state): State<AppState>, caller: Caller, Path(raw)
 pub async fn put_tenant(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let raw = path(raw)?;
     caller.require_operator()?;
     let tenant = tenant_param(&raw)?;
     let bytes = body(bytes, state.max_body_bytes)?;

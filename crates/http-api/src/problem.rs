@@ -48,6 +48,7 @@ impl ApiError {
                 Error::InvalidRoutingTable(_) => (StatusCode::BAD_REQUEST, "invalid_routing_table"),
                 Error::InvalidValue(_) => (StatusCode::BAD_REQUEST, "invalid_value"),
                 Error::ValueTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"),
+                Error::ValueTooDeep { .. } => (StatusCode::BAD_REQUEST, "value_too_deep"),
                 Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
                 Error::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
                 Error::AlreadyExists(_) => (StatusCode::PRECONDITION_FAILED, "already_exists"),
@@ -80,10 +81,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        // `?` of the text, not `%`: a message can quote a raw key or claim, and Debug
+        // escapes its newlines and terminal escapes instead of writing them into the log.
         if status.is_server_error() {
-            tracing::error!(code, error = %self, "request failed");
+            tracing::error!(code, error = ?self.to_string(), "request failed");
         } else {
-            tracing::debug!(code, error = %self, "request refused");
+            tracing::debug!(code, error = ?self.to_string(), "request refused");
         }
         let body = json!({
             "type": format!("https://tagcfg.dev/problems/{code}"),

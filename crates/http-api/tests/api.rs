@@ -496,6 +496,36 @@ async fn bad_input_is_400_or_413_never_5xx() {
     assert_problem(&r, 400, "invalid_value");
     let r = call(&app, "PUT", "/v1/config/tenant_config_a", Some(&w), &[], vec![]).await;
     assert_problem(&r, 400, "invalid_value");
+    // Nesting: 64 levels are a value, 65 are refused and nothing is written; 100,000 (a
+    // 200 KB body) are refused without being walked.
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
+    // (Another tenant's write: this test ends by checking acme's log stayed empty.)
+    let globex = token("globex", &[Scope::Write]);
+    let r = call(&app, "PUT", "/v1/config/tenant_config_deep", Some(&globex), &[], nested(64)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for depth in [65, 100_000] {
+        let r = call(
+            &app,
+            "PUT",
+            "/v1/config/tenant_config_deeper",
+            Some(&w),
+            &[],
+            nested(depth),
+        )
+        .await;
+        assert_problem(&r, 400, "value_too_deep");
+    }
+    let r = call(&app, "GET", "/v1/config/tenant_config_deeper", Some(&w), &[], vec![]).await;
+    assert_problem(&r, 404, "not_found");
+    // A key whose percent escapes are not UTF-8: a problem, like every other refusal.
+    for uri in [
+        "/v1/config/tenant_config_%FF",
+        "/v1/config/tenant_config_%C3",
+        "/v1/tenants/%FF",
+    ] {
+        let r = call(&app, "GET", uri, Some(&w), &[], vec![]).await;
+        assert_problem(&r, 400, "invalid_path");
+    }
     let huge = format!("\"{}\"", "x".repeat(2 * 1024 * 1024));
     let r = call(
         &app,

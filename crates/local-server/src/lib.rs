@@ -49,6 +49,70 @@ pub enum LocalError {
     Auth(#[from] tenant_auth::AuthError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("{path} is open to other users (mode {mode:o}); it holds the dev secret and the store: run `chmod {fix} {path}`")]
+    TooOpen {
+        path: PathBuf,
+        mode: u32,
+        fix: &'static str,
+    },
+}
+
+/// How long the tokens printed in `tagcfg serve`'s banner live: long enough for a working
+/// day, short enough that a token left in a shell history expires (`tagcfg token --ttl`
+/// mints longer ones; `tagcfg rotate-dev-secret` revokes all at once).
+pub const BANNER_TOKEN_TTL_SECS: u64 = 8 * 3600;
+
+/// Creates `dir` owner-only (0700) when absent; refuses one other users can open.
+fn private_dir(dir: &Path) -> Result<(), LocalError> {
+    let io = |source| LocalError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        match std::fs::metadata(dir) {
+            Ok(meta) => refuse_open(dir, meta.permissions().mode(), "700"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io),
+            Err(e) => Err(io(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(io)
+}
+
+/// Refuses an existing `file` other users can read; makes a new one owner-only.
+fn private_file(file: &Path, existed: bool) -> Result<(), LocalError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |source| LocalError::DataDir {
+            path: file.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(file).map_err(io)?;
+        if existed {
+            return refuse_open(file, meta.permissions().mode(), "600");
+        }
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    let _ = (file, existed);
+    Ok(())
+}
+
+fn refuse_open(path: &Path, mode: u32, fix: &'static str) -> Result<(), LocalError> {
+    if mode & 0o077 != 0 {
+        return Err(LocalError::TooOpen {
+            path: path.to_owned(),
+            mode: mode & 0o777,
+            fix,
+        });
+    }
+    Ok(())
 }
 
 /// Reads the dev secret kept in `data_dir`, creating a random one on first use. It is the
@@ -59,17 +123,35 @@ pub fn dev_secret(data_dir: &Path) -> Result<Vec<u8>, LocalError> {
         path: path.clone(),
         source,
     };
+    private_dir(data_dir)?;
     match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().len() >= 32 => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(text) if text.trim().len() >= 32 => {
+            private_file(&path, true)?;
+            return Ok(text.trim().as_bytes().to_vec());
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    std::fs::create_dir_all(data_dir).map_err(io)?;
+    new_dev_secret(&path)
+}
+
+/// Replaces the dev secret with a new random one: every dev token minted before is refused
+/// by a server started after (`tagcfg rotate-dev-secret`).
+pub fn rotate_dev_secret(data_dir: &Path) -> Result<(), LocalError> {
+    private_dir(data_dir)?;
+    new_dev_secret(&data_dir.join(SECRET_FILE)).map(|_| ())
+}
+
+fn new_dev_secret(path: &Path) -> Result<Vec<u8>, LocalError> {
+    let io = |source| LocalError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &secret).map_err(io)?;
+    write_private(path, &secret).map_err(io)?;
     Ok(secret.into_bytes())
 }
 
@@ -112,7 +194,10 @@ impl LocalServer {
     pub async fn start(config: LocalConfig) -> Result<Self, LocalError> {
         let secret = dev_secret(&config.data_dir)?;
         let feed = InProcessFeed::new(4096);
-        let redb = RedbStore::open(&config.data_dir.join(STORE_FILE))?.with_sink(Arc::new(feed.clone()));
+        let store_path = config.data_dir.join(STORE_FILE);
+        let existed = store_path.exists();
+        let redb = RedbStore::open(&store_path)?.with_sink(Arc::new(feed.clone()));
+        private_file(&store_path, existed)?;
         let store = Arc::new(TaggedStore::single(
             config.routes.clone(),
             Arc::new(redb),
@@ -175,7 +260,7 @@ impl LocalServer {
 
     /// A dev operator token (writes the shared and tier layers, assigns tiers).
     pub fn operator_token(&self) -> Result<String, LocalError> {
-        Ok(dev::mint_operator(&self.secret, "operator-dev", 7 * 24 * 3600)?)
+        Ok(dev::mint_operator(&self.secret, "operator-dev", BANNER_TOKEN_TTL_SECS)?)
     }
 
     /// A dev token for `tenant`.
@@ -186,7 +271,7 @@ impl LocalServer {
             &tenant,
             &format!("{tenant}-dev"),
             scopes,
-            7 * 24 * 3600,
+            BANNER_TOKEN_TTL_SECS,
         )?)
     }
 

@@ -10,7 +10,7 @@ use testkit::layers::{self, Deployment, InProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reader_agrees_at_every_step_on_the_local_server() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = LocalServer::start(LocalConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),

@@ -219,6 +219,7 @@ pub fn status_of(e: &Error) -> Status {
         | Error::InvalidTenant(_)
         | Error::InvalidTier(_)
         | Error::InvalidValue(_)
+        | Error::ValueTooDeep { .. }
         | Error::InvalidRoutingTable(_) => Status::invalid_argument(message),
         Error::ValueTooLarge { .. } => Status::out_of_range(message),
         Error::NotFound => Status::not_found(message),

@@ -1,8 +1,9 @@
 //! The `tagcfg.v2.ConfigWatch` service (tenants) and the internal `tagcfg.v2.ConfigRefresh`
 //! service (the cache-refresher).
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tagged_routing::{RoutingTable, TenantId};
@@ -23,6 +24,49 @@ pub const MAX_KEYS: usize = 100;
 pub const MAX_PREFIXES: usize = 32;
 /// Updates per replay batch.
 const REPLAY_BATCH: usize = 100;
+/// Open `Watch` streams one tenant may hold on one server before a new one is refused
+/// (`RESOURCE_EXHAUSTED`): a tenant opening streams in a loop cannot take the server's
+/// memory and connections from the others (each stream costs ~6–8 KiB, docs/BENCHMARKS.md).
+pub const DEFAULT_MAX_STREAMS_PER_TENANT: usize = 1_000;
+
+/// Open streams per tenant.
+#[derive(Default)]
+struct StreamCounts(Mutex<HashMap<TenantId, usize>>);
+
+/// One open stream of a tenant, counted until it is dropped (when its pump ends).
+struct StreamSlot {
+    counts: Arc<StreamCounts>,
+    tenant: TenantId,
+}
+
+impl StreamCounts {
+    fn take(self: &Arc<Self>, tenant: &TenantId, max: usize) -> Result<StreamSlot, Status> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let open = counts.entry(tenant.clone()).or_default();
+        if *open >= max {
+            return Err(Status::resource_exhausted(format!(
+                "too_many_streams: this tenant has {open} open Watch streams on this server (limit {max})"
+            )));
+        }
+        *open += 1;
+        Ok(StreamSlot {
+            counts: self.clone(),
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = counts.get_mut(&self.tenant) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                counts.remove(&self.tenant);
+            }
+        }
+    }
+}
 
 /// Both services over one hub. Cheap to clone.
 #[derive(Clone)]
@@ -32,6 +76,8 @@ pub struct PushService {
     verifier: Arc<Verifier>,
     service_auth: Option<Arc<ServiceVerifier>>,
     heartbeat: Duration,
+    streams: Arc<StreamCounts>,
+    max_streams_per_tenant: usize,
 }
 
 impl PushService {
@@ -50,7 +96,16 @@ impl PushService {
             verifier,
             service_auth,
             heartbeat,
+            streams: Arc::default(),
+            max_streams_per_tenant: DEFAULT_MAX_STREAMS_PER_TENANT,
         }
+    }
+
+    /// At most `max` open `Watch` streams per tenant (default
+    /// [`DEFAULT_MAX_STREAMS_PER_TENANT`]).
+    pub fn with_max_streams_per_tenant(mut self, max: usize) -> Self {
+        self.max_streams_per_tenant = max;
+        self
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -94,6 +149,8 @@ struct Pump {
     heartbeat: Duration,
     /// When the token the stream was opened with stops being accepted.
     token_expires: std::time::SystemTime,
+    /// Counts the stream against its tenant's limit until the pump ends.
+    _slot: StreamSlot,
 }
 
 /// Sent through the pump's channel to end the stream with `UNAUTHENTICATED`: the token
@@ -211,6 +268,7 @@ impl pb::config_watch_server::ConfigWatch for PushService {
             )));
         }
         let since = req.since.as_ref().map(cursor_from_pb).transpose()?;
+        let slot = self.streams.take(&ctx.tenant, self.max_streams_per_tenant)?;
         let sub = self
             .hub
             .subscribe(&ctx.tenant, req.prefixes.clone(), since)
@@ -227,6 +285,7 @@ impl pb::config_watch_server::ConfigWatch for PushService {
             routes: self.routes.clone(),
             tx,
             heartbeat: self.heartbeat,
+            _slot: slot,
         };
         tokio::spawn(pump.run());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|e| match e.event {

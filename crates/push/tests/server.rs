@@ -27,6 +27,15 @@ struct Setup {
 }
 
 async fn setup(config: HubConfig, oldest_log_revision: u64) -> Setup {
+    setup_limited(
+        config,
+        oldest_log_revision,
+        push::service::DEFAULT_MAX_STREAMS_PER_TENANT,
+    )
+    .await
+}
+
+async fn setup_limited(config: HubConfig, oldest_log_revision: u64, max_streams_per_tenant: usize) -> Setup {
     let routes = RoutingTable::default();
     let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
     // A change log that "expired" below `oldest_log_revision`, as DynamoDB's TTL does.
@@ -40,7 +49,8 @@ async fn setup(config: HubConfig, oldest_log_revision: u64) -> Setup {
         Arc::new(verifier),
         Some(Arc::new(ServiceVerifier::new(SERVICE_SECRET).unwrap())),
         Duration::from_secs(3600),
-    );
+    )
+    .with_max_streams_per_tenant(max_streams_per_tenant);
     let server = PushServer::start("127.0.0.1:0".parse().unwrap(), service)
         .await
         .unwrap();
@@ -645,4 +655,40 @@ async fn idle_owners_are_evicted_and_followed_ones_kept() {
     // The followed tenant still gets every change.
     write(&s, "acme", "tenant_config_k", "1").await;
     assert_eq!(changes(&mut acme, 1).await, [(1, "tenant_config_k".into())]);
+}
+
+#[tokio::test]
+async fn a_tenant_at_its_stream_limit_is_refused_while_others_are_served() {
+    let setup = setup_limited(HubConfig::default(), 0, 2).await;
+    let first = watch(&setup, "acme", &[], None).await;
+    let _second = watch(&setup, "acme", &[], None).await;
+    let request = pb::WatchRequest {
+        prefixes: vec![],
+        since: None,
+    };
+    let refused = grpc(&setup)
+        .await
+        .watch(authed(request.clone(), &token("acme")))
+        .await
+        .expect_err("a third stream of acme is refused");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        refused.message().starts_with("too_many_streams"),
+        "{}",
+        refused.message()
+    );
+    // Another tenant is not affected.
+    let _globex = watch(&setup, "globex", &[], None).await;
+    // A closed stream gives its slot back.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match grpc(&setup).await.watch(authed(request.clone(), &token("acme"))).await {
+            Ok(_) => break,
+            Err(status) if status.code() == tonic::Code::ResourceExhausted && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("the freed slot was not given back: {status}"),
+        }
+    }
 }

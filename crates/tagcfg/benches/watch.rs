@@ -67,7 +67,7 @@ async fn next_change(stream: &mut tonic::Streaming<push::pb::WatchEvent>) -> u64
 }
 
 fn main() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server_binary = std::env::var_os("TAGCFG_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_tagcfg").into());
     let served = testkit::serve::Served::start(server_binary, dir.path(), &["--no-demo"]);
     let (http_url, grpc_url, token) = (

@@ -69,6 +69,12 @@ enum Command {
         #[arg(long, env = "TAGCFG_DATA_DIR", default_value = ".tagcfg")]
         data_dir: PathBuf,
     },
+    /// Replace the local server's dev secret: every dev token minted so far is refused once
+    /// the server restarts.
+    RotateDevSecret {
+        #[arg(long, env = "TAGCFG_DATA_DIR", default_value = ".tagcfg")]
+        data_dir: PathBuf,
+    },
     /// Read one key: a tenant's effective value (tenant → tier → shared), or one layer's.
     Get {
         key: String,
@@ -305,6 +311,14 @@ async fn run(command: Command) -> Result<(), CliError> {
             println!("{token}");
             Ok(())
         }
+        Command::RotateDevSecret { data_dir } => {
+            local_server::rotate_dev_secret(&data_dir)?;
+            println!(
+                "dev secret in {} replaced: every dev token minted before is refused once `tagcfg serve` restarts",
+                data_dir.display()
+            );
+            Ok(())
+        }
         Command::Tenant {
             tenant,
             tier,
@@ -437,13 +451,20 @@ async fn serve(
     routes: &str,
     seed: bool,
 ) -> Result<(), CliError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TAGCFG_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    // Logs on stderr (the banner is stdout): readable lines at a terminal, JSON lines (every
+    // field escaped, no colour codes) into a file or a pipe.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAGCFG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(terminal);
+    if terminal {
+        logs.with_target(false).init();
+    } else {
+        logs.json().init();
+    }
     let routes = RoutingTable::parse(routes).map_err(|e| CliError::Usage(format!("TAGCFG_ROUTES: {e}")))?;
     let server = LocalServer::start(LocalConfig {
         addr,
@@ -469,6 +490,10 @@ async fn serve(
         );
     }
     println!();
+    println!(
+        "# dev tokens, valid {} hours (`tagcfg token --ttl` for longer; `tagcfg rotate-dev-secret` revokes all)",
+        local_server::BANNER_TOKEN_TTL_SECS / 3600
+    );
     for tenant in DEMO_TENANTS {
         let var = format!("{}_TOKEN", tenant.to_uppercase());
         println!("# {tenant} (config:write)");

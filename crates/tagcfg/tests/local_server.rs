@@ -57,7 +57,7 @@ impl Http {
 
 #[tokio::test]
 async fn the_quick_start_scenario_works_over_http() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = start(dir.path()).await;
     assert!(server.seeded, "first start seeds the demo data");
     let http = Http {
@@ -155,7 +155,7 @@ async fn the_quick_start_scenario_works_over_http() {
 
 #[tokio::test]
 async fn writes_reach_the_in_process_change_feed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = start(dir.path()).await;
     let mut feed = server.feed.subscribe();
     let http = Http {
@@ -199,7 +199,7 @@ fn tagcfg(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_talks_to_the_server() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = start(dir.path()).await;
     let url = server.url();
     let data_dir = dir.path().to_str().unwrap();
@@ -254,7 +254,7 @@ async fn the_cli_talks_to_the_server() {
 
 #[test]
 fn tagcfg_serve_prints_working_tokens() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let served = testkit::serve::Served::start(env!("CARGO_BIN_EXE_tagcfg"), dir.path(), &[]);
     let (url, token) = (Some(served.http_url.clone()), Some(served.token("ACME_TOKEN")));
     let (url, token) = (
@@ -279,7 +279,7 @@ fn tagcfg_serve_prints_working_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
     use push::pb::watch_event::Event;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let server = start(dir.path()).await;
     let acme = server.token("acme", &[Scope::Write]).unwrap();
     let mut stream = testkit::auth::watch(&server.grpc_url(), &acme, &["tenant_config_flags/"], None).await;

@@ -10,7 +10,7 @@ use testkit::serve::{read_until, terminate};
 
 #[test]
 fn tagcfg_serve_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::data_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tagcfg"))
         .args([
             "serve",

@@ -22,6 +22,9 @@ pub enum Error {
     /// The request body or a parameter is not acceptable.
     #[error("invalid value: {0}")]
     InvalidValue(String),
+    /// The value nests arrays and objects deeper than [`crate::MAX_JSON_DEPTH`].
+    #[error("the value nests {depth} levels deep; at most {limit} are accepted")]
+    ValueTooDeep { depth: usize, limit: usize },
     /// The value exceeds the limit of the backend it routes to.
     #[error("value is {size} bytes; {backend} accepts at most {limit} bytes")]
     ValueTooLarge { size: usize, limit: usize, backend: String },

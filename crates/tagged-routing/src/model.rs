@@ -37,9 +37,50 @@ impl fmt::Display for Revision {
 #[derive(Debug, Clone)]
 pub struct JsonText(Box<RawValue>);
 
+/// How deeply a value may nest arrays and objects. Fixed rather than configurable: every
+/// reader downstream (events, the client, the CLI, other languages' parsers) must be able to
+/// parse what is stored, and common parsers stop at 128 (serde_json) or less.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// The deepest nesting of arrays and objects in valid JSON `text` (strings skipped).
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 impl JsonText {
-    /// Validates `text` as one JSON value (surrounding whitespace is dropped).
+    /// Validates `text` as one JSON value nested at most [`MAX_JSON_DEPTH`] deep
+    /// (surrounding whitespace is dropped). The text is kept as written: values stay raw
+    /// JSON end to end.
     pub fn parse(text: &str) -> Result<Self, Error> {
+        // Depth first: a deep value is refused before the parser walks it.
+        let depth = nesting_depth(text);
+        if depth > MAX_JSON_DEPTH {
+            return Err(Error::ValueTooDeep {
+                depth,
+                limit: MAX_JSON_DEPTH,
+            });
+        }
         serde_json::from_str::<Box<RawValue>>(text)
             .map(JsonText)
             .map_err(|e| Error::InvalidValue(format!("the value is not valid JSON: {e}")))
@@ -368,6 +409,32 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        assert_eq!(nesting_depth("1"), 0);
+        assert_eq!(nesting_depth(r#"{"a":[1,{"b":[]}]}"#), 4);
+        assert_eq!(
+            nesting_depth(r#""[[[[\"[[""#),
+            0,
+            "brackets and escaped quotes inside a string"
+        );
+        assert_eq!(
+            nesting_depth(r#"["\\",[[]]]"#),
+            3,
+            "an escaped backslash ends before the quote"
+        );
+        let deep = format!("{}{}", "[".repeat(MAX_JSON_DEPTH + 1), "]".repeat(MAX_JSON_DEPTH + 1));
+        assert_eq!(
+            JsonText::parse(&deep).unwrap_err(),
+            Error::ValueTooDeep {
+                depth: MAX_JSON_DEPTH + 1,
+                limit: MAX_JSON_DEPTH
+            }
+        );
+        let objects = format!("{}1{}", "{\"a\":".repeat(MAX_JSON_DEPTH), "}".repeat(MAX_JSON_DEPTH));
+        assert!(JsonText::parse(&objects).is_ok(), "{MAX_JSON_DEPTH} levels are a value");
+    }
 
     #[test]
     fn json_text_keeps_exact_text() {

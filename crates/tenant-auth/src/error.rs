@@ -3,6 +3,8 @@
 pub enum AuthError {
     #[error("missing bearer token")]
     MissingToken,
+    #[error("the token is longer than {limit} bytes")]
+    TooLarge { limit: usize },
     #[error("the token is not a well-formed JWT: {0}")]
     Malformed(String),
     #[error("algorithm '{0}' is not accepted")]
@@ -50,6 +52,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::MissingToken => "missing_token",
+            AuthError::TooLarge { .. } => "token_too_large",
             AuthError::Malformed(_) => "malformed_token",
             AuthError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
             AuthError::HmacNotAccepted => "hmac_not_accepted",

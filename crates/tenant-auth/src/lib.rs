@@ -24,7 +24,7 @@ mod verifier;
 pub use context::{OperatorContext, Principal, Scope, Scopes, TenantContext, OPERATOR_SCOPE};
 pub use error::AuthError;
 pub use jwks::KeySource;
-pub use verifier::{Verifier, VerifierConfig, DEFAULT_TENANT_CLAIM};
+pub use verifier::{Verifier, VerifierConfig, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_TENANT_CLAIM};
 
 /// An HTTPS client on rustls with the aws-lc-rs provider — the one the AWS SDK already
 /// links, so the binaries carry a single crypto library. Installs that provider as the

@@ -33,7 +33,14 @@ pub struct VerifierConfig {
     pub dev_secret: Option<Vec<u8>>,
     /// Minimum time between two JWKS fetches triggered by unknown `kid`s.
     pub jwks_min_refetch: Duration,
+    /// Longer tokens are refused before anything of them is decoded
+    /// ([`DEFAULT_MAX_TOKEN_BYTES`]; `TAGCFG_MAX_TOKEN_BYTES`).
+    pub max_token_bytes: usize,
 }
+
+/// Cognito's ID tokens are 1–2 KiB with a few groups; 8 KiB leaves room for many and stops
+/// a client from making every request parse and verify a 100 KB token.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 impl Default for VerifierConfig {
     fn default() -> Self {
@@ -47,6 +54,7 @@ impl Default for VerifierConfig {
             jwks: None,
             dev_secret: None,
             jwks_min_refetch: Duration::from_secs(30),
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
         }
     }
 }
@@ -123,6 +131,11 @@ impl Verifier {
     /// Verifies a compact JWT: a tenant principal (tenant claim) or an operator (the
     /// `config:operator` scope or group, and no tenant claim).
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if token.len() > self.config.max_token_bytes {
+            return Err(AuthError::TooLarge {
+                limit: self.config.max_token_bytes,
+            });
+        }
         let header = decode_header(token).map_err(|_| classify_bad_header(token))?;
         let key = match header.alg {
             Algorithm::HS256 => self.dev_key.clone().ok_or(AuthError::HmacNotAccepted)?,
@@ -276,6 +289,7 @@ impl VerifierConfig {
     /// | `TAGCFG_AUDIENCES` | accepted `aud` / `client_id`, comma-separated | any |
     /// | `TAGCFG_TENANT_CLAIM` | claim holding the tenant | `custom:tenantId` |
     /// | `TAGCFG_TOKEN_USE` | accepted `token_use`: `id`, `access` or `id,access`; when set, a token without the claim is refused | `id` with a Cognito pool (strict: the deployment's ID-token path); otherwise any, claim optional |
+    /// | `TAGCFG_MAX_TOKEN_BYTES` | longer tokens are refused unread | 8192 |
     /// | `TAGCFG_DEV_SECRET` | HS256 dev secret (refused inside Lambda) | — |
     pub fn from_lookup(get: &impl tagged_routing::env::Lookup) -> Result<Self, tagged_routing::env::EnvError> {
         use tagged_routing::env::EnvError;
@@ -339,6 +353,12 @@ impl VerifierConfig {
             jwks,
             dev_secret,
             require_token_use: token_use.is_some(),
+            max_token_bytes: usize::try_from(tagged_routing::env::number(
+                get,
+                "TAGCFG_MAX_TOKEN_BYTES",
+                DEFAULT_MAX_TOKEN_BYTES as u64,
+            )?)
+            .map_err(|_| EnvError::invalid("TAGCFG_MAX_TOKEN_BYTES", "too large"))?,
             token_uses: token_use.unwrap_or_else(|| VerifierConfig::default().token_uses),
             ..VerifierConfig::default()
         })

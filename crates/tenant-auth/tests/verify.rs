@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tenant_auth::{dev, AuthError, KeySource, Scope, Verifier, VerifierConfig};
+use tenant_auth::{dev, AuthError, KeySource, Scope, Verifier, VerifierConfig, DEFAULT_MAX_TOKEN_BYTES};
 
 const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_test";
 const CLIENT: &str = "tagcfg-client";
@@ -402,4 +402,29 @@ async fn a_cognito_deployment_accepts_id_tokens_only_and_requires_token_use() {
     vars.insert("TAGCFG_TOKEN_USE", "refresh".into());
     let err = VerifierConfig::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap_err();
     assert!(err.to_string().starts_with("TAGCFG_TOKEN_USE:"), "{err}");
+}
+
+#[tokio::test]
+async fn an_oversized_token_is_refused_before_it_is_read() {
+    let mut big = claims();
+    big["padding"] = json!("x".repeat(DEFAULT_MAX_TOKEN_BYTES));
+    let token = rsa(&big);
+    assert!(token.len() > DEFAULT_MAX_TOKEN_BYTES);
+    assert_eq!(
+        reject(&token).await,
+        AuthError::TooLarge {
+            limit: DEFAULT_MAX_TOKEN_BYTES
+        }
+    );
+    assert_eq!(reject(&token).await.code(), "token_too_large");
+    // Configurable: the same token passes a verifier that allows it.
+    let roomy = Verifier::new(VerifierConfig {
+        issuer: Some(ISSUER.into()),
+        audiences: vec![CLIENT.into()],
+        jwks: Some(KeySource::File(fixture("jwks.json"))),
+        max_token_bytes: 64 * 1024,
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    assert!(roomy.verify_tenant(&token).await.is_ok());
 }

@@ -12,6 +12,7 @@
 //!   forget old revisions.
 //! - [`serve`]: `tagcfg serve` as a child process on free ports, its banner read (tests of
 //!   the binary, the watch benchmark); SIGTERM to stop a server process.
+//! - [`data_dir`]: an owner-only temporary data directory for a server.
 //! - [`emulators`]: the AWS SDK configuration for DynamoDB Local and moto (or a skip note
 //!   outside `make test`), unique names and fresh config tables.
 
@@ -20,3 +21,15 @@ pub mod emulators;
 pub mod layers;
 pub mod serve;
 pub mod stores;
+
+/// A temporary data directory for a server, owner-only (0700) as the local server requires
+/// of its data directory (a plain temporary directory may be 0755 under the test's umask).
+pub fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod 700");
+    }
+    dir
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `tagcfg serve`. Dropping it kills the process (also when a test panics).
@@ -16,12 +16,29 @@ pub struct Served {
     pub exports: HashMap<String, String>,
     /// The rest of standard output, after the banner.
     pub stdout: BufReader<ChildStdout>,
+    /// The logs, when started with [`Served::start_logging`].
+    pub stderr: Option<BufReader<ChildStderr>>,
 }
 
 impl Served {
     /// Starts `binary serve` on free ports with its data in `data_dir` (plus `extra_args`),
     /// and reads the banner up to its last line.
     pub fn start(binary: impl AsRef<std::ffi::OsStr>, data_dir: &Path, extra_args: &[&str]) -> Served {
+        Self::spawn(binary, data_dir, extra_args, "warn", false)
+    }
+
+    /// [`Served::start`] logging at `level` into a pipe the test reads (`stderr`).
+    pub fn start_logging(binary: impl AsRef<std::ffi::OsStr>, data_dir: &Path, level: &str) -> Served {
+        Self::spawn(binary, data_dir, &[], level, true)
+    }
+
+    fn spawn(
+        binary: impl AsRef<std::ffi::OsStr>,
+        data_dir: &Path,
+        extra_args: &[&str],
+        level: &str,
+        logs: bool,
+    ) -> Served {
         let mut child = Command::new(binary)
             .args([
                 "serve",
@@ -33,11 +50,13 @@ impl Served {
             ])
             .arg(data_dir)
             .args(extra_args)
-            .env("TAGCFG_LOG", "warn")
+            .env("TAGCFG_LOG", level)
             .stdout(Stdio::piped())
+            .stderr(if logs { Stdio::piped() } else { Stdio::inherit() })
             .spawn()
             .expect("tagcfg serve starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stderr = child.stderr.take().map(BufReader::new);
         let (mut http_url, mut grpc_url, mut exports) = (String::new(), String::new(), HashMap::new());
         let mut line = String::new();
         loop {
@@ -63,6 +82,7 @@ impl Served {
             grpc_url,
             exports,
             stdout,
+            stderr,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Config {
     pub service_secret: Vec<u8>,
     /// `TAGCFG_HEARTBEAT_SECS` (default 15).
     pub heartbeat: Duration,
+    /// `TAGCFG_MAX_STREAMS_PER_TENANT` (default [`push::service::DEFAULT_MAX_STREAMS_PER_TENANT`]).
+    pub max_streams_per_tenant: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,13 +51,35 @@ impl Config {
             .parse()
             .map_err(|_| EnvError::invalid("TAGCFG_WATCH_ADDR", format!("'{addr}' is not host:port")))?;
         let service_secret = checked_secret("TAGCFG_SERVICE_SECRET", env::required(get, "TAGCFG_SERVICE_SECRET")?)?;
+        let (routes, aws) = (env::routes(get)?, AwsSettings::from_lookup(get)?);
+        let auth = VerifierConfig::from_lookup(get)?;
+        if auth.dev_secret.is_some() {
+            // Whoever holds a dev secret mints any tenant's token: never in a deployment.
+            if get("TAGCFG_DEV").as_deref() != Some("1") {
+                return Err(EnvError::invalid(
+                    "TAGCFG_DEV_SECRET",
+                    "dev tokens are refused by a deployed watch server (set TAGCFG_DEV=1 for a local run)",
+                ));
+            }
+            if auth.issuer.is_none() || auth.audiences.is_empty() {
+                return Err(EnvError::Missing(
+                    "TAGCFG_ISSUER and TAGCFG_AUDIENCES (required with TAGCFG_DEV_SECRET)".into(),
+                ));
+            }
+        }
         Ok(Config {
             addr,
-            routes: env::routes(get)?,
-            aws: AwsSettings::from_lookup(get)?,
-            auth: VerifierConfig::from_lookup(get)?,
+            routes,
+            aws,
+            auth,
             service_secret,
             heartbeat: Duration::from_secs(env::number(get, "TAGCFG_HEARTBEAT_SECS", 15)?.max(1)),
+            max_streams_per_tenant: usize::try_from(env::number(
+                get,
+                "TAGCFG_MAX_STREAMS_PER_TENANT",
+                push::service::DEFAULT_MAX_STREAMS_PER_TENANT as u64,
+            )?)
+            .map_err(|_| EnvError::invalid("TAGCFG_MAX_STREAMS_PER_TENANT", "too large"))?,
         })
     }
 }
@@ -71,7 +95,8 @@ pub async fn start(config: Config, clients: &Clients) -> Result<PushServer, Star
         Arc::new(Verifier::new(config.auth)?),
         Some(Arc::new(ServiceVerifier::new(&config.service_secret)?)),
         config.heartbeat,
-    );
+    )
+    .with_max_streams_per_tenant(config.max_streams_per_tenant);
     PushServer::start(config.addr, service)
         .await
         .map_err(|source| StartError::Bind {

@@ -32,7 +32,17 @@ async fn refresh_in_watch_out_get_from_the_aws_store() {
         ("TAGCFG_SERVICE_SECRET", SERVICE_SECRET.into()),
         ("TAGCFG_DEV_SECRET", DEV_SECRET.into()),
         ("TAGCFG_ISSUER", dev::DEV_ISSUER.into()),
+        ("TAGCFG_AUDIENCES", dev::DEV_AUDIENCE.into()),
     ]);
+    // A dev secret is refused unless the run says it is local, and then only with an
+    // issuer and an audience.
+    let refused = Config::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap_err();
+    assert!(refused.to_string().starts_with("TAGCFG_DEV_SECRET:"), "{refused}");
+    let mut vars = vars;
+    vars.insert("TAGCFG_DEV", "1".into());
+    let no_audience =
+        Config::from_lookup(&|k: &str| (k != "TAGCFG_AUDIENCES").then(|| vars.get(k).cloned()).flatten()).unwrap_err();
+    assert!(no_audience.to_string().contains("TAGCFG_AUDIENCES"), "{no_audience}");
     let config = Config::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
     let clients = Clients::from_sdk(&sdk);
     let server = start(config.clone(), &clients).await.unwrap();
