@@ -501,7 +501,15 @@ async fn bad_input_is_400_or_413_never_5xx() {
     let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
     // (Another tenant's write: this test ends by checking acme's log stayed empty.)
     let globex = token("globex", &[Scope::Write]);
-    let r = call(&app, "PUT", "/v1/config/tenant_config_deep", Some(&globex), &[], nested(64)).await;
+    let r = call(
+        &app,
+        "PUT",
+        "/v1/config/tenant_config_deep",
+        Some(&globex),
+        &[],
+        nested(64),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     for depth in [65, 100_000] {
         let r = call(
