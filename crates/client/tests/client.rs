@@ -15,6 +15,7 @@ async fn start(dir: &std::path::Path) -> LocalServer {
         data_dir: dir.to_path_buf(),
         routes: RoutingTable::default(),
         seed_demo_data: true,
+        tenant_limits: local_server::TenantLimits::default(),
     })
     .await
     .unwrap()

@@ -287,3 +287,17 @@ fn every_cognito_verifier_declares_its_token_type() {
         .any(|v| v["Name"] == "TAGCFG_TOKEN_USE" && v["Value"] == "id");
     assert!(declared, "the watch-server task does not declare the token type");
 }
+
+#[test]
+fn the_http_api_stage_is_throttled() {
+    let t = yaml("template.yaml");
+    for (id, api) in resources(&t, "AWS::Serverless::HttpApi") {
+        let settings = &api["Properties"]["DefaultRouteSettings"];
+        for limit in ["ThrottlingRateLimit", "ThrottlingBurstLimit"] {
+            assert!(
+                !settings[limit].is_null(),
+                "{id} sets no {limit}: one caller can use the account's whole limit"
+            );
+        }
+    }
+}

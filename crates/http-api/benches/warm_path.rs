@@ -47,7 +47,15 @@ fn warm_path(c: &mut Criterion) {
         ..VerifierConfig::default()
     })
     .unwrap();
-    let app = http_api::router(AppState::new(Arc::new(cache), routes, Arc::new(verifier)));
+    // The limiter is on the warm path too; its limits are out of reach here.
+    let unlimited = http_api::TenantLimits {
+        reads_per_sec: u32::MAX,
+        read_burst: u32::MAX,
+        writes_per_sec: u32::MAX,
+        write_burst: u32::MAX,
+    };
+    let app =
+        http_api::router(AppState::new(Arc::new(cache), routes, Arc::new(verifier)).with_tenant_limits(unlimited));
     let claims =
         json!({"iss": ISSUER, "sub": "bench", "exp": 4102444800u64, "custom:tenantId": "acme", "token_use": "access"});
     let mut header = Header::new(Algorithm::RS256);

@@ -3,6 +3,7 @@ use std::sync::{Arc, OnceLock};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::Method;
 use tagged_routing::{Layer, Owner, TenantId};
 use tenant_auth::{Principal, Scope};
 
@@ -112,6 +113,13 @@ impl FromRequestParts<AppState> for Caller {
                 Principal::Tenant(t) => t.tenant.to_string(),
                 Principal::Operator(_) => "(operator)".to_owned(),
             });
+        }
+        if let Principal::Tenant(t) = &ctx {
+            let write = matches!(parts.method, Method::PUT | Method::DELETE | Method::PATCH);
+            state
+                .limiter
+                .check(t.tenant.as_str(), write)
+                .map_err(ApiError::Domain)?;
         }
         Ok(Caller(ctx))
     }

@@ -13,12 +13,14 @@
 //! - [`problem`]: the one place that maps every error to an HTTP status and an
 //!   `application/problem+json` body;
 //! - [`cache`]: the revision-validated read cache the Lambda wraps its store in;
+//! - [`limits`]: per-tenant token buckets for reads and writes (429 + `Retry-After`);
 //! - `handlers`: thin handlers: parse, check scope, call the store, shape the answer.
 
 mod auth;
 pub mod cache;
 mod conditional;
 mod handlers;
+pub mod limits;
 pub mod problem;
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use tenant_auth::Verifier;
 
 pub use auth::Caller;
 pub use cache::{CacheCounts, CacheMetrics, CachedStore};
+pub use limits::TenantLimits;
 pub use problem::ApiError;
 
 /// Requests larger than this are refused with 413 before any handler runs. Values are
@@ -48,6 +51,7 @@ pub struct AppState {
     pub routes: Arc<RoutingTable>,
     pub verifier: Arc<Verifier>,
     pub max_body_bytes: usize,
+    limiter: Arc<limits::Limiter>,
 }
 
 impl AppState {
@@ -57,7 +61,14 @@ impl AppState {
             routes: Arc::new(routes),
             verifier,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limiter: Arc::new(limits::Limiter::new(TenantLimits::default())),
         }
+    }
+
+    /// Per-tenant request rates other than [`TenantLimits::default`].
+    pub fn with_tenant_limits(mut self, limits: TenantLimits) -> Self {
+        self.limiter = Arc::new(limits::Limiter::new(limits));
+        self
     }
 }
 

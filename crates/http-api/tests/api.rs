@@ -738,3 +738,58 @@ async fn every_response_keeps_values_exact() {
         assert!(r.raw.contains(&format!("\"value\":{value}")), "{uri}: {}", r.raw);
     }
 }
+
+#[tokio::test]
+async fn a_tenant_past_its_rate_limit_gets_429_and_other_tenants_do_not() {
+    let verifier = testkit::auth::dev_verifier(SECRET);
+    let app = http_api::router(
+        http_api::AppState::new(
+            Arc::new(TaggedStore::single(
+                RoutingTable::default(),
+                Arc::new(MemoryStore::new()),
+                StoreLimits::default(),
+            )),
+            RoutingTable::default(),
+            Arc::new(verifier),
+        )
+        .with_tenant_limits(http_api::TenantLimits {
+            reads_per_sec: 1,
+            read_burst: 3,
+            writes_per_sec: 1,
+            write_burst: 1,
+        }),
+    );
+    let acme = token("acme", &[Scope::Write]);
+    for _ in 0..3 {
+        let r = call(&app, "GET", "/v1/config?prefix=", Some(&acme), &[], vec![]).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let r = call(&app, "GET", "/v1/config?prefix=", Some(&acme), &[], vec![]).await;
+    assert_problem(&r, 429, "throttled");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "retry after {retry} s");
+    // Writes have their own bucket; another tenant has its own buckets.
+    let r = call(
+        &app,
+        "PUT",
+        "/v1/config/tenant_config_a",
+        Some(&acme),
+        &[],
+        b"1".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = call(
+        &app,
+        "PUT",
+        "/v1/config/tenant_config_a",
+        Some(&acme),
+        &[],
+        b"2".to_vec(),
+    )
+    .await;
+    assert_problem(&r, 429, "throttled");
+    let globex = token("globex", &[Scope::Write]);
+    let r = call(&app, "GET", "/v1/config?prefix=", Some(&globex), &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::OK, "another tenant is not slowed");
+}

@@ -20,6 +20,8 @@ use tenant_auth::{dev, Scope};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use http_api::TenantLimits;
+
 /// The tenants `tagcfg serve` seeds and prints tokens for.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
 
@@ -33,6 +35,8 @@ pub struct LocalConfig {
     pub data_dir: PathBuf,
     pub routes: RoutingTable,
     pub seed_demo_data: bool,
+    /// Per-tenant request rates (`tagcfg serve` reads `TAGCFG_TENANT_*`).
+    pub tenant_limits: http_api::TenantLimits,
     /// Where the gRPC push server (ConfigWatch) listens.
     pub grpc_addr: SocketAddr,
 }
@@ -227,7 +231,9 @@ impl LocalServer {
             })?;
 
         let seeded = config.seed_demo_data && seed_demo_data(&store).await?;
-        let app = http_api::router(http_api::AppState::new(store.clone(), config.routes, verifier));
+        let app = http_api::router(
+            http_api::AppState::new(store.clone(), config.routes, verifier).with_tenant_limits(config.tenant_limits),
+        );
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| LocalError::Bind {

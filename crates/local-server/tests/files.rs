@@ -17,6 +17,7 @@ fn config(dir: &Path) -> LocalConfig {
         data_dir: dir.to_owned(),
         routes: RoutingTable::default(),
         seed_demo_data: false,
+        tenant_limits: local_server::TenantLimits::default(),
     }
 }
 

@@ -17,6 +17,7 @@ async fn every_reader_agrees_at_every_step_on_the_local_server() {
         data_dir: dir.path().to_path_buf(),
         routes: RoutingTable::default(),
         seed_demo_data: false,
+        tenant_limits: local_server::TenantLimits::default(),
     })
     .await
     .unwrap();

@@ -69,6 +69,16 @@ async fn next_change(stream: &mut tonic::Streaming<push::pb::WatchEvent>) -> u64
 fn main() {
     let dir = testkit::data_dir();
     let server_binary = std::env::var_os("TAGCFG_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_tagcfg").into());
+    // The benchmark writes and reads far faster than a tenant's default limits allow; the
+    // server inherits these.
+    for var in [
+        "TAGCFG_TENANT_READS_PER_SEC",
+        "TAGCFG_TENANT_READ_BURST",
+        "TAGCFG_TENANT_WRITES_PER_SEC",
+        "TAGCFG_TENANT_WRITE_BURST",
+    ] {
+        std::env::set_var(var, "1000000000");
+    }
     let served = testkit::serve::Served::start(server_binary, dir.path(), &["--no-demo"]);
     let (http_url, grpc_url, token) = (
         served.http_url.clone(),

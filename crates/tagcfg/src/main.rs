@@ -472,6 +472,8 @@ async fn serve(
         data_dir: data_dir.clone(),
         routes: routes.clone(),
         seed_demo_data: seed,
+        tenant_limits: local_server::TenantLimits::from_lookup(&tagged_routing::env::process_env)
+            .map_err(|e| CliError::Usage(e.to_string()))?,
     })
     .await?;
     let url = server.url();

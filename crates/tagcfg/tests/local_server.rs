@@ -16,6 +16,7 @@ async fn start(dir: &Path) -> LocalServer {
         data_dir: dir.to_path_buf(),
         routes: RoutingTable::default(),
         seed_demo_data: true,
+        tenant_limits: local_server::TenantLimits::default(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
     })
     .await
