@@ -16,6 +16,7 @@ async fn start(dir: &std::path::Path) -> LocalServer {
         routes: RoutingTable::default(),
         seed_demo_data: true,
         tenant_limits: local_server::TenantLimits::default(),
+        identity_provider: None,
     })
     .await
     .unwrap()
@@ -164,7 +165,14 @@ fn now() -> u64 {
 /// A token the local server (60 s leeway) accepts for about `secs` more seconds.
 fn short_token(server: &LocalServer, secs: u64) -> String {
     let acme = tagged_routing::TenantId::parse("acme").unwrap();
-    tenant_auth::dev::mint_until(&server.secret, &acme, "rotating", &[Scope::Read], now() + secs - 60).unwrap()
+    tenant_auth::dev::mint_until(
+        server.secret.as_deref().unwrap(),
+        &acme,
+        "rotating",
+        &[Scope::Read],
+        now() + secs - 60,
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

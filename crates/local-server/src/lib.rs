@@ -37,6 +37,10 @@ pub struct LocalConfig {
     pub seed_demo_data: bool,
     /// Per-tenant request rates (`tagcfg serve` reads `TAGCFG_TENANT_*`).
     pub tenant_limits: http_api::TenantLimits,
+    /// Verify real tokens (RS256/ES256 from a JWKS, issuer, audience, tenant claim) exactly
+    /// as the Lambda does; then no dev secret exists and no dev token is accepted. `None`:
+    /// dev tokens, signed with the data directory's dev secret.
+    pub identity_provider: Option<tenant_auth::VerifierConfig>,
     /// Where the gRPC push server (ConfigWatch) listens.
     pub grpc_addr: SocketAddr,
 }
@@ -53,6 +57,8 @@ pub enum LocalError {
     Auth(#[from] tenant_auth::AuthError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("this server verifies tokens of an identity provider; it mints no dev tokens")]
+    NoDevTokens,
     #[error("{path} is open to other users (mode {mode:o}); it holds the dev secret and the store: run `chmod {fix} {path}`")]
     TooOpen {
         path: PathBuf,
@@ -184,7 +190,8 @@ pub struct LocalServer {
     pub hub: Arc<Hub>,
     pub store: Arc<TaggedStore>,
     pub feed: InProcessFeed,
-    pub secret: Vec<u8>,
+    /// The dev secret (`None` with an identity provider).
+    pub secret: Option<Vec<u8>>,
     pub seeded: bool,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: JoinHandle<Result<(), std::io::Error>>,
@@ -196,7 +203,22 @@ impl LocalServer {
     /// Opens the store, starts the push server, seeds the demo data on first start,
     /// binds and starts serving HTTP.
     pub async fn start(config: LocalConfig) -> Result<Self, LocalError> {
-        let secret = dev_secret(&config.data_dir)?;
+        private_dir(&config.data_dir)?;
+        let (secret, verifier) = match config.identity_provider {
+            Some(idp) => {
+                let idp = tenant_auth::VerifierConfig {
+                    dev_secret: None,
+                    ..idp
+                };
+                (None, tenant_auth::Verifier::new(idp)?)
+            }
+            None => {
+                let secret = dev_secret(&config.data_dir)?;
+                let verifier = dev::verifier(&secret)?;
+                (Some(secret), verifier)
+            }
+        };
+        let verifier = Arc::new(verifier);
         let feed = InProcessFeed::new(4096);
         let store_path = config.data_dir.join(STORE_FILE);
         let existed = store_path.exists();
@@ -207,7 +229,6 @@ impl LocalServer {
             Arc::new(redb),
             StoreLimits::default(),
         ));
-        let verifier = Arc::new(dev::verifier(&secret)?);
 
         // The push server, fed by the in-process feed (subscribed before anything writes).
         let hub = Arc::new(Hub::new(
@@ -266,14 +287,16 @@ impl LocalServer {
 
     /// A dev operator token (writes the shared and tier layers, assigns tiers).
     pub fn operator_token(&self) -> Result<String, LocalError> {
-        Ok(dev::mint_operator(&self.secret, "operator-dev", BANNER_TOKEN_TTL_SECS)?)
+        let secret = self.secret.as_deref().ok_or(LocalError::NoDevTokens)?;
+        Ok(dev::mint_operator(secret, "operator-dev", BANNER_TOKEN_TTL_SECS)?)
     }
 
     /// A dev token for `tenant`.
     pub fn token(&self, tenant: &str, scopes: &[Scope]) -> Result<String, LocalError> {
         let tenant = TenantId::parse(tenant)?;
+        let secret = self.secret.as_deref().ok_or(LocalError::NoDevTokens)?;
         Ok(dev::mint(
-            &self.secret,
+            secret,
             &tenant,
             &format!("{tenant}-dev"),
             scopes,

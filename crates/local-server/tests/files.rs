@@ -18,6 +18,7 @@ fn config(dir: &Path) -> LocalConfig {
         routes: RoutingTable::default(),
         seed_demo_data: false,
         tenant_limits: local_server::TenantLimits::default(),
+        identity_provider: None,
     }
 }
 

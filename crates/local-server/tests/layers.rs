@@ -18,6 +18,7 @@ async fn every_reader_agrees_at_every_step_on_the_local_server() {
         routes: RoutingTable::default(),
         seed_demo_data: false,
         tenant_limits: local_server::TenantLimits::default(),
+        identity_provider: None,
     })
     .await
     .unwrap();

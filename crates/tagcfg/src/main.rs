@@ -31,6 +31,57 @@ struct Connection {
     token: Option<String>,
 }
 
+/// `tagcfg serve` behind a real identity provider: tokens verified as the Lambda verifies
+/// them, and no dev secret or dev token at all.
+#[derive(clap::Args)]
+struct IdentityProvider {
+    /// Verify RS256/ES256 tokens against this JWKS URL (an OIDC provider's `jwks_uri`).
+    #[arg(long, env = "TAGCFG_JWKS_URL", conflicts_with = "jwks_file")]
+    jwks_url: Option<String>,
+    /// ... or this JWKS file.
+    #[arg(long, env = "TAGCFG_JWKS_FILE")]
+    jwks_file: Option<PathBuf>,
+    /// The tokens' `iss` (required with a JWKS).
+    #[arg(long, env = "TAGCFG_ISSUER")]
+    issuer: Option<String>,
+    /// Accepted `aud` / `client_id` values, comma-separated (required with a JWKS).
+    #[arg(long, env = "TAGCFG_AUDIENCES")]
+    audiences: Option<String>,
+    /// The claim that holds the tenant (default `custom:tenantId`).
+    #[arg(long, env = "TAGCFG_TENANT_CLAIM")]
+    tenant_claim: Option<String>,
+    /// Accepted `token_use` (`id`, `access`); when set, a token without it is refused.
+    #[arg(long, env = "TAGCFG_TOKEN_USE")]
+    token_use: Option<String>,
+}
+
+impl IdentityProvider {
+    /// The verifier configuration, when a JWKS is given.
+    fn config(&self) -> Result<Option<tenant_auth::VerifierConfig>, CliError> {
+        if self.jwks_url.is_none() && self.jwks_file.is_none() {
+            return Ok(None);
+        }
+        if self.audiences.as_deref().is_none_or(|a| a.trim().is_empty()) {
+            return Err(CliError::Usage(
+                "--audiences (TAGCFG_AUDIENCES) is required with a JWKS: without it any audience would pass".into(),
+            ));
+        }
+        let file = self.jwks_file.as_ref().map(|f| f.display().to_string());
+        let lookup = |var: &str| match var {
+            "TAGCFG_JWKS_URL" => self.jwks_url.clone(),
+            "TAGCFG_JWKS_FILE" => file.clone(),
+            "TAGCFG_ISSUER" => self.issuer.clone(),
+            "TAGCFG_AUDIENCES" => self.audiences.clone(),
+            "TAGCFG_TENANT_CLAIM" => self.tenant_claim.clone(),
+            "TAGCFG_TOKEN_USE" => self.token_use.clone(),
+            _ => None,
+        };
+        tenant_auth::VerifierConfig::from_lookup(&lookup)
+            .map(Some)
+            .map_err(|e| CliError::Usage(e.to_string()))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the local all-in-one server (embedded store, dev tokens, demo data).
@@ -49,6 +100,8 @@ enum Command {
         /// Do not write the demo keys on first start.
         #[arg(long)]
         no_demo: bool,
+        #[command(flatten)]
+        idp: IdentityProvider,
     },
     /// Mint a dev token signed with the local server's secret: a tenant's (`--tenant`) or an
     /// operator's (`--operator`: the shared and tier layers, tier assignments).
@@ -279,7 +332,8 @@ async fn run(command: Command) -> Result<(), CliError> {
             data_dir,
             routes,
             no_demo,
-        } => serve(addr, grpc_addr, data_dir, &routes, !no_demo).await,
+            idp,
+        } => serve(addr, grpc_addr, data_dir, &routes, !no_demo, idp.config()?).await,
         Command::Watch {
             prefixes,
             since,
@@ -450,6 +504,7 @@ async fn serve(
     data_dir: PathBuf,
     routes: &str,
     seed: bool,
+    identity_provider: Option<tenant_auth::VerifierConfig>,
 ) -> Result<(), CliError> {
     // Logs on stderr (the banner is stdout): readable lines at a terminal, JSON lines (every
     // field escaped, no colour codes) into a file or a pipe.
@@ -474,8 +529,10 @@ async fn serve(
         seed_demo_data: seed,
         tenant_limits: local_server::TenantLimits::from_lookup(&tagged_routing::env::process_env)
             .map_err(|e| CliError::Usage(e.to_string()))?,
+        identity_provider: identity_provider.clone(),
     })
     .await?;
+    let stop = push::shutdown::stop_requested();
     let url = server.url();
     println!("tagcfg local server");
     println!("  HTTP API   {url}   (OpenAPI: {url}/openapi.json)");
@@ -492,6 +549,28 @@ async fn serve(
         );
     }
     println!();
+    match &identity_provider {
+        Some(idp) => println!(
+            "  tokens     from your identity provider: issuer {}, audiences {}; no dev tokens",
+            idp.issuer.as_deref().unwrap_or("-"),
+            idp.audiences.join(",")
+        ),
+        None => print_dev_tokens(&server, &url)?,
+    }
+    println!();
+    println!(
+        "Ctrl-C or SIGTERM stops the server; the data stays in {}.",
+        data_dir.display()
+    );
+
+    stop.await;
+    println!("stopping");
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// The banner's dev tokens, and curl lines that use them.
+fn print_dev_tokens(server: &LocalServer, url: &str) -> Result<(), CliError> {
     println!(
         "# dev tokens, valid {} hours (`tagcfg token --ttl` for longer; `tagcfg rotate-dev-secret` revokes all)",
         local_server::BANNER_TOKEN_TTL_SECS / 3600
@@ -515,14 +594,5 @@ async fn serve(
     println!(
         "curl -s -X PUT -H \"Authorization: Bearer $OPERATOR_TOKEN\" -d '{{\"tier\":\"pro\"}}' {url}/v1/tenants/acme"
     );
-    println!();
-    println!(
-        "Ctrl-C or SIGTERM stops the server; the data stays in {}.",
-        data_dir.display()
-    );
-
-    push::shutdown::stop_requested().await;
-    println!("stopping");
-    server.shutdown().await?;
     Ok(())
 }

@@ -17,6 +17,7 @@ async fn start(dir: &Path) -> LocalServer {
         routes: RoutingTable::default(),
         seed_demo_data: true,
         tenant_limits: local_server::TenantLimits::default(),
+        identity_provider: None,
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
     })
     .await
@@ -351,4 +352,26 @@ async fn an_http_write_reaches_a_grpc_watcher_and_the_cli_watch() {
         "{out}"
     );
     server.shutdown().await.unwrap();
+}
+
+#[test]
+fn serve_behind_an_identity_provider_requires_an_audience() {
+    let dir = testkit::data_dir();
+    let jwks = testkit::auth::test_jwks().display().to_string();
+    let data = dir.path().display().to_string();
+    let (ok, _, stderr) = tagcfg(
+        &[
+            "serve",
+            "--data-dir",
+            &data,
+            "--jwks-file",
+            &jwks,
+            "--issuer",
+            "https://idp.example",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("--audiences"), "{stderr}");
+    assert!(!dir.path().join("dev-secret").exists());
 }

@@ -45,7 +45,7 @@ fn sign(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> String 
 }
 
 fn rsa(claims: &Value) -> String {
-    sign(Algorithm::RS256, Some("test-rsa"), "rsa-private.pem", claims)
+    testkit::auth::rs256(claims)
 }
 
 fn verifier() -> Verifier {

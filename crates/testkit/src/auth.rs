@@ -27,3 +27,20 @@ pub async fn watch<S: AsRef<str>>(
         .await
         .unwrap_or_else(|e| panic!("Watch on {url}: {e}"))
 }
+
+/// The key set of the test identity provider (`crates/tenant-auth/tests/fixtures`: public,
+/// for tests only).
+pub fn test_jwks() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tenant-auth/tests/fixtures/jwks.json")
+}
+
+/// A token of the test identity provider: `claims` signed RS256 with its private key, kid
+/// `test-rsa` (in [`test_jwks`]).
+pub fn rs256(claims: &serde_json::Value) -> String {
+    let pem = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tenant-auth/tests/fixtures/rsa-private.pem");
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(pem).expect("the test private key"))
+        .expect("an RSA private key");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-rsa".into());
+    jsonwebtoken::encode(&header, claims, &key).expect("signed")
+}

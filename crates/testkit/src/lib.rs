@@ -3,7 +3,8 @@
 //! A dev-dependency only: no production crate depends on it (`cargo tree -e normal` of any
 //! binary shows it nowhere).
 //!
-//! - [`auth`]: the dev-token verifier and authorised gRPC requests.
+//! - [`auth`]: the dev-token verifier, the test identity provider (RS256 tokens, its JWKS),
+//!   authorised gRPC requests and `Watch` streams.
 //! - [`layers`]: the layer conformance suite — one scripted sequence of operator and tenant
 //!   writes, checked at every step against every reader (HTTP, gRPC `Get`, a `Watch`
 //!   stream's view, a resumed `Watch` stream, the Lambda's `CachedStore`, the Rust client),

@@ -18,8 +18,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let server = start(config, &adapters::aws::Clients::from_sdk(&sdk)).await?;
+    let stop = push::shutdown::stop_requested();
     tracing::info!(addr = %server.addr, "watch server ready");
-    push::shutdown::stop_requested().await;
+    stop.await;
     tracing::info!("stopping: ending every stream with a resync, then closing connections");
     server.shutdown().await?;
     Ok(())
