@@ -5,18 +5,12 @@ use std::time::Duration;
 use client::{Client, ClientError};
 use local_server::{LocalConfig, LocalServer};
 use serde::Deserialize;
-use tagged_routing::RoutingTable;
 use tenant_auth::Scope;
 
 async fn start(dir: &std::path::Path) -> LocalServer {
     LocalServer::start(LocalConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        routes: RoutingTable::default(),
         seed_demo_data: true,
-        tenant_limits: local_server::TenantLimits::default(),
-        identity_provider: None,
+        ..LocalConfig::on_free_ports(dir)
     })
     .await
     .unwrap()

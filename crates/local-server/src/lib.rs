@@ -199,6 +199,24 @@ pub struct LocalServer {
     forwarder: JoinHandle<()>,
 }
 
+impl LocalConfig {
+    /// Free ports on 127.0.0.1, the default routing table, no demo data, the default tenant
+    /// limits and dev tokens: what the tests and benchmarks start (change fields with
+    /// `LocalConfig { seed_demo_data: true, ..LocalConfig::on_free_ports(dir) }`).
+    pub fn on_free_ports(data_dir: impl Into<PathBuf>) -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        LocalConfig {
+            addr: any_port,
+            grpc_addr: any_port,
+            data_dir: data_dir.into(),
+            routes: RoutingTable::default(),
+            seed_demo_data: false,
+            tenant_limits: http_api::TenantLimits::default(),
+            identity_provider: None,
+        }
+    }
+}
+
 impl LocalServer {
     /// Opens the store, starts the push server, seeds the demo data on first start,
     /// binds and starts serving HTTP.

@@ -7,19 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use local_server::{LocalConfig, LocalError, LocalServer};
-use tagged_routing::RoutingTable;
 use tenant_auth::Scope;
 
 fn config(dir: &Path) -> LocalConfig {
-    LocalConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_owned(),
-        routes: RoutingTable::default(),
-        seed_demo_data: false,
-        tenant_limits: local_server::TenantLimits::default(),
-        identity_provider: None,
-    }
+    LocalConfig::on_free_ports(dir)
 }
 
 fn mode(path: &Path) -> u32 {

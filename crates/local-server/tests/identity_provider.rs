@@ -3,7 +3,6 @@
 
 use local_server::{LocalConfig, LocalError, LocalServer};
 use serde_json::json;
-use tagged_routing::RoutingTable;
 use tenant_auth::{KeySource, VerifierConfig};
 
 const ISSUER: &str = "https://idp.example/realms/saas";
@@ -13,18 +12,13 @@ const CLIENT: &str = "tagcfg-console";
 async fn tokens_of_the_identity_provider_pass_and_dev_tokens_do_not_exist() {
     let dir = testkit::data_dir();
     let server = LocalServer::start(LocalConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        routes: RoutingTable::default(),
-        seed_demo_data: false,
-        tenant_limits: local_server::TenantLimits::default(),
         identity_provider: Some(VerifierConfig {
             issuer: Some(ISSUER.into()),
             audiences: vec![CLIENT.into()],
             jwks: Some(KeySource::File(testkit::auth::test_jwks())),
             ..VerifierConfig::default()
         }),
+        ..LocalConfig::on_free_ports(dir.path())
     })
     .await
     .unwrap();

@@ -11,17 +11,9 @@ use testkit::layers::{self, Deployment, InProcess};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reader_agrees_at_every_step_on_the_local_server() {
     let dir = testkit::data_dir();
-    let server = LocalServer::start(LocalConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        routes: RoutingTable::default(),
-        seed_demo_data: false,
-        tenant_limits: local_server::TenantLimits::default(),
-        identity_provider: None,
-    })
-    .await
-    .unwrap();
+    let server = LocalServer::start(LocalConfig::on_free_ports(dir.path()))
+        .await
+        .unwrap();
     let deployment = Deployment {
         http_url: server.url(),
         grpc_url: server.grpc_url(),

@@ -7,18 +7,12 @@ use std::process::Command;
 use local_server::{LocalConfig, LocalServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tagged_routing::RoutingTable;
 use tenant_auth::Scope;
 
 async fn start(dir: &Path) -> LocalServer {
     LocalServer::start(LocalConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        routes: RoutingTable::default(),
         seed_demo_data: true,
-        tenant_limits: local_server::TenantLimits::default(),
-        identity_provider: None,
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        ..LocalConfig::on_free_ports(dir)
     })
     .await
     .unwrap()
