@@ -15,8 +15,8 @@ run:
 test: validate
 	infra/with-emulators.sh $(CARGO) test --workspace $(FEATURES)
 
-## validate: template.yaml and infra/watch-server.yaml through cfn-lint and `sam validate --lint`, offline;
-##           template.yaml rendered for every parameter combination (target/rendered) and each linted
+## validate: template.yaml rendered through the SAM transform for every parameter combination
+##           (target/rendered), then cfn-lint on the sources and each rendering, offline
 validate:
 	infra/validate.sh
 
