@@ -90,7 +90,6 @@ pub type ClientEvent = Result<ConfigChanged, ClientError>;
 
 struct Inner {
     channel: Channel,
-    grpc: ConfigWatchClient<Channel>,
     tokens: Arc<dyn TokenProvider>,
     prefixes: Vec<String>,
     cache: Cache,
@@ -144,8 +143,7 @@ impl ClientBuilder {
         };
         let (events, _) = broadcast::channel(256);
         let inner = Arc::new(Inner {
-            channel: channel.clone(),
-            grpc: ConfigWatchClient::new(channel),
+            channel,
             tokens: self.tokens,
             prefixes: self.prefixes,
             cache: Cache::default(),
@@ -297,7 +295,7 @@ impl Inner {
         for chunk in keys.chunks(push::service::MAX_KEYS) {
             let epoch = self.cache.epoch();
             let request = self.request(pb::GetRequest { keys: chunk.to_vec() }).await?;
-            match self.grpc.clone().get(request).await {
+            match ConfigWatchClient::new(self.channel.clone()).get(request).await {
                 Ok(response) => {
                     for item in response.into_inner().items {
                         let layer = item

@@ -83,11 +83,7 @@ impl DynamoStore {
 
     /// Changes after `since`, oldest first: one query of the change items' sort-key range.
     pub(super) async fn changes_after(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {
-        let range = Range {
-            index: None,
-            attribute: "sk",
-            prefix: CHANGE_SK_PREFIX,
-        };
+        let range = Range::sort_key(CHANGE_SK_PREFIX);
         let (items, _) = self
             .query_range::<ChangeItem>(pk(owner), range, Some(change_sk(since)), true, limit)
             .await?;
@@ -194,11 +190,7 @@ impl ChangeLog for DynamoStore {
         limit: usize,
     ) -> Result<Page<Recorded>> {
         let records_prefix = pointer_sk(prefix);
-        let range = Range {
-            index: None,
-            attribute: "sk",
-            prefix: &records_prefix,
-        };
+        let range = Range::sort_key(&records_prefix);
         let (items, more) = self
             .query_range::<PointerItem>(pk(owner), range, after.map(pointer_sk), true, limit)
             .await?;

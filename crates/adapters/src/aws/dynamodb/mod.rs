@@ -64,6 +64,17 @@ struct Range<'a> {
     prefix: &'a str,
 }
 
+impl<'a> Range<'a> {
+    /// Table items whose sort key starts with `prefix`.
+    fn sort_key(prefix: &'a str) -> Self {
+        Range {
+            index: None,
+            attribute: "sk",
+            prefix,
+        }
+    }
+}
+
 impl DynamoStore {
     /// `retention`: how long change items live before DynamoDB's TTL removes them.
     pub fn new(client: Client, table: impl Into<String>, retention: Duration) -> Self {

@@ -131,11 +131,7 @@ impl ConfigStore for DynamoStore {
             return Err(Error::InvalidValue("limit must be at least 1".into()));
         }
         let value_prefix = value_sk(prefix);
-        let range = Range {
-            index: None,
-            attribute: "sk",
-            prefix: &value_prefix,
-        };
+        let range = Range::sort_key(&value_prefix);
         let (items, more) = self
             .query_range::<ValueItem>(pk(owner), range, after.map(value_sk), true, limit)
             .await?;
