@@ -52,7 +52,7 @@ async fn watch_server() -> PushServer {
         Some(Arc::new(ServiceVerifier::new(SERVICE_SECRET.as_bytes()).unwrap())),
         Duration::from_secs(3600),
     );
-    PushServer::start("127.0.0.1:0".parse().unwrap(), service)
+    PushServer::start("127.0.0.1:0".parse().unwrap(), service, Default::default())
         .await
         .unwrap()
 }

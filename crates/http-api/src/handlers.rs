@@ -418,8 +418,21 @@ pub async fn put_tenant(
     .into_response())
 }
 
+/// Answers 503 `request_timeout` when the rest of the stack has not answered within the
+/// state's `request_timeout`; the handler's future is dropped (a write already sent to the
+/// store may still commit: the client sees it in history or with a GET).
+pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout {
+            after: state.request_timeout,
+        }
+        .into_response(),
+    }
+}
+
 /// One line per request: method, path (the key), tenant, status, latency. Never bodies
-/// (values, secrets included), never tokens.
+/// (values, secrets included), never tokens. Its target is [`crate::ACCESS_LOG`].
 pub async fn access_log(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -428,6 +441,7 @@ pub async fn access_log(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(tenant.clone());
     let response = next.run(request).await;
     tracing::info!(
+        target: crate::ACCESS_LOG,
         %method,
         path,
         tenant = tenant.get().unwrap_or("-"),

@@ -44,6 +44,13 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_PAGE: usize = 1000;
 pub const MAX_BATCH_KEYS: usize = 100;
 
+/// How long a request may take before it is answered 503 `request_timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The `tracing` target of the access log (one `info` line per request): switch it off
+/// without losing other logs with `TAGCFG_LOG=info,tagcfg::access=off`.
+pub const ACCESS_LOG: &str = "tagcfg::access";
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -51,6 +58,7 @@ pub struct AppState {
     pub routes: Arc<RoutingTable>,
     pub verifier: Arc<Verifier>,
     pub max_body_bytes: usize,
+    pub request_timeout: std::time::Duration,
     limiter: Arc<limits::Limiter>,
 }
 
@@ -61,6 +69,7 @@ impl AppState {
             routes: Arc::new(routes),
             verifier,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             limiter: Arc::new(limits::Limiter::new(TenantLimits::default())),
         }
     }
@@ -68,6 +77,12 @@ impl AppState {
     /// Per-tenant request rates other than [`TenantLimits::default`].
     pub fn with_tenant_limits(mut self, limits: TenantLimits) -> Self {
         self.limiter = Arc::new(limits::Limiter::new(limits));
+        self
+    }
+
+    /// A request deadline other than [`DEFAULT_REQUEST_TIMEOUT`].
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 }
@@ -94,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), handlers::deadline))
         .layer(axum::middleware::from_fn(handlers::access_log))
         .with_state(state)
 }

@@ -23,6 +23,8 @@ pub enum ApiError {
     NoRoute,
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    #[error("the request took longer than {after:?}")]
+    Timeout { after: std::time::Duration },
 }
 
 impl ApiError {
@@ -66,6 +68,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, "request_timeout"),
         }
     }
 
@@ -105,7 +108,7 @@ impl IntoResponse for ApiError {
             ApiError::Domain(Error::Throttled { retry_after_secs, .. }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            ApiError::Domain(Error::Unavailable(_)) => {
+            ApiError::Domain(Error::Unavailable(_)) | ApiError::Timeout { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Auth(e) if !e.is_unavailable() && !e.is_wrong_principal() => {

@@ -793,3 +793,22 @@ async fn a_tenant_past_its_rate_limit_gets_429_and_other_tenants_do_not() {
     let r = call(&app, "GET", "/v1/config?prefix=", Some(&globex), &[], vec![]).await;
     assert_eq!(r.status, StatusCode::OK, "another tenant is not slowed");
 }
+
+#[tokio::test]
+async fn a_request_past_its_deadline_gets_503_and_retry_after() {
+    let routes = RoutingTable::default();
+    let hanging =
+        testkit::stores::Observed::new(Arc::new(MemoryStore::new())).with_get_delay(std::time::Duration::from_secs(30));
+    let store = TaggedStore::single(routes.clone(), Arc::new(hanging), StoreLimits::default());
+    let app = http_api::router(
+        http_api::AppState::new(Arc::new(store), routes, Arc::new(testkit::auth::dev_verifier(SECRET)))
+            .with_request_timeout(std::time::Duration::from_millis(200)),
+    );
+    let acme = token("acme", &[Scope::Read]);
+    let r = call(&app, "GET", "/v1/config/tenant_config_a", Some(&acme), &[], vec![]).await;
+    assert_problem(&r, 503, "request_timeout");
+    assert_eq!(r.headers["retry-after"], "1");
+    // Calls that do not reach the store are not held up.
+    let r = call(&app, "GET", "/healthz", None, &[], vec![]).await;
+    assert_eq!(r.status, StatusCode::OK);
+}

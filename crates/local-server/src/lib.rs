@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use http_api::TenantLimits;
+pub use serving::ConnLimits;
 
 /// The tenants `tagcfg serve` seeds and prints tokens for.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
@@ -43,6 +44,9 @@ pub struct LocalConfig {
     pub identity_provider: Option<tenant_auth::VerifierConfig>,
     /// Where the gRPC push server (ConfigWatch) listens.
     pub grpc_addr: SocketAddr,
+    /// Connection limits and timeouts of each server, HTTP and gRPC (`TAGCFG_*`, see
+    /// [`ConnLimits`]).
+    pub conn_limits: ConnLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,7 +198,7 @@ pub struct LocalServer {
     pub secret: Option<Vec<u8>>,
     pub seeded: bool,
     shutdown: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<Result<(), std::io::Error>>,
+    task: JoinHandle<()>,
     push_server: PushServer,
     forwarder: JoinHandle<()>,
 }
@@ -213,6 +217,7 @@ impl LocalConfig {
             seed_demo_data: false,
             tenant_limits: http_api::TenantLimits::default(),
             identity_provider: None,
+            conn_limits: ConnLimits::default(),
         }
     }
 }
@@ -262,7 +267,7 @@ impl LocalServer {
             None,
             HEARTBEAT,
         );
-        let push_server = PushServer::start(config.grpc_addr, service)
+        let push_server = PushServer::start(config.grpc_addr, service, config.conn_limits)
             .await
             .map_err(|source| LocalError::Bind {
                 addr: config.grpc_addr,
@@ -271,7 +276,9 @@ impl LocalServer {
 
         let seeded = config.seed_demo_data && seed_demo_data(&store).await?;
         let app = http_api::router(
-            http_api::AppState::new(store.clone(), config.routes, verifier).with_tenant_limits(config.tenant_limits),
+            http_api::AppState::new(store.clone(), config.routes, verifier)
+                .with_tenant_limits(config.tenant_limits)
+                .with_request_timeout(config.conn_limits.request_timeout),
         );
         let listener = TcpListener::bind(config.addr)
             .await
@@ -281,12 +288,12 @@ impl LocalServer {
             })?;
         let addr = listener.local_addr().map_err(LocalError::Serve)?;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = config.conn_limits;
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
+            serving::serve_http(listener, &limits, app, async {
+                let _ = stopped.await;
+            })
+            .await
         });
         Ok(LocalServer {
             addr,
@@ -335,10 +342,9 @@ impl LocalServer {
         self.forwarder.abort();
         self.push_server.shutdown().await.map_err(LocalError::Serve)?;
         let _ = self.shutdown.send(());
-        match self.task.await {
-            Ok(result) => result.map_err(LocalError::Serve),
-            Err(e) => Err(LocalError::Serve(std::io::Error::other(e.to_string()))),
-        }
+        self.task
+            .await
+            .map_err(|e| LocalError::Serve(std::io::Error::other(e.to_string())))
     }
 }
 

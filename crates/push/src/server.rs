@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use serving::{ConnLimits, Incoming};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::pb;
@@ -13,11 +13,13 @@ use crate::PushService;
 
 /// Serves `tagcfg.v2.ConfigWatch`, `tagcfg.v2.ConfigRefresh`, grpc.health.v1 and server
 /// reflection (v1 and v1alpha: many tools still speak only v1alpha) until `shutdown`
-/// completes. Every accepted socket gets `TCP_NODELAY`: without it, an answer of a few
-/// hundred bytes waits for the client's delayed ACK (about 40 ms per call).
+/// completes, accepting through [`serving::Incoming`] (connection cap, idle timeout,
+/// `TCP_NODELAY`, backoff when descriptors run out) with the HTTP/2 limits and the unary
+/// request deadline of `limits`.
 pub async fn serve(
     listener: TcpListener,
     service: PushService,
+    limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -33,9 +35,13 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the embedded descriptor sets are valid");
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = Incoming::new(listener, &limits);
     Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(serving::H2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(serving::H2_KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .http2_max_header_list_size(limits.h2_max_header_list_bytes)
+        .timeout(limits.request_timeout)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -54,13 +60,13 @@ pub struct PushServer {
 }
 
 impl PushServer {
-    /// Binds `addr` (port 0 for a free one) and starts serving.
-    pub async fn start(addr: SocketAddr, service: PushService) -> std::io::Result<Self> {
+    /// Binds `addr` (port 0 for a free one) and starts serving within `limits`.
+    pub async fn start(addr: SocketAddr, service: PushService, limits: ConnLimits) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let hub = service.hub().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, service, async {
+        let task = tokio::spawn(serve(listener, service, limits, async {
             let _ = stopped.await;
         }));
         Ok(PushServer { addr, hub, stop, task })

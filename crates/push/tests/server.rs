@@ -51,7 +51,7 @@ async fn setup_limited(config: HubConfig, oldest_log_revision: u64, max_streams_
         Duration::from_secs(3600),
     )
     .with_max_streams_per_tenant(max_streams_per_tenant);
-    let server = PushServer::start("127.0.0.1:0".parse().unwrap(), service)
+    let server = PushServer::start("127.0.0.1:0".parse().unwrap(), service, Default::default())
         .await
         .unwrap();
     Setup { server, hub, store }

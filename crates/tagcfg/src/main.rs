@@ -507,13 +507,15 @@ async fn serve(
     identity_provider: Option<tenant_auth::VerifierConfig>,
 ) -> Result<(), CliError> {
     // Logs on stderr (the banner is stdout): readable lines at a terminal, JSON lines (every
-    // field escaped, no colour codes) into a file or a pipe.
+    // field escaped, no colour codes) into a file or a pipe. A background thread writes them
+    // (requests never wait on stderr); `_flushed` writes what is queued when serve returns.
     let filter = tracing_subscriber::EnvFilter::try_from_env("TAGCFG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, _flushed) = tracing_appender::non_blocking(std::io::stderr());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(terminal);
     if terminal {
         logs.with_target(false).init();
@@ -530,6 +532,8 @@ async fn serve(
         tenant_limits: local_server::TenantLimits::from_lookup(&tagged_routing::env::process_env)
             .map_err(|e| CliError::Usage(e.to_string()))?,
         identity_provider: identity_provider.clone(),
+        conn_limits: local_server::ConnLimits::from_lookup(&tagged_routing::env::process_env)
+            .map_err(|e| CliError::Usage(e.to_string()))?,
     })
     .await?;
     let stop = push::shutdown::stop_requested();

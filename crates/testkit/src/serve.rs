@@ -24,22 +24,32 @@ impl Served {
     /// Starts `binary serve` on free ports with its data in `data_dir` (plus `extra_args`),
     /// and reads the banner up to its last line.
     pub fn start(binary: impl AsRef<std::ffi::OsStr>, data_dir: &Path, extra_args: &[&str]) -> Served {
-        Self::spawn(binary, data_dir, extra_args, "warn", false)
+        Self::spawn(Command::new(binary), data_dir, extra_args, "warn", false)
     }
 
     /// [`Served::start`] logging at `level` into a pipe the test reads (`stderr`).
     pub fn start_logging(binary: impl AsRef<std::ffi::OsStr>, data_dir: &Path, level: &str) -> Served {
-        Self::spawn(binary, data_dir, &[], level, true)
+        Self::spawn(Command::new(binary), data_dir, &[], level, true)
     }
 
-    fn spawn(
+    /// [`Served::start`] with extra environment variables and at most `open_files` file
+    /// descriptors (`ulimit -n`, unix only).
+    pub fn start_limited(
         binary: impl AsRef<std::ffi::OsStr>,
         data_dir: &Path,
-        extra_args: &[&str],
-        level: &str,
-        logs: bool,
+        env: &[(&str, &str)],
+        open_files: u32,
     ) -> Served {
-        let mut child = Command::new(binary)
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", &format!("ulimit -n {open_files} && exec \"$0\" \"$@\"")])
+            .arg(binary)
+            .envs(env.iter().copied());
+        Self::spawn(command, data_dir, &[], "warn", false)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, extra_args: &[&str], level: &str, logs: bool) -> Served {
+        let mut child = command
             .args([
                 "serve",
                 "--addr",

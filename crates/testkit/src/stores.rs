@@ -10,11 +10,13 @@ use tagged_routing::{
     TenantId, TierName,
 };
 
-/// Passes every call to `inner`, counting `get`s, and hides changes below `log_floor`.
+/// Passes every call to `inner`, counting `get`s, hiding changes below `log_floor` and
+/// delaying each `get` by `get_delay`.
 pub struct Observed {
     inner: Arc<dyn ConfigStore>,
     gets: AtomicU64,
     log_floor: AtomicU64,
+    get_delay: std::time::Duration,
 }
 
 impl Observed {
@@ -23,7 +25,14 @@ impl Observed {
             inner,
             gets: AtomicU64::new(0),
             log_floor: AtomicU64::new(0),
+            get_delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// A store whose every `get` takes `delay` (a backend that hangs).
+    pub fn with_get_delay(mut self, delay: std::time::Duration) -> Self {
+        self.get_delay = delay;
+        self
     }
 
     /// A log that no longer holds revisions below `oldest` (of any owner).
@@ -42,6 +51,7 @@ impl Observed {
 impl ConfigStore for Observed {
     async fn get(&self, o: &Owner, k: &Key) -> Result<Option<ConfigItem>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.get_delay).await;
         self.inner.get(o, k).await
     }
     async fn put(&self, o: &Owner, k: &Key, v: &JsonText, p: Precondition, a: &str) -> Result<ConfigItem> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use adapters::aws::{AwsSettings, Clients};
 use push::{Hub, HubConfig, PushServer, PushService};
+use serving::ConnLimits;
 use tagged_routing::env::{self, EnvError, Lookup};
 use tagged_routing::RoutingTable;
 use tenant_auth::service::{checked_secret, ServiceVerifier};
@@ -30,6 +31,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// `TAGCFG_MAX_STREAMS_PER_TENANT` (default [`push::service::DEFAULT_MAX_STREAMS_PER_TENANT`]).
     pub max_streams_per_tenant: usize,
+    /// Connection cap, timeouts and HTTP/2 limits (`TAGCFG_MAX_CONNECTIONS`, …: [`ConnLimits`]).
+    pub conn_limits: ConnLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,7 @@ impl Config {
                 push::service::DEFAULT_MAX_STREAMS_PER_TENANT as u64,
             )?)
             .map_err(|_| EnvError::invalid("TAGCFG_MAX_STREAMS_PER_TENANT", "too large"))?,
+            conn_limits: ConnLimits::from_lookup(get)?,
         })
     }
 }
@@ -97,7 +101,7 @@ pub async fn start(config: Config, clients: &Clients) -> Result<PushServer, Star
         config.heartbeat,
     )
     .with_max_streams_per_tenant(config.max_streams_per_tenant);
-    PushServer::start(config.addr, service)
+    PushServer::start(config.addr, service, config.conn_limits)
         .await
         .map_err(|source| StartError::Bind {
             addr: config.addr,

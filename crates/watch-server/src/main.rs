@@ -5,8 +5,11 @@ use watch_server::{start, Config};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // JSON lines on stdout, written by a background thread (a stream never waits on the log).
+    let (writer, _flushed) = tracing_appender::non_blocking(std::io::stdout());
     tracing_subscriber::fmt()
         .json()
+        .with_writer(writer)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TAGCFG_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
