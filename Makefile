@@ -57,6 +57,7 @@ emulators:
 bench:
 	$(CARGO) bench -p http-api --bench warm_path -- --noplot
 	$(CARGO) bench -p tagcfg --bench watch
+	$(CARGO) bench -p tagcfg --bench limits
 	$(CARGO) bench -p stream-publisher --bench convert -- --noplot
 	$(CARGO) build --release -p config-api
 	@ls -l $${CARGO_TARGET_DIR:-target}/release/config-api | awk '{printf "config-api release binary (stripped): %.2f MiB\n", $$5 / 1048576}'

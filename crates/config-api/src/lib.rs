@@ -18,7 +18,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
-use http_api::{AppState, CacheMetrics, CachedStore, TenantLimits};
+use http_api::{AccessLog, AppState, CacheMetrics, CachedStore, TenantLimits};
 use lambda_http::RequestExt;
 use tagged_routing::{env, RoutingTable};
 use tenant_auth::{Verifier, VerifierConfig};
@@ -45,6 +45,8 @@ pub struct ApiConfig {
     pub freshness: Duration,
     /// `TAGCFG_TENANT_*`: per-tenant request rates in one execution environment.
     pub tenant_limits: TenantLimits,
+    /// `TAGCFG_ACCESS_LOG_SAMPLE`: see [`AccessLog`].
+    pub access_log_sample: u64,
 }
 
 impl ApiConfig {
@@ -62,6 +64,7 @@ impl ApiConfig {
     /// | `TAGCFG_ROUTES` | tag → backend table | `tenant_config_=dynamodb,param_config_=ssm,secret_config_=ssm-secure` |
     /// | `TAGCFG_FRESHNESS_MS` | read-cache freshness window | `250` |
     /// | `TAGCFG_TENANT_READS_PER_SEC`, `_READ_BURST`, `_WRITES_PER_SEC`, `_WRITE_BURST` | per-tenant token buckets ([`TenantLimits`]) | 1000, 2000, 100, 200 |
+    /// | `TAGCFG_ACCESS_LOG_SAMPLE` | one access-log line per this many successful reads ([`AccessLog`]) | 10 |
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(ApiConfig {
             routes: env::routes(&get)?,
@@ -69,6 +72,7 @@ impl ApiConfig {
             auth: VerifierConfig::from_lookup(&get)?,
             freshness: Duration::from_millis(env::number(&get, "TAGCFG_FRESHNESS_MS", 250)?),
             tenant_limits: TenantLimits::from_lookup(&get)?,
+            access_log_sample: AccessLog::from_lookup(&get)?.sample_reads,
         })
     }
 }
@@ -85,8 +89,9 @@ pub fn build(config: ApiConfig, clients: &adapters::aws::Clients) -> Result<App,
     let store = adapters::aws::tagged_store(clients, config.routes.clone(), &config.aws)?;
     let cached = CachedStore::new(Arc::new(store), config.freshness);
     let metrics = cached.metrics();
-    let state =
-        AppState::new(Arc::new(cached), config.routes, Arc::new(verifier)).with_tenant_limits(config.tenant_limits);
+    let state = AppState::new(Arc::new(cached), config.routes, Arc::new(verifier))
+        .with_tenant_limits(config.tenant_limits)
+        .with_access_log(AccessLog::sampling(config.access_log_sample));
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "config-api".into());
     let emit_metrics = metrics.clone();
     let router = http_api::router(state).layer(axum::middleware::from_fn(move |request: Request, next: Next| {

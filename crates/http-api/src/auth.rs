@@ -115,11 +115,11 @@ impl FromRequestParts<AppState> for Caller {
             });
         }
         if let Principal::Tenant(t) = &ctx {
-            let write = matches!(parts.method, Method::PUT | Method::DELETE | Method::PATCH);
-            state
-                .limiter
-                .check(t.tenant.as_str(), write)
-                .map_err(ApiError::Domain)?;
+            let access = match parts.method {
+                Method::PUT | Method::DELETE | Method::PATCH => serving::tenant_limits::Access::Write,
+                _ => serving::tenant_limits::Access::Read,
+            };
+            state.limiter.check(&t.tenant, access).map_err(ApiError::Domain)?;
         }
         Ok(Caller(ctx))
     }

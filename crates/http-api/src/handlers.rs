@@ -432,22 +432,27 @@ pub async fn deadline(State(state): State<AppState>, request: Request, next: Nex
 }
 
 /// One line per request: method, path (the key), tenant, status, latency. Never bodies
-/// (values, secrets included), never tokens. Its target is [`crate::ACCESS_LOG`].
-pub async fn access_log(mut request: Request, next: Next) -> Response {
+/// (values, secrets included), never tokens. Its target is [`crate::ACCESS_LOG`]; which
+/// requests get a line is [`crate::AccessLog`]'s choice (`sampled` says 1 in how many).
+pub async fn access_log(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let tenant = RequestTenant::default();
     request.extensions_mut().insert(tenant.clone());
     let response = next.run(request).await;
-    tracing::info!(
-        target: crate::ACCESS_LOG,
-        %method,
-        path,
-        tenant = tenant.get().unwrap_or("-"),
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let status = response.status();
+    if let Some(sampled) = state.access_log.should_log(&method, status) {
+        tracing::info!(
+            target: crate::ACCESS_LOG,
+            %method,
+            path,
+            tenant = tenant.get().unwrap_or("-"),
+            status = status.as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            sampled,
+            "request"
+        );
+    }
     response
 }

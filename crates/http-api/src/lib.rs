@@ -13,14 +13,14 @@
 //! - [`problem`]: the one place that maps every error to an HTTP status and an
 //!   `application/problem+json` body;
 //! - [`cache`]: the revision-validated read cache the Lambda wraps its store in;
-//! - [`limits`]: per-tenant token buckets for reads and writes (429 + `Retry-After`);
+//! - per-tenant token buckets for reads and writes ([`serving::TenantLimiter`], shared
+//!   with the gRPC server in `tagcfg serve`): 429 + `Retry-After`;
 //! - `handlers`: thin handlers: parse, check scope, call the store, shape the answer.
 
 mod auth;
 pub mod cache;
 mod conditional;
 mod handlers;
-pub mod limits;
 pub mod problem;
 
 use std::sync::Arc;
@@ -33,8 +33,8 @@ use tenant_auth::Verifier;
 
 pub use auth::Caller;
 pub use cache::{CacheCounts, CacheMetrics, CachedStore};
-pub use limits::TenantLimits;
 pub use problem::ApiError;
+pub use serving::{TenantLimiter, TenantLimits};
 
 /// Requests larger than this are refused with 413 before any handler runs. Values are
 /// further limited per backend (DynamoDB 350 KiB, SSM 4 or 8 KB).
@@ -51,6 +51,58 @@ pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::fr
 /// without losing other logs with `TAGCFG_LOG=info,tagcfg::access=off`.
 pub const ACCESS_LOG: &str = "tagcfg::access";
 
+/// Which requests the access log records: every write and every refusal (except 429), and
+/// one in `sample_reads` of the successful reads and of the 429s — the lines a flood or a
+/// hot read path would write by the thousand a second. Measured: one line per read cost
+/// about 15 % of read throughput on a 2-core machine (docs/BENCHMARKS.md).
+#[derive(Debug)]
+pub struct AccessLog {
+    /// `TAGCFG_ACCESS_LOG_SAMPLE` (default 10; 1 records every request).
+    pub sample_reads: u64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl AccessLog {
+    pub const DEFAULT_SAMPLE: u64 = 10;
+
+    pub fn sampling(sample_reads: u64) -> Self {
+        AccessLog {
+            sample_reads: sample_reads.max(1),
+            seen: Default::default(),
+        }
+    }
+
+    pub fn from_lookup(get: &impl tagged_routing::env::Lookup) -> Result<Self, tagged_routing::env::EnvError> {
+        let n = tagged_routing::env::number(get, "TAGCFG_ACCESS_LOG_SAMPLE", Self::DEFAULT_SAMPLE)?;
+        if n == 0 {
+            return Err(tagged_routing::env::EnvError::invalid(
+                "TAGCFG_ACCESS_LOG_SAMPLE",
+                "must be at least 1 (switch the log off with TAGCFG_LOG=info,tagcfg::access=off)",
+            ));
+        }
+        Ok(Self::sampling(n))
+    }
+
+    /// `Some(1 in how many)` when this request gets a line.
+    fn should_log(&self, method: &axum::http::Method, status: axum::http::StatusCode) -> Option<u64> {
+        use axum::http::{Method, StatusCode};
+        let read = *method == Method::GET || *method == Method::HEAD;
+        let sampled = (read && (status.is_success() || status == StatusCode::NOT_MODIFIED))
+            || status == StatusCode::TOO_MANY_REQUESTS;
+        if !sampled || self.sample_reads == 1 {
+            return Some(1);
+        }
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        n.is_multiple_of(self.sample_reads).then_some(self.sample_reads)
+    }
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self::sampling(Self::DEFAULT_SAMPLE)
+    }
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -59,7 +111,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub max_body_bytes: usize,
     pub request_timeout: std::time::Duration,
-    limiter: Arc<limits::Limiter>,
+    pub access_log: Arc<AccessLog>,
+    limiter: Arc<TenantLimiter>,
 }
 
 impl AppState {
@@ -70,13 +123,26 @@ impl AppState {
             verifier,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            limiter: Arc::new(limits::Limiter::new(TenantLimits::default())),
+            access_log: Arc::default(),
+            limiter: Arc::new(TenantLimiter::new(TenantLimits::default())),
         }
     }
 
     /// Per-tenant request rates other than [`TenantLimits::default`].
-    pub fn with_tenant_limits(mut self, limits: TenantLimits) -> Self {
-        self.limiter = Arc::new(limits::Limiter::new(limits));
+    pub fn with_tenant_limits(self, limits: TenantLimits) -> Self {
+        self.with_tenant_limiter(Arc::new(TenantLimiter::new(limits)))
+    }
+
+    /// Buckets shared with another server of the same process (the gRPC `Get` of
+    /// `tagcfg serve`), so a tenant's limit holds across both.
+    pub fn with_tenant_limiter(mut self, limiter: Arc<TenantLimiter>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// Access-log sampling other than [`AccessLog::default`].
+    pub fn with_access_log(mut self, access_log: AccessLog) -> Self {
+        self.access_log = Arc::new(access_log);
         self
     }
 
@@ -110,6 +176,34 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), handlers::deadline))
-        .layer(axum::middleware::from_fn(handlers::access_log))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            handlers::access_log,
+        ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessLog;
+    use axum::http::{Method, StatusCode};
+
+    #[test]
+    fn the_access_log_samples_successful_reads_and_429s_and_keeps_everything_else() {
+        let log = AccessLog::sampling(10);
+        let reads: Vec<_> = (0..30).map(|_| log.should_log(&Method::GET, StatusCode::OK)).collect();
+        assert_eq!(reads.iter().filter(|r| **r == Some(10)).count(), 3);
+        assert_eq!(reads.iter().filter(|r| r.is_none()).count(), 27);
+        let throttled = (0..20)
+            .filter(|_| log.should_log(&Method::GET, StatusCode::TOO_MANY_REQUESTS).is_some())
+            .count();
+        assert_eq!(throttled, 2);
+        for _ in 0..5 {
+            assert_eq!(log.should_log(&Method::PUT, StatusCode::OK), Some(1));
+            assert_eq!(log.should_log(&Method::GET, StatusCode::NOT_FOUND), Some(1));
+            assert_eq!(log.should_log(&Method::GET, StatusCode::INTERNAL_SERVER_ERROR), Some(1));
+        }
+        let every = AccessLog::sampling(1);
+        assert!((0..5).all(|_| every.should_log(&Method::GET, StatusCode::OK) == Some(1)));
+    }
 }

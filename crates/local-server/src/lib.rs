@@ -20,8 +20,9 @@ use tenant_auth::{dev, Scope};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use http_api::TenantLimits;
+pub use http_api::{AccessLog, TenantLimits};
 pub use serving::ConnLimits;
+use serving::TenantLimiter;
 
 /// The tenants `tagcfg serve` seeds and prints tokens for.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
@@ -47,6 +48,9 @@ pub struct LocalConfig {
     /// Connection limits and timeouts of each server, HTTP and gRPC (`TAGCFG_*`, see
     /// [`ConnLimits`]).
     pub conn_limits: ConnLimits,
+    /// One access-log line per this many successful reads (`TAGCFG_ACCESS_LOG_SAMPLE`,
+    /// [`http_api::AccessLog`]).
+    pub access_log_sample: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +222,7 @@ impl LocalConfig {
             tenant_limits: http_api::TenantLimits::default(),
             identity_provider: None,
             conn_limits: ConnLimits::default(),
+            access_log_sample: http_api::AccessLog::DEFAULT_SAMPLE,
         }
     }
 }
@@ -260,13 +265,17 @@ impl LocalServer {
             HubConfig::default(),
         ));
         let forwarder = tokio::spawn(forward(feed.subscribe(), hub.clone()));
+        // One set of buckets for both servers: a tenant's read limit holds across HTTP
+        // reads and gRPC Get/Watch together.
+        let limiter = Arc::new(TenantLimiter::new(config.tenant_limits));
         let service = PushService::new(
             hub.clone(),
             Arc::new(config.routes.clone()),
             verifier.clone(),
             None,
             HEARTBEAT,
-        );
+        )
+        .with_tenant_limiter(limiter.clone());
         let push_server = PushServer::start(config.grpc_addr, service, config.conn_limits)
             .await
             .map_err(|source| LocalError::Bind {
@@ -277,7 +286,8 @@ impl LocalServer {
         let seeded = config.seed_demo_data && seed_demo_data(&store).await?;
         let app = http_api::router(
             http_api::AppState::new(store.clone(), config.routes, verifier)
-                .with_tenant_limits(config.tenant_limits)
+                .with_tenant_limiter(limiter)
+                .with_access_log(http_api::AccessLog::sampling(config.access_log_sample))
                 .with_request_timeout(config.conn_limits.request_timeout),
         );
         let listener = TcpListener::bind(config.addr)

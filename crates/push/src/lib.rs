@@ -39,3 +39,4 @@ pub use convert::{change_from_pb, change_to_pb, cursor_from_pb, cursor_to_pb, la
 pub use hub::{Cursor, Hub, HubConfig};
 pub use server::{serve, PushServer};
 pub use service::PushService;
+pub use serving::{TenantLimiter, TenantLimits};

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serving::tenant_limits::{Access, TenantLimiter, TenantLimits};
 use tagged_routing::{RoutingTable, TenantId};
 use tenant_auth::service::ServiceVerifier;
 use tenant_auth::{TenantContext, Verifier};
@@ -78,6 +79,7 @@ pub struct PushService {
     heartbeat: Duration,
     streams: Arc<StreamCounts>,
     max_streams_per_tenant: usize,
+    limiter: Arc<TenantLimiter>,
 }
 
 impl PushService {
@@ -98,7 +100,16 @@ impl PushService {
             heartbeat,
             streams: Arc::default(),
             max_streams_per_tenant: DEFAULT_MAX_STREAMS_PER_TENANT,
+            limiter: Arc::new(TenantLimiter::new(TenantLimits::default())),
         }
+    }
+
+    /// Per-tenant read buckets other than the default: each `Get` and each `Watch` opened
+    /// takes one read; an empty bucket is `RESOURCE_EXHAUSTED`. Pass the HTTP API's limiter
+    /// to make one limit hold across both servers.
+    pub fn with_tenant_limiter(mut self, limiter: Arc<TenantLimiter>) -> Self {
+        self.limiter = limiter;
+        self
     }
 
     /// At most `max` open `Watch` streams per tenant (default
@@ -240,6 +251,9 @@ impl Pump {
 impl pb::config_watch_server::ConfigWatch for PushService {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let ctx = self.tenant(&request).await?;
+        self.limiter
+            .check(&ctx.tenant, Access::Read)
+            .map_err(|e| status_of(&e))?;
         let keys = request.into_inner().keys;
         if keys.is_empty() || keys.len() > MAX_KEYS {
             return Err(Status::invalid_argument(format!("ask for 1 to {MAX_KEYS} keys")));
@@ -261,6 +275,9 @@ impl pb::config_watch_server::ConfigWatch for PushService {
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let ctx = self.tenant(&request).await?;
+        self.limiter
+            .check(&ctx.tenant, Access::Read)
+            .map_err(|e| status_of(&e))?;
         let req = request.into_inner();
         if req.prefixes.len() > MAX_PREFIXES || req.prefixes.iter().any(|p| p.len() > 300) {
             return Err(Status::invalid_argument(format!(

@@ -27,15 +27,15 @@ struct Setup {
 }
 
 async fn setup(config: HubConfig, oldest_log_revision: u64) -> Setup {
-    setup_limited(
-        config,
-        oldest_log_revision,
-        push::service::DEFAULT_MAX_STREAMS_PER_TENANT,
-    )
-    .await
+    setup_tuned(config, oldest_log_revision, |service| service).await
 }
 
-async fn setup_limited(config: HubConfig, oldest_log_revision: u64, max_streams_per_tenant: usize) -> Setup {
+/// [`setup`] with the service's limits changed by `tune`.
+async fn setup_tuned(
+    config: HubConfig,
+    oldest_log_revision: u64,
+    tune: impl FnOnce(PushService) -> PushService,
+) -> Setup {
     let routes = RoutingTable::default();
     let store = TaggedStore::single(routes.clone(), Arc::new(MemoryStore::new()), StoreLimits::default());
     // A change log that "expired" below `oldest_log_revision`, as DynamoDB's TTL does.
@@ -49,9 +49,8 @@ async fn setup_limited(config: HubConfig, oldest_log_revision: u64, max_streams_
         Arc::new(verifier),
         Some(Arc::new(ServiceVerifier::new(SERVICE_SECRET).unwrap())),
         Duration::from_secs(3600),
-    )
-    .with_max_streams_per_tenant(max_streams_per_tenant);
-    let server = PushServer::start("127.0.0.1:0".parse().unwrap(), service, Default::default())
+    );
+    let server = PushServer::start("127.0.0.1:0".parse().unwrap(), tune(service), Default::default())
         .await
         .unwrap();
     Setup { server, hub, store }
@@ -659,7 +658,7 @@ async fn idle_owners_are_evicted_and_followed_ones_kept() {
 
 #[tokio::test]
 async fn a_tenant_at_its_stream_limit_is_refused_while_others_are_served() {
-    let setup = setup_limited(HubConfig::default(), 0, 2).await;
+    let setup = setup_tuned(HubConfig::default(), 0, |s| s.with_max_streams_per_tenant(2)).await;
     let first = watch(&setup, "acme", &[], None).await;
     let _second = watch(&setup, "acme", &[], None).await;
     let request = pb::WatchRequest {
@@ -691,4 +690,44 @@ async fn a_tenant_at_its_stream_limit_is_refused_while_others_are_served() {
             Err(status) => panic!("the freed slot was not given back: {status}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_tenant_past_its_read_rate_gets_resource_exhausted_on_get_and_watch() {
+    let limits = push::TenantLimits {
+        reads_per_sec: 1,
+        read_burst: 2,
+        ..Default::default()
+    };
+    let setup = setup_tuned(HubConfig::default(), 0, |s| {
+        s.with_tenant_limiter(Arc::new(push::TenantLimiter::new(limits)))
+    })
+    .await;
+    let get = |tenant: &str| {
+        authed(
+            pb::GetRequest {
+                keys: vec!["tenant_config_k".into()],
+            },
+            &token(tenant),
+        )
+    };
+    let mut client = grpc(&setup).await;
+    client.get(get("acme")).await.unwrap();
+    client.get(get("acme")).await.unwrap();
+    let refused = client
+        .get(get("acme"))
+        .await
+        .expect_err("a third Get within the burst of two");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    let request = pb::WatchRequest {
+        prefixes: vec![],
+        since: None,
+    };
+    let refused = client
+        .watch(authed(request, &token("acme")))
+        .await
+        .expect_err("opening a Watch takes a read too");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    // Another tenant's bucket is full.
+    client.get(get("globex")).await.unwrap();
 }

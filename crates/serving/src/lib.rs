@@ -15,6 +15,9 @@
 //!   shutdown. The gRPC server (`push::server`) hands [`Incoming`] to tonic and sets the
 //!   HTTP/2 limits from the same [`ConnLimits`].
 //!
+//! - [`tenant_limits`]: per-tenant token buckets for reads and writes, which the HTTP API
+//!   and the gRPC `Get` of one server share.
+//!
 //! The request timeout is the router's and the gRPC server's own (a deadline per request,
 //! answered with a typed error), not a property of the connection.
 
@@ -22,8 +25,10 @@ mod guarded;
 mod http;
 mod incoming;
 mod limits;
+pub mod tenant_limits;
 
 pub use guarded::Guarded;
 pub use http::serve_http;
 pub use incoming::Incoming;
 pub use limits::{ConnLimits, H2_KEEPALIVE_INTERVAL, H2_KEEPALIVE_TIMEOUT};
+pub use tenant_limits::{TenantLimiter, TenantLimits};

@@ -534,6 +534,9 @@ async fn serve(
         identity_provider: identity_provider.clone(),
         conn_limits: local_server::ConnLimits::from_lookup(&tagged_routing::env::process_env)
             .map_err(|e| CliError::Usage(e.to_string()))?,
+        access_log_sample: local_server::AccessLog::from_lookup(&tagged_routing::env::process_env)
+            .map_err(|e| CliError::Usage(e.to_string()))?
+            .sample_reads,
     })
     .await?;
     let stop = push::shutdown::stop_requested();

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use testkit::serve::Served;
+use testkit::serve::{ServeOptions, Served};
 
 /// CPU seconds (user + system) the process has used so far.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -22,12 +22,15 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[test]
 fn descriptor_exhaustion_neither_spins_nor_needs_a_restart() {
     let dir = testkit::data_dir();
-    let server = Served::start_limited(
-        env!("CARGO_BIN_EXE_tagcfg"),
-        dir.path(),
-        &[("TAGCFG_MAX_CONNECTIONS", "10000"), ("TAGCFG_IDLE_TIMEOUT_SECS", "2")],
-        96,
-    );
+    let options = ServeOptions {
+        env: vec![
+            ("TAGCFG_MAX_CONNECTIONS".into(), "10000".into()),
+            ("TAGCFG_IDLE_TIMEOUT_SECS".into(), "2".into()),
+        ],
+        open_files: Some(96),
+        ..ServeOptions::default()
+    };
+    let server = Served::start_with(env!("CARGO_BIN_EXE_tagcfg"), dir.path(), &[], options);
     let http = server.http_url.trim_start_matches("http://").to_owned();
     let grpc = server.grpc_url.trim_start_matches("http://").to_owned();
 

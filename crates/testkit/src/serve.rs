@@ -7,6 +7,41 @@ use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where a served process's logs go.
+#[derive(Debug, Default)]
+pub enum Logs {
+    /// The test's own standard error.
+    #[default]
+    Inherited,
+    /// A pipe the test reads ([`Served::stderr`]).
+    Piped,
+    /// A file (as a deployment writes them: JSON lines, no terminal).
+    File(std::fs::File),
+}
+
+/// How [`Served::start_with`] starts the server.
+#[derive(Debug)]
+pub struct ServeOptions {
+    /// `TAGCFG_LOG` (default `warn`).
+    pub log_level: String,
+    pub logs: Logs,
+    /// More environment variables (`TAGCFG_*` limits, say).
+    pub env: Vec<(String, String)>,
+    /// At most this many open file descriptors (`ulimit -n`, unix only).
+    pub open_files: Option<u32>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            log_level: "warn".into(),
+            logs: Logs::Inherited,
+            env: Vec::new(),
+            open_files: None,
+        }
+    }
+}
+
 /// A running `tagcfg serve`. Dropping it kills the process (also when a test panics).
 pub struct Served {
     pub child: Child,
@@ -24,31 +59,46 @@ impl Served {
     /// Starts `binary serve` on free ports with its data in `data_dir` (plus `extra_args`),
     /// and reads the banner up to its last line.
     pub fn start(binary: impl AsRef<std::ffi::OsStr>, data_dir: &Path, extra_args: &[&str]) -> Served {
-        Self::spawn(Command::new(binary), data_dir, extra_args, "warn", false)
+        Self::start_with(binary, data_dir, extra_args, ServeOptions::default())
     }
 
     /// [`Served::start`] logging at `level` into a pipe the test reads (`stderr`).
     pub fn start_logging(binary: impl AsRef<std::ffi::OsStr>, data_dir: &Path, level: &str) -> Served {
-        Self::spawn(Command::new(binary), data_dir, &[], level, true)
+        let options = ServeOptions {
+            log_level: level.to_owned(),
+            logs: Logs::Piped,
+            ..ServeOptions::default()
+        };
+        Self::start_with(binary, data_dir, &[], options)
     }
 
-    /// [`Served::start`] with extra environment variables and at most `open_files` file
-    /// descriptors (`ulimit -n`, unix only).
-    pub fn start_limited(
+    /// [`Served::start`] with [`ServeOptions`].
+    pub fn start_with(
         binary: impl AsRef<std::ffi::OsStr>,
         data_dir: &Path,
-        env: &[(&str, &str)],
-        open_files: u32,
+        extra_args: &[&str],
+        options: ServeOptions,
     ) -> Served {
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", &format!("ulimit -n {open_files} && exec \"$0\" \"$@\"")])
-            .arg(binary)
-            .envs(env.iter().copied());
-        Self::spawn(command, data_dir, &[], "warn", false)
+        let mut command = match options.open_files {
+            Some(limit) => {
+                let mut command = Command::new("sh");
+                command
+                    .args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\"")])
+                    .arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        command.envs(options.env);
+        let stderr = match options.logs {
+            Logs::Inherited => Stdio::inherit(),
+            Logs::Piped => Stdio::piped(),
+            Logs::File(file) => Stdio::from(file),
+        };
+        Self::spawn(command, data_dir, extra_args, &options.log_level, stderr)
     }
 
-    fn spawn(mut command: Command, data_dir: &Path, extra_args: &[&str], level: &str, logs: bool) -> Served {
+    fn spawn(mut command: Command, data_dir: &Path, extra_args: &[&str], level: &str, stderr: Stdio) -> Served {
         let mut child = command
             .args([
                 "serve",
@@ -62,7 +112,7 @@ impl Served {
             .args(extra_args)
             .env("TAGCFG_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(if logs { Stdio::piped() } else { Stdio::inherit() })
+            .stderr(stderr)
             .spawn()
             .expect("tagcfg serve starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));

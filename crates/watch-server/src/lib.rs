@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use adapters::aws::{AwsSettings, Clients};
 use push::{Hub, HubConfig, PushServer, PushService};
-use serving::ConnLimits;
+use serving::{ConnLimits, TenantLimiter, TenantLimits};
 use tagged_routing::env::{self, EnvError, Lookup};
 use tagged_routing::RoutingTable;
 use tenant_auth::service::{checked_secret, ServiceVerifier};
@@ -31,6 +31,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// `TAGCFG_MAX_STREAMS_PER_TENANT` (default [`push::service::DEFAULT_MAX_STREAMS_PER_TENANT`]).
     pub max_streams_per_tenant: usize,
+    /// Per-tenant `Get`/`Watch` rate (`TAGCFG_TENANT_READS_PER_SEC`, `TAGCFG_TENANT_READ_BURST`).
+    pub tenant_limits: TenantLimits,
     /// Connection cap, timeouts and HTTP/2 limits (`TAGCFG_MAX_CONNECTIONS`, …: [`ConnLimits`]).
     pub conn_limits: ConnLimits,
 }
@@ -84,6 +86,7 @@ impl Config {
             )?)
             .map_err(|_| EnvError::invalid("TAGCFG_MAX_STREAMS_PER_TENANT", "too large"))?,
             conn_limits: ConnLimits::from_lookup(get)?,
+            tenant_limits: TenantLimits::from_lookup(get)?,
         })
     }
 }
@@ -100,7 +103,8 @@ pub async fn start(config: Config, clients: &Clients) -> Result<PushServer, Star
         Some(Arc::new(ServiceVerifier::new(&config.service_secret)?)),
         config.heartbeat,
     )
-    .with_max_streams_per_tenant(config.max_streams_per_tenant);
+    .with_max_streams_per_tenant(config.max_streams_per_tenant)
+    .with_tenant_limiter(Arc::new(TenantLimiter::new(config.tenant_limits)));
     PushServer::start(config.addr, service, config.conn_limits)
         .await
         .map_err(|source| StartError::Bind {

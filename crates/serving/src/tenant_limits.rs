@@ -1,7 +1,8 @@
 //! Per-tenant rate limits: one token bucket per tenant for reads and one for writes (GCRA,
-//! the `governor` crate). A tenant past its limit gets 429 with `Retry-After`; the buckets
-//! of the others are untouched, so one tenant flooding cannot spend their share. Operators
-//! are not limited here (the platform's own calls).
+//! the `governor` crate), shared by the HTTP API and the gRPC `Get` of a server. A tenant
+//! past its limit gets 429 with `Retry-After` (HTTP) or `RESOURCE_EXHAUSTED` (gRPC); the
+//! buckets of the others are untouched, so one tenant flooding cannot spend their share.
+//! Operators and the service credential are not limited here (the platform's own calls).
 //!
 //! In Lambda each execution environment keeps its own buckets: a tenant gets up to the
 //! limit per concurrently running environment, and the API Gateway stage throttling
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tagged_routing::env::{self, EnvError, Lookup};
-use tagged_routing::Error;
+use tagged_routing::{Error, TenantId};
 
 /// Requests per second and burst, per tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +63,17 @@ impl TenantLimits {
 /// again are dropped: memory stays bounded by the tenants active within a refill period.
 const PRUNE_EVERY: u64 = 10_000;
 
-pub(crate) struct Limiter {
-    reads: DefaultKeyedRateLimiter<String>,
-    writes: DefaultKeyedRateLimiter<String>,
+/// Which bucket a request takes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// The buckets of every tenant that was active within a refill period.
+pub struct TenantLimiter {
+    reads: DefaultKeyedRateLimiter<TenantId>,
+    writes: DefaultKeyedRateLimiter<TenantId>,
     clock: DefaultClock,
     checks: AtomicU64,
 }
@@ -74,9 +83,9 @@ fn quota(per_sec: u32, burst: u32) -> Quota {
     Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate))
 }
 
-impl Limiter {
-    pub(crate) fn new(limits: TenantLimits) -> Self {
-        Limiter {
+impl TenantLimiter {
+    pub fn new(limits: TenantLimits) -> Self {
+        TenantLimiter {
             reads: DefaultKeyedRateLimiter::keyed(quota(limits.reads_per_sec, limits.read_burst)),
             writes: DefaultKeyedRateLimiter::keyed(quota(limits.writes_per_sec, limits.write_burst)),
             clock: DefaultClock::default(),
@@ -84,17 +93,21 @@ impl Limiter {
         }
     }
 
-    /// Takes one request of `tenant` from its read or write bucket.
-    pub(crate) fn check(&self, tenant: &str, write: bool) -> Result<(), Error> {
+    /// Takes one request of `tenant` from its read or write bucket; `Error::Throttled`
+    /// with the wait when it is empty.
+    pub fn check(&self, tenant: &TenantId, access: Access) -> Result<(), Error> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.reads.retain_recent();
             self.writes.retain_recent();
         }
-        let bucket = if write { &self.writes } else { &self.reads };
-        bucket.check_key(&tenant.to_owned()).map_err(|not_until| {
+        let (bucket, what) = match access {
+            Access::Read => (&self.reads, "read"),
+            Access::Write => (&self.writes, "write"),
+        };
+        bucket.check_key(tenant).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
             Error::Throttled {
-                backend: format!("this tenant's {} limit", if write { "write" } else { "read" }),
+                backend: format!("this tenant's {what} limit"),
                 retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
             }
         })
