@@ -7,13 +7,15 @@
 //!
 //! - [`LocalServer`]: start, tokens for the demo tenants and the operator, shutdown;
 //! - [`dev_secret`]: the dev signing key kept (owner-readable only) in the data directory;
+//! - [`store_keyring`], [`rotate_store_key`]: the keys that seal secret values in the
+//!   store, kept (owner-readable only) beside the dev secret;
 //! - [`seed_demo_data`]: the demo keys, written on first start only.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use adapters::local::{InProcessFeed, RedbStore};
+use adapters::local::{InProcessFeed, Keyring, RedbStore};
 use push::{Hub, HubConfig, PushServer, PushService};
 use tagged_routing::{ConfigStore, JsonText, Owner, Precondition, RoutingTable, StoreLimits, TaggedStore, TenantId};
 use tenant_auth::{dev, Scope};
@@ -28,6 +30,7 @@ use serving::TenantLimiter;
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
 
 const SECRET_FILE: &str = "dev-secret";
+const KEYRING_FILE: &str = "store-keys";
 const STORE_FILE: &str = "store.redb";
 
 /// Everything `tagcfg serve` needs.
@@ -67,6 +70,8 @@ pub enum LocalError {
     Serve(std::io::Error),
     #[error("this server verifies tokens of an identity provider; it mints no dev tokens")]
     NoDevTokens,
+    #[error("{0} is in use: stop `tagcfg serve` first")]
+    InUse(PathBuf),
     #[error("{path} is open to other users (mode {mode:o}); it holds the dev secret and the store: run `chmod {fix} {path}`")]
     TooOpen {
         path: PathBuf,
@@ -191,6 +196,68 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
+/// Reads the store keyring kept in `data_dir`, creating one with a random key on first use.
+/// With it the store seals every `secret_config_` (secure-backend) value at rest.
+pub fn store_keyring(data_dir: &Path) -> Result<Keyring, LocalError> {
+    let path = data_dir.join(KEYRING_FILE);
+    private_dir(data_dir)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            private_file(&path, true)?;
+            Ok(Keyring::parse(&text)?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keyring = Keyring::generate()?;
+            save_keyring(&path, &keyring)?;
+            Ok(keyring)
+        }
+        Err(source) => Err(LocalError::DataDir { path, source }),
+    }
+}
+
+/// Writes the keyring whole or not at all (a new file renamed over the old): a crash never
+/// leaves a keyring that cannot open the store.
+fn save_keyring(path: &Path, keyring: &Keyring) -> Result<(), LocalError> {
+    let io = |source| LocalError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    let fresh = path.with_extension("new");
+    write_private(&fresh, &keyring.to_text()).map_err(io)?;
+    std::fs::rename(&fresh, path).map_err(io)
+}
+
+/// What [`rotate_store_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    pub key_id: String,
+    pub resealed: usize,
+}
+
+/// Replaces the store key: adds a new key to the keyring, reseals every secret value under
+/// it in one transaction, then drops the old keys. The server must be stopped (the store
+/// is opened here). A crash in between leaves old and new keys in the keyring, so every
+/// row still opens, and running it again finishes the job.
+pub fn rotate_store_key(data_dir: &Path, routes: &RoutingTable) -> Result<Rotated, LocalError> {
+    let path = data_dir.join(KEYRING_FILE);
+    let current = store_keyring(data_dir)?;
+    // Opened first: a running server holds the file's lock, and then nothing changes.
+    let store_path = data_dir.join(STORE_FILE);
+    let store = RedbStore::open(&store_path).map_err(|e| match e {
+        tagged_routing::Error::Backend(m) if m.contains("already open") => LocalError::InUse(store_path.clone()),
+        other => other.into(),
+    })?;
+    let both = current.with_new_key()?;
+    save_keyring(&path, &both)?;
+    let key_id = both.current_id().to_owned();
+    let only_new = both.current_only()?;
+    let store = store.with_keyring(both);
+    let resealed = store.reseal(routes)?;
+    drop(store);
+    save_keyring(&path, &only_new)?;
+    Ok(Rotated { key_id, resealed })
+}
+
 /// A running local server. Dropping it does not stop it; call [`LocalServer::shutdown`].
 pub struct LocalServer {
     pub addr: SocketAddr,
@@ -250,8 +317,15 @@ impl LocalServer {
         let feed = InProcessFeed::new(4096);
         let store_path = config.data_dir.join(STORE_FILE);
         let existed = store_path.exists();
-        let redb = RedbStore::open(&store_path)?.with_sink(Arc::new(feed.clone()));
+        let redb = RedbStore::open(&store_path)?
+            .with_sink(Arc::new(feed.clone()))
+            .with_keyring(store_keyring(&config.data_dir)?);
         private_file(&store_path, existed)?;
+        // Secrets a store of an earlier version kept in clear are sealed now.
+        let sealed = redb.reseal(&config.routes)?;
+        if sealed > 0 {
+            tracing::info!(sealed, "sealed secret values that were stored in clear");
+        }
         let store = Arc::new(TaggedStore::single(
             config.routes.clone(),
             Arc::new(redb),

@@ -128,6 +128,15 @@ enum Command {
         #[arg(long, env = "TAGCFG_DATA_DIR", default_value = ".tagcfg")]
         data_dir: PathBuf,
     },
+    /// Replace the key that seals secret values in the local store, and reseal them all
+    /// under the new key (stop `tagcfg serve` first).
+    RotateStoreKey {
+        #[arg(long, env = "TAGCFG_DATA_DIR", default_value = ".tagcfg")]
+        data_dir: PathBuf,
+        /// The routing table the server runs with (which keys are secret).
+        #[arg(long, env = "TAGCFG_ROUTES", default_value = DEFAULT_ROUTES)]
+        routes: String,
+    },
     /// Read one key: a tenant's effective value (tenant → tier → shared), or one layer's.
     Get {
         key: String,
@@ -370,6 +379,17 @@ async fn run(command: Command) -> Result<(), CliError> {
             println!(
                 "dev secret in {} replaced: every dev token minted before is refused once `tagcfg serve` restarts",
                 data_dir.display()
+            );
+            Ok(())
+        }
+        Command::RotateStoreKey { data_dir, routes } => {
+            let routes = RoutingTable::parse(&routes).map_err(|e| CliError::Usage(format!("TAGCFG_ROUTES: {e}")))?;
+            let rotated = local_server::rotate_store_key(&data_dir, &routes)?;
+            println!(
+                "store key {} now seals the secrets in {}; {} values resealed, the old keys dropped",
+                rotated.key_id,
+                data_dir.display(),
+                rotated.resealed
             );
             Ok(())
         }

@@ -2,6 +2,8 @@
 
 mod feed;
 mod redb_store;
+pub mod sealing;
 
 pub use feed::InProcessFeed;
 pub use redb_store::RedbStore;
+pub use sealing::Keyring;

@@ -1,6 +1,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::Keyring;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
@@ -37,12 +38,21 @@ struct TierRecord {
 /// The embedded store of `tagcfg serve`: one redb file holds values, head revisions and the
 /// change log. A write commits all three in one redb transaction, so a crash never leaves a
 /// value without its change record or a gap in the revisions.
+///
+/// With a [`Keyring`], the rows of secret keys (`ssm-secure` backend) are sealed
+/// (`super::sealing`); the change log never holds a secret's value.
 #[derive(Clone)]
 pub struct RedbStore {
     db: Arc<Database>,
     /// Held across commit + publish so subscribers see changes in revision order.
     write_lock: Arc<Mutex<()>>,
     sink: Option<Arc<dyn ChangeSink>>,
+    keyring: Option<Arc<Keyring>>,
+}
+
+/// The associated data of a sealed row: its slot.
+fn row_context(owner: &str, key: &str) -> Vec<u8> {
+    [owner.as_bytes(), b"\0", key.as_bytes()].concat()
 }
 
 fn storage<E: std::fmt::Display>(e: E) -> Error {
@@ -87,7 +97,80 @@ impl RedbStore {
             db: Arc::new(db),
             write_lock: Arc::new(Mutex::new(())),
             sink: None,
+            keyring: None,
         })
+    }
+
+    /// Seals secret values with `keyring` from now on, and opens rows sealed with any of
+    /// its keys. Rows written before stay as they are until [`RedbStore::reseal`].
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(Arc::new(keyring));
+        self
+    }
+
+    /// Seals, under the keyring's current key, every row of a secret key (as `routes`
+    /// route it) that is clear or sealed with another key; one transaction. Returns how
+    /// many rows it rewrote. What earlier versions of the store left in redb's free pages
+    /// is not scrubbed.
+    pub fn reseal(&self, routes: &tagged_routing::RoutingTable) -> Result<usize> {
+        let keyring = self
+            .keyring
+            .as_ref()
+            .ok_or_else(|| Error::Backend("reseal needs a keyring".into()))?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = self.db.begin_write().map_err(storage)?;
+        let count = {
+            let mut values = txn.open_table(VALUES).map_err(storage)?;
+            let mut stale = Vec::new();
+            for entry in values.iter().map_err(storage)? {
+                let (id, bytes) = entry.map_err(storage)?;
+                let (owner, key) = id.value();
+                let row = bytes.value();
+                let reseal = match super::sealing::sealed_with(row) {
+                    Some(kid) => kid != keyring.current_id(),
+                    None => routes.parse_key(key).is_ok_and(|k| k.backend().is_secret()),
+                };
+                if reseal {
+                    stale.push((owner.to_owned(), key.to_owned(), row.to_vec()));
+                }
+            }
+            for (owner, key, row) in &stale {
+                let context = row_context(owner, key);
+                let plain = match super::sealing::sealed_with(row) {
+                    Some(_) => keyring.open(&context, row)?,
+                    None => row.clone(),
+                };
+                let sealed = keyring.seal(&context, &plain)?;
+                values
+                    .insert((owner.as_str(), key.as_str()), sealed.as_slice())
+                    .map_err(storage)?;
+            }
+            stale.len()
+        };
+        txn.commit().map_err(storage)?;
+        Ok(count)
+    }
+
+    /// A value row as stored: sealed for a secret key when there is a keyring.
+    fn row_of(&self, owner: &Owner, key: &Key, item: &ConfigItem) -> Result<Vec<u8>> {
+        let clear = encode(item)?;
+        match &self.keyring {
+            Some(keyring) if key.backend().is_secret() => {
+                keyring.seal(&row_context(owner.as_str(), key.as_str()), &clear)
+            }
+            _ => Ok(clear),
+        }
+    }
+
+    /// The item of a value row, opened when sealed.
+    fn item_of(&self, owner: &str, key: &str, row: &[u8]) -> Result<ConfigItem> {
+        if super::sealing::sealed_with(row).is_none() {
+            return decode(row);
+        }
+        let keyring = self.keyring.as_ref().ok_or_else(|| {
+            Error::Backend("the embedded store holds sealed secrets and no store key was given".into())
+        })?;
+        decode(&keyring.open(&row_context(owner, key), row)?)
     }
 
     /// Announces every committed change to `sink`.
@@ -125,7 +208,7 @@ impl RedbStore {
             let mut changes = txn.open_table(CHANGES).map_err(storage)?;
             let id = (owner.as_str(), key.as_str());
             let current: Option<ConfigItem> = match values.get(id).map_err(storage)? {
-                Some(bytes) => Some(decode(bytes.value())?),
+                Some(bytes) => Some(self.item_of(id.0, id.1, bytes.value())?),
                 None => None,
             };
             let current_version = current.as_ref().map(|i| i.version);
@@ -138,7 +221,9 @@ impl RedbStore {
             let change = Change::new(owner, revision, key, op, version, actor, now_rfc3339(), value);
             let item = value.map(|value| ConfigItem::written(owner, &change, value));
             match &item {
-                Some(item) => values.insert(id, encode(item)?.as_slice()).map_err(storage)?,
+                Some(item) => values
+                    .insert(id, self.row_of(owner, key, item)?.as_slice())
+                    .map_err(storage)?,
                 None => values.remove(id).map_err(storage)?,
             };
             heads.insert(owner.as_str(), revision.0).map_err(storage)?;
@@ -264,7 +349,8 @@ impl ConfigStore for RedbStore {
             let txn = s.db.begin_read().map_err(storage)?;
             let table = txn.open_table(VALUES).map_err(storage)?;
             let got = table.get((owner.as_str(), key.as_str())).map_err(storage)?;
-            got.map(|bytes| decode(bytes.value())).transpose()
+            got.map(|bytes| s.item_of(owner.as_str(), key.as_str(), bytes.value()))
+                .transpose()
         })
         .await
     }
@@ -313,7 +399,7 @@ impl ConfigStore for RedbStore {
                 if after.as_deref().is_some_and(|a| k <= a) {
                     continue;
                 }
-                items.push(decode::<ConfigItem>(bytes.value())?);
+                items.push(s.item_of(o, k, bytes.value())?);
                 if items.len() > limit {
                     break;
                 }
@@ -331,7 +417,7 @@ impl ConfigStore for RedbStore {
             let mut items = Vec::new();
             for key in &keys {
                 if let Some(bytes) = table.get((owner.as_str(), key.as_str())).map_err(storage)? {
-                    items.push(decode(bytes.value())?);
+                    items.push(s.item_of(owner.as_str(), key.as_str(), bytes.value())?);
                 }
             }
             Ok(items)
