@@ -596,6 +596,26 @@ impl testkit::layers::Feed for EmulatorFeed {
     }
 }
 
+/// The whole AWS stack on the emulators, as the suites of `testkit` drive it: the watch
+/// server, the config-api router on a port of its own, and the feed's Lambdas.
+struct EmulatorStack {
+    deployment: testkit::layers::Deployment,
+    feed: EmulatorFeed,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: push::PushServer,
+}
+
+impl EmulatorStack {
+    async fn start(sdk: &aws_config::SdkConfig, label: &str) -> Self {
+        start_stack(sdk, label).await
+    }
+
+    async fn stop(self) {
+        self.http.abort();
+        self.server.shutdown().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reader_agrees_at_every_step_on_the_emulator_stack() {
     let Some(sdk) = testkit::emulators::sdk_config_or_skip(
@@ -606,7 +626,29 @@ async fn every_reader_agrees_at_every_step_on_the_emulator_stack() {
     else {
         return;
     };
-    let name = emulators::fresh_table(&sdk, "layers").await;
+    let stack = EmulatorStack::start(&sdk, "layers").await;
+    testkit::layers::run(&stack.deployment, &stack.feed, tagged_routing::RoutingTable::default()).await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_and_override_policies_govern_every_write_on_the_emulator_stack() {
+    let Some(sdk) = testkit::emulators::sdk_config_or_skip(
+        "schemas_and_override_policies_govern_every_write_on_the_emulator_stack",
+        &["DYNAMODB", "EVENTBRIDGE"],
+    )
+    .await
+    else {
+        return;
+    };
+    let stack = EmulatorStack::start(&sdk, "governance").await;
+    testkit::governance::run(&stack.deployment, &stack.feed).await;
+    stack.stop().await;
+}
+
+async fn start_stack(sdk: &aws_config::SdkConfig, label: &str) -> EmulatorStack {
+    let sdk = sdk.clone();
+    let name = emulators::fresh_table(&sdk, label).await;
     let clients = Clients::from_sdk(&sdk);
     let (events, sqs, queue_url) = bus_to_queue(&sdk, &name).await;
     // The watch server, the config-api router on a port of its own, the feed's Lambdas.
@@ -644,7 +686,10 @@ async fn every_reader_agrees_at_every_step_on_the_emulator_stack() {
         store: std::sync::Arc::new(store),
         nonce: name.to_lowercase().replace('_', "-"),
     };
-    testkit::layers::run(&deployment, &feed, tagged_routing::RoutingTable::default()).await;
-    http.abort();
-    server.shutdown().await.unwrap();
+    EmulatorStack {
+        deployment,
+        feed,
+        http,
+        server,
+    }
 }

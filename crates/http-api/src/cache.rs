@@ -224,6 +224,10 @@ impl ConfigStore for CachedStore {
         self.validate(owner).await
     }
 
+    async fn owners(&self) -> Result<Vec<Owner>> {
+        self.inner.owners().await
+    }
+
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
         let owner = Owner::Tenant(tenant.clone());
         if !self.is_fresh(&owner) {

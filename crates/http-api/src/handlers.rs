@@ -116,17 +116,17 @@ struct ChangesPage {
 
 /// The path parameter, or a problem+json 400 (a key with invalid UTF-8 in its percent
 /// escapes, say) instead of axum's plain-text rejection.
-fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+pub(crate) fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     p.map(|Path(raw)| raw)
         .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
     q.map(|Query(q)| q)
         .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
 }
 
-fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
+pub(crate) fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
     b.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge { limit }
@@ -136,7 +136,7 @@ fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
     })
 }
 
-fn page_limit(limit: Option<usize>, default: usize) -> ApiResult<usize> {
+pub(crate) fn page_limit(limit: Option<usize>, default: usize) -> ApiResult<usize> {
     match limit.unwrap_or(default) {
         n @ 1..=MAX_PAGE => Ok(n),
         n => Err(ApiError::bad_request(
@@ -248,6 +248,7 @@ pub async fn put(
     let bytes = body(bytes, state.max_body_bytes)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::InvalidValue("the body is not UTF-8".into()))?;
     let value = JsonText::parse(text)?;
+    tagged_routing::governance::check_write(&*state.store, &owner, &key, &value).await?;
     let item = state
         .store
         .put(&owner, &key, &value, precondition, caller.subject())
@@ -304,7 +305,10 @@ pub async fn list(
             "prefix is longer than 300 characters",
         ));
     }
-    let page = state.store.list(&owner, &prefix, q.cursor.as_deref(), limit).await?;
+    let mut page = state.store.list(&owner, &prefix, q.cursor.as_deref(), limit).await?;
+    // Schema registrations live in the shared owner; they are listed at /v1/schemas.
+    page.items
+        .retain(|i| !tagged_routing::governance::is_record_key(&i.key));
     Ok(Json(ListPage {
         items: page.items,
         next_cursor: page.next,

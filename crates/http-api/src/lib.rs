@@ -15,11 +15,15 @@
 //! - [`cache`]: the revision-validated read cache the Lambda wraps its store in;
 //! - per-tenant token buckets for reads and writes ([`serving::TenantLimiter`], shared
 //!   with the gRPC server in `tagcfg serve`): 429 + `Retry-After`;
-//! - `handlers`: thin handlers: parse, check scope, call the store, shape the answer.
+//! - `handlers`: thin handlers: parse, check scope, call the store, shape the answer;
+//!   every write is checked against the schema that governs its key first;
+//! - [`governance`]: schema registrations (`/v1/schemas`) and effective values with
+//!   provenance (`/v1/effective`).
 
 mod auth;
 pub mod cache;
 mod conditional;
+pub mod governance;
 mod handlers;
 pub mod problem;
 
@@ -168,6 +172,14 @@ pub fn router(state: AppState) -> Router {
                 .delete(handlers::delete),
         )
         .route("/v1/changes", get(handlers::changes))
+        .route("/v1/schemas", get(governance::list_schemas))
+        .route(
+            "/v1/schemas/{*path}",
+            get(governance::get_schema)
+                .put(governance::put_schema)
+                .delete(governance::delete_schema),
+        )
+        .route("/v1/effective", get(governance::effective))
         .route(
             "/v1/tenants/{tenant}",
             get(handlers::get_tenant).put(handlers::put_tenant),

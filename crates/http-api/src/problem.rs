@@ -25,6 +25,11 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request took longer than {after:?}")]
     Timeout { after: std::time::Duration },
+    #[error("{total} stored value(s) break this registration; ?dry_run=true lists them, ?force=true registers anyway")]
+    SchemaConflict {
+        violations: Vec<crate::governance::StoredViolation>,
+        total: usize,
+    },
 }
 
 impl ApiError {
@@ -60,6 +65,9 @@ impl ApiError {
                 Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
                 Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 Error::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, "backend_error"),
+                Error::InvalidSchema(_) => (StatusCode::BAD_REQUEST, "invalid_schema"),
+                Error::SchemaViolation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "schema_violation"),
+                Error::OverrideDenied(_) => (StatusCode::FORBIDDEN, "override_denied"),
             },
             ApiError::Auth(e) if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, e.code()),
             ApiError::Auth(e) if e.is_wrong_principal() => (StatusCode::FORBIDDEN, e.code()),
@@ -69,6 +77,7 @@ impl ApiError {
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, "request_timeout"),
+            ApiError::SchemaConflict { .. } => (StatusCode::CONFLICT, "schema_conflict"),
         }
     }
 
@@ -91,13 +100,21 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code, error = ?self.to_string(), "request refused");
         }
-        let body = json!({
+        let mut body = json!({
             "type": format!("https://tagcfg.dev/problems/{code}"),
             "title": status.canonical_reason().unwrap_or("Error"),
             "status": status.as_u16(),
             "detail": self.detail(),
             "code": code,
         });
+        match &self {
+            ApiError::Domain(Error::SchemaViolation(errors)) => body["errors"] = json!(errors),
+            ApiError::SchemaConflict { violations, total } => {
+                body["violations"] = json!(violations);
+                body["total"] = json!(total);
+            }
+            _ => {}
+        }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(

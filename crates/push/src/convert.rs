@@ -150,6 +150,13 @@ pub fn change_from_pb(c: pb::Change, routes: &RoutingTable) -> Result<Change, St
         }
         return Ok(change);
     }
+    if tagged_routing::governance::is_record_key(&c.key) {
+        // A schema registration: the shared log's, carried to keep its revisions gap-free.
+        return match owner {
+            Owner::Shared if backend == tagged_routing::BackendKind::Dynamodb => Ok(change),
+            _ => Err(bad("a schema registration belongs to the shared layer")),
+        };
+    }
     let key = routes.parse_key(&c.key).map_err(|e| bad(&e.to_string()))?;
     if key.backend() != backend || key.tag().as_str() != c.tag {
         return Err(bad("the key's tag and backend do not match this server's routes"));
@@ -231,6 +238,9 @@ pub fn status_of(e: &Error) -> Status {
         Error::Throttled { .. } => Status::resource_exhausted(message),
         Error::Unavailable(_) => Status::unavailable(message),
         Error::Backend(_) => Status::internal("the backend failed"),
+        Error::InvalidSchema(_) => Status::invalid_argument(message),
+        Error::SchemaViolation(_) => Status::invalid_argument(message),
+        Error::OverrideDenied(_) => Status::permission_denied(message),
     }
 }
 

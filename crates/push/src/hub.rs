@@ -213,8 +213,11 @@ pub struct Hub {
     clock: AtomicU64,
 }
 
+/// Whether a watcher of `prefixes` follows `key`. Schema registrations (stored in the
+/// shared log) are never configuration a tenant watches.
 pub(crate) fn matches(prefixes: &[String], key: &str) -> bool {
-    prefixes.is_empty() || prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    !tagged_routing::governance::is_record_key(key)
+        && (prefixes.is_empty() || prefixes.iter().any(|p| key.starts_with(p.as_str())))
 }
 
 /// Reads through the hub's caches, filling them from the store.

@@ -56,6 +56,15 @@ pub enum Error {
     /// A permanent backend failure (misconfiguration, access denied, corrupt data).
     #[error("backend error: {0}")]
     Backend(String),
+    /// A schema registration that is not a valid registration or JSON Schema.
+    #[error("invalid schema: {0}")]
+    InvalidSchema(String),
+    /// The value breaks the schema (or the override bound) that governs its key.
+    #[error("the value does not satisfy the schema of its key ({} problem(s))", .0.len())]
+    SchemaViolation(Vec<crate::governance::Violation>),
+    /// The override policy of the key forbids writing it in this layer.
+    #[error("{0}")]
+    OverrideDenied(String),
 }
 
 impl Error {

@@ -113,6 +113,16 @@ pub struct Key {
 }
 
 impl Key {
+    /// A governance record's key (`crate::governance`): outside every routing table's
+    /// grammar, kept in DynamoDB on AWS.
+    pub(crate) fn record(raw: String) -> Key {
+        Key {
+            raw,
+            tag: Tag(crate::governance::RECORD_PREFIX.to_owned()),
+            backend: BackendKind::Dynamodb,
+        }
+    }
+
     /// The whole key, e.g. `tenant_config_flags/checkout`.
     pub fn as_str(&self) -> &str {
         &self.raw

@@ -19,12 +19,14 @@
 //! - [`rules`]: the write semantics (preconditions, versions, revisions) every store applies.
 //! - [`memory::MemoryStore`]: an in-memory store for tests.
 //! - [`env`]: typed configuration from the environment, errors naming the variable.
+//! - [`governance`]: JSON Schemas per key or prefix and the override policy of each.
 //!
 //! One error type, [`Error`], covers every failure; the HTTP and gRPC layers map it to a
 //! status in one place each.
 
 pub mod env;
 mod error;
+pub mod governance;
 mod key;
 pub mod layers;
 pub mod memory;

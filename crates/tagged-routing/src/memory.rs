@@ -190,6 +190,10 @@ impl ConfigStore for MemoryStore {
         Ok(self.lock().heads.get(owner.as_str()).copied().unwrap_or_default())
     }
 
+    async fn owners(&self) -> Result<Vec<Owner>> {
+        self.lock().heads.keys().map(|o| Owner::parse(o)).collect()
+    }
+
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
         Ok(self.lock().tiers.get(tenant.as_str()).and_then(|(t, _)| t.clone()))
     }

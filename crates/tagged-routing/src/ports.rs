@@ -48,6 +48,12 @@ pub trait ConfigStore: Send + Sync {
     /// The owner's latest revision (0 when it never changed).
     async fn head_revision(&self, owner: &Owner) -> Result<Revision>;
 
+    /// Every owner whose change log has a change. Governance re-checks stored values with
+    /// it when a schema is registered; on DynamoDB it is a scan of the table.
+    async fn owners(&self) -> Result<Vec<Owner>> {
+        Err(Error::Backend("this store cannot list its owners".into()))
+    }
+
     /// The tier `tenant` is assigned to, if any.
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
         let _ = tenant;

@@ -94,7 +94,12 @@ impl TaggedStore {
     /// The distinct stores that may hold keys starting with `prefix`.
     fn stores_for_prefix(&self, prefix: &str) -> Vec<Arc<dyn ConfigStore>> {
         let mut stores: Vec<Arc<dyn ConfigStore>> = Vec::new();
-        for kind in self.routes.backends_for_prefix(prefix) {
+        let kinds = if crate::governance::is_record_key(prefix) {
+            vec![BackendKind::Dynamodb]
+        } else {
+            self.routes.backends_for_prefix(prefix)
+        };
+        for kind in kinds {
             if let Some(store) = self.backends.get(&kind) {
                 // Compare data pointers: one store instance may serve several kinds.
                 if !stores
@@ -183,6 +188,10 @@ impl ConfigStore for TaggedStore {
 
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
         self.change_log.head_revision(owner).await
+    }
+
+    async fn owners(&self) -> Result<Vec<Owner>> {
+        self.change_log.owners().await
     }
 
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {

@@ -9,6 +9,8 @@
 //!   writes, checked at every step against every reader (HTTP, gRPC `Get`, a `Watch`
 //!   stream's view, a resumed `Watch` stream, the Lambda's `CachedStore`, the Rust client),
 //!   run against any [`layers::Deployment`]: the local server, or the emulator stack.
+//! - [`governance`]: the governance suite — schemas, override policies, conflicts on
+//!   registration and effective values, through the HTTP API of any deployment.
 //! - [`stores`]: a store decorator that counts backend reads and can make the change log
 //!   forget old revisions.
 //! - [`serve`]: `tagcfg serve` as a child process on free ports, its banner read (tests of
@@ -19,6 +21,7 @@
 
 pub mod auth;
 pub mod emulators;
+pub mod governance;
 pub mod layers;
 pub mod serve;
 pub mod stores;

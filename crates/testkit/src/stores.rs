@@ -77,6 +77,9 @@ impl ConfigStore for Observed {
     async fn head_revision(&self, o: &Owner) -> Result<Revision> {
         self.inner.head_revision(o).await
     }
+    async fn owners(&self) -> Result<Vec<Owner>> {
+        self.inner.owners().await
+    }
     async fn tier_of(&self, t: &TenantId) -> Result<Option<TierName>> {
         self.inner.tier_of(t).await
     }

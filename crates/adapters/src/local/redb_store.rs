@@ -473,6 +473,20 @@ impl ConfigStore for RedbStore {
         .await
     }
 
+    async fn owners(&self) -> Result<Vec<Owner>> {
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(HEADS).map_err(storage)?;
+            let mut owners = Vec::new();
+            for entry in table.iter().map_err(storage)? {
+                let (owner, _) = entry.map_err(storage)?;
+                owners.push(Owner::parse(owner.value())?);
+            }
+            Ok(owners)
+        })
+        .await
+    }
+
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
         let tenant = tenant.clone();
         self.blocking(move |s| {

@@ -31,7 +31,9 @@ use tagged_routing::{Error, Result};
 
 use super::error::from_sdk;
 use super::retry::backoff;
-use schema::{build_err, decode, key_of, s, BATCH_GET_LIMIT, MAX_WRITE_ATTEMPTS, SERVICE};
+use crate::aws::error::corrupt;
+use schema::{build_err, decode, key_of, s, BATCH_GET_LIMIT, HEAD_SK, MAX_WRITE_ATTEMPTS, SERVICE};
+use tagged_routing::Owner;
 
 mod log;
 mod schema;
@@ -149,6 +151,40 @@ impl DynamoStore {
             match page.last_evaluated_key {
                 Some(k) => start = Some(k),
                 None => return Ok((out, false)),
+            }
+        }
+    }
+
+    /// Every owner with a head item: a Scan of the whole table (read units for every item),
+    /// which only a schema registration asks for.
+    async fn owners_with_heads(&self) -> Result<Vec<Owner>> {
+        let mut owners = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :head")
+                .expression_attribute_values(":head", s(HEAD_SK.to_owned()))
+                .projection_expression("pk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk(SERVICE, "Scan", e))?;
+            for item in page.items.unwrap_or_default() {
+                let pk = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| corrupt("a head item without pk"))?;
+                let owner = pk
+                    .strip_prefix("T#")
+                    .ok_or_else(|| corrupt(format!("head item pk '{pk}'")))?;
+                owners.push(Owner::parse(owner).map_err(corrupt)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(owners),
             }
         }
     }

@@ -163,6 +163,10 @@ impl ConfigStore for DynamoStore {
         self.head(owner).await
     }
 
+    async fn owners(&self) -> Result<Vec<Owner>> {
+        self.owners_with_heads().await
+    }
+
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
         let owner = Owner::Tenant(tenant.clone());
         self.get_item::<TierItem>(pk(&owner), TIER_SK.into())
