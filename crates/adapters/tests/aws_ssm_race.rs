@@ -38,7 +38,7 @@ async fn an_event_ingested_before_the_api_records_its_write_gives_one_revision()
         .unwrap()
         .expect("the event records version 1");
     let recorded = ssm
-        .record(&acme, &key, ChangeOp::Put, Version(1), Some(&value), "alice")
+        .record(&acme, &key, ChangeOp::Put, Version(1), Some(&value), &"alice".into())
         .await
         .unwrap();
     assert_eq!(
@@ -56,7 +56,7 @@ async fn an_event_ingested_before_the_api_records_its_write_gives_one_revision()
         .unwrap()
         .expect("the event records the delete");
     let recorded = ssm
-        .record(&acme, &key, ChangeOp::Delete, Version(1), None, "alice")
+        .record(&acme, &key, ChangeOp::Delete, Version(1), None, &"alice".into())
         .await
         .unwrap();
     assert_eq!(recorded.revision, ingested.revision);

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tagged_routing::{
-    Change, ChangeOp, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result,
+    Author, Change, ChangeOp, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result,
     Revision, TenantId, TierName,
 };
 
@@ -182,21 +182,21 @@ impl ConfigStore for CachedStore {
         Ok(item)
     }
 
-    async fn put(
+    async fn put_by(
         &self,
         owner: &Owner,
         key: &Key,
         value: &JsonText,
         precondition: Precondition,
-        actor: &str,
+        author: &Author,
     ) -> Result<ConfigItem> {
-        let item = self.inner.put(owner, key, value, precondition, actor).await?;
+        let item = self.inner.put_by(owner, key, value, precondition, author).await?;
         self.remember_write(owner, key, Some(item.clone()), item.revision);
         Ok(item)
     }
 
-    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
-        let change = self.inner.delete(owner, key, precondition, actor).await?;
+    async fn delete_by(&self, owner: &Owner, key: &Key, precondition: Precondition, author: &Author) -> Result<Change> {
+        let change = self.inner.delete_by(owner, key, precondition, author).await?;
         self.remember_write(owner, key, None, change.revision);
         Ok(change)
     }

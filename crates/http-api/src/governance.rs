@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use tagged_routing::{ConfigItem, Error, JsonText, Layer, LayerStack, Owner, Prec
 use tenant_auth::Scope;
 
 use crate::auth::Access;
-use crate::handlers::{body, page_limit, path, query};
+use crate::handlers::{author, body, page_limit, path, query};
 use crate::{ApiError, AppState, Caller};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -137,9 +137,11 @@ pub async fn put_schema(
     caller: Caller,
     raw: Result<Path<String>, PathRejection>,
     q: Result<Query<RegisterQuery>, QueryRejection>,
+    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     caller.require_operator()?;
+    let author = author(&caller, &headers)?;
     let q = query(q)?;
     let path = schema_path(&state, raw)?;
     let bytes = body(bytes, state.max_body_bytes)?;
@@ -164,13 +166,7 @@ pub async fn put_schema(
     }
     let item = state
         .store
-        .put(
-            &Owner::Shared,
-            &path.record_key(),
-            &text,
-            Precondition::None,
-            caller.subject(),
-        )
+        .put_by(&Owner::Shared, &path.record_key(), &text, Precondition::None, &author)
         .await?;
     let status = if item.version.0 == 1 {
         StatusCode::CREATED
@@ -185,12 +181,14 @@ pub async fn delete_schema(
     State(state): State<AppState>,
     caller: Caller,
     raw: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> ApiResult {
     caller.require_operator()?;
+    let author = author(&caller, &headers)?;
     let path = schema_path(&state, raw)?;
     state
         .store
-        .delete(&Owner::Shared, &path.record_key(), Precondition::None, caller.subject())
+        .delete_by(&Owner::Shared, &path.record_key(), Precondition::None, &author)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tagged_routing::{
-    layers, Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Revision, TenantId, TierName,
+    layers, Author, Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Revision, TenantId, TierName,
 };
 use tenant_auth::Scope;
 
@@ -155,6 +155,20 @@ async fn read_items(state: &AppState, access: &Access, keys: &[Key]) -> ApiResul
     })
 }
 
+/// The author of a write: the verified caller, and the `X-Change-Reason` they gave (at most
+/// 256 characters, UTF-8, no control characters).
+pub(crate) fn author(caller: &Caller, headers: &HeaderMap) -> ApiResult<Author> {
+    let Some(raw) = headers.get(CHANGE_REASON) else {
+        return Ok(Author::new(caller.subject()));
+    };
+    let reason =
+        std::str::from_utf8(raw.as_bytes()).map_err(|_| ApiError::bad_header(CHANGE_REASON, "is not UTF-8"))?;
+    Author::with_reason(caller.subject(), reason).map_err(|e| ApiError::bad_header(CHANGE_REASON, &e.to_string()))
+}
+
+/// The header a writer states the reason of a change in.
+pub(crate) const CHANGE_REASON: &str = "x-change-reason";
+
 fn parse_key(state: &AppState, raw: &str) -> ApiResult<Key> {
     Ok(state.routes.parse_key(raw)?)
 }
@@ -248,11 +262,9 @@ pub async fn put(
     let bytes = body(bytes, state.max_body_bytes)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::InvalidValue("the body is not UTF-8".into()))?;
     let value = JsonText::parse(text)?;
+    let author = author(&caller, &headers)?;
     tagged_routing::governance::check_write(&*state.store, &owner, &key, &value).await?;
-    let item = state
-        .store
-        .put(&owner, &key, &value, precondition, caller.subject())
-        .await?;
+    let item = state.store.put_by(&owner, &key, &value, precondition, &author).await?;
     let status = if item.version.0 == 1 {
         StatusCode::CREATED
     } else {
@@ -281,7 +293,8 @@ pub async fn delete(
     let owner = caller.access(q.layer.as_deref(), Scope::Write)?.owner();
     let key = parse_key(&state, &raw)?;
     let precondition = write_precondition(&headers, &owner.layer(), false)?;
-    let change = state.store.delete(&owner, &key, precondition, caller.subject()).await?;
+    let author = author(&caller, &headers)?;
+    let change = state.store.delete_by(&owner, &key, precondition, &author).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = HeaderValue::from_str(&change.revision.to_string()) {
         response.headers_mut().insert("x-tagcfg-revision", v);

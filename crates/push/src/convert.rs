@@ -140,6 +140,8 @@ pub fn change_from_pb(c: pb::Change, routes: &RoutingTable) -> Result<Change, St
         op,
         version: Version(c.version),
         actor: c.actor.clone(),
+        // Watchers get values, not provenance: the reason stays in the change log.
+        reason: None,
         at: c.at.clone(),
         value,
         value_omitted,

@@ -580,7 +580,7 @@ async fn a_change_beyond_the_stores_head_cannot_poison_a_tenant() {
             &s.store.routes().parse_key("tenant_config_x").unwrap(),
             tagged_routing::ChangeOp::Put,
             tagged_routing::Version(1),
-            "attacker",
+            &"attacker".into(),
             "2026-11-27T00:00:00Z".into(),
             Some(&JsonText::parse("\"owned\"").unwrap()),
         );

@@ -86,6 +86,10 @@ async fn change_items_become_config_changed_events_and_other_records_are_ignored
     assert_eq!(published[0]["value"], serde_json::json!({"enabled": true}));
     assert_eq!(published[0]["key"], "tenant_config_flags/checkout");
     assert_eq!(
+        published[0]["reason"], "enable checkout for the launch",
+        "the reason travels"
+    );
+    assert_eq!(
         (published[0]["op"].as_str(), published[0]["version"].as_u64()),
         (Some("put"), Some(2))
     );

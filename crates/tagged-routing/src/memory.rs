@@ -8,8 +8,9 @@ use async_trait::async_trait;
 
 use crate::rules::{version_after_put, version_removed_by_delete};
 use crate::{
-    guard_allows, now_rfc3339, AppendGuard, Change, ChangeLog, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error,
-    HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, TenantId, TierName, Version,
+    guard_allows, now_rfc3339, AppendGuard, Author, Change, ChangeLog, ChangeOp, ChangeSink, ConfigItem, ConfigStore,
+    Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, TenantId, TierName,
+    Version,
 };
 
 #[derive(Default)]
@@ -79,13 +80,13 @@ impl ConfigStore for MemoryStore {
             .cloned())
     }
 
-    async fn put(
+    async fn put_by(
         &self,
         owner: &Owner,
         key: &Key,
         value: &JsonText,
         precondition: Precondition,
-        actor: &str,
+        author: &Author,
     ) -> Result<ConfigItem> {
         let mut state = self.lock();
         let current = state
@@ -100,7 +101,7 @@ impl ConfigStore for MemoryStore {
             key,
             ChangeOp::Put,
             version,
-            actor,
+            author,
             now_rfc3339(),
             Some(value),
         );
@@ -109,7 +110,7 @@ impl ConfigStore for MemoryStore {
         Ok(item)
     }
 
-    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
+    async fn delete_by(&self, owner: &Owner, key: &Key, precondition: Precondition, author: &Author) -> Result<Change> {
         let mut state = self.lock();
         let current = state
             .values
@@ -123,7 +124,7 @@ impl ConfigStore for MemoryStore {
             key,
             ChangeOp::Delete,
             version,
-            actor,
+            author,
             now_rfc3339(),
             None,
         );

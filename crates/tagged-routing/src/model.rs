@@ -242,11 +242,59 @@ pub struct Change {
     /// The version written (put) or the version removed (delete).
     pub version: Version,
     pub actor: String,
+    /// Why, in the author's words (`X-Change-Reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<JsonText>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_omitted: Option<ValueOmitted>,
+}
+
+/// The longest change reason accepted (`X-Change-Reason`), in characters.
+pub const MAX_REASON_CHARS: usize = 256;
+
+/// Who makes a change, and why: the verified subject, and the reason they gave.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Author {
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+impl Author {
+    pub fn new(actor: impl Into<String>) -> Self {
+        Author {
+            actor: actor.into(),
+            reason: None,
+        }
+    }
+
+    /// With a reason: at most [`MAX_REASON_CHARS`] characters and no control characters
+    /// (it is shown in logs, listings and terminals); empty means none.
+    pub fn with_reason(actor: impl Into<String>, reason: &str) -> Result<Self, crate::Error> {
+        let reason = reason.trim();
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(crate::Error::InvalidValue(format!(
+                "a change reason has at most {MAX_REASON_CHARS} characters"
+            )));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(crate::Error::InvalidValue(
+                "a change reason has no control characters".into(),
+            ));
+        }
+        Ok(Author {
+            actor: actor.into(),
+            reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        })
+    }
+}
+
+impl From<&str> for Author {
+    fn from(actor: &str) -> Self {
+        Author::new(actor)
+    }
 }
 
 impl Change {
@@ -259,7 +307,7 @@ impl Change {
         key: &Key,
         op: ChangeOp,
         version: Version,
-        actor: &str,
+        author: &Author,
         at: String,
         value: Option<&JsonText>,
     ) -> Self {
@@ -277,7 +325,8 @@ impl Change {
             backend: key.backend(),
             op,
             version,
-            actor: actor.to_owned(),
+            actor: author.actor.clone(),
+            reason: author.reason.clone(),
             at,
             value,
             value_omitted,
@@ -307,6 +356,7 @@ impl Change {
             op: ChangeOp::Tier,
             version,
             actor: actor.to_owned(),
+            reason: None,
             at,
             value,
             value_omitted: None,
@@ -338,6 +388,8 @@ pub struct HistoryEntry {
     pub revision: Option<Revision>,
     pub op: ChangeOp,
     pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<JsonText>,
@@ -352,6 +404,7 @@ impl From<Change> for HistoryEntry {
             revision: Some(c.revision),
             op: c.op,
             actor: c.actor,
+            reason: c.reason,
             at: c.at,
             value: c.value,
             value_omitted: c.value_omitted,

@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision, TenantId,
-    TierName, Version,
+    Author, Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
+    TenantId, TierName, Version,
 };
 
 /// The store port: everything the API needs from a backend. Implemented by each adapter
@@ -20,7 +20,21 @@ pub trait ConfigStore: Send + Sync {
     /// A tenant's effective value comes from [`crate::layers::resolve`].
     async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>>;
 
-    /// Writes `value` under `precondition`; returns the item as now stored.
+    /// Writes `value` under `precondition` by `author` (the change records the actor and
+    /// the reason); returns the item as now stored.
+    async fn put_by(
+        &self,
+        owner: &Owner,
+        key: &Key,
+        value: &JsonText,
+        precondition: Precondition,
+        author: &Author,
+    ) -> Result<ConfigItem>;
+
+    /// Removes `key` (`NotFound` when absent) by `author`; returns the change recorded.
+    async fn delete_by(&self, owner: &Owner, key: &Key, precondition: Precondition, author: &Author) -> Result<Change>;
+
+    /// [`ConfigStore::put_by`] an actor who gave no reason.
     async fn put(
         &self,
         owner: &Owner,
@@ -28,10 +42,14 @@ pub trait ConfigStore: Send + Sync {
         value: &JsonText,
         precondition: Precondition,
         actor: &str,
-    ) -> Result<ConfigItem>;
+    ) -> Result<ConfigItem> {
+        self.put_by(owner, key, value, precondition, &Author::new(actor)).await
+    }
 
-    /// Removes `key` (`NotFound` when absent); returns the change recorded.
-    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change>;
+    /// [`ConfigStore::delete_by`] an actor who gave no reason.
+    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
+        self.delete_by(owner, key, precondition, &Author::new(actor)).await
+    }
 
     /// Up to `limit` items whose key starts with `prefix`, after the key `after`.
     async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>>;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    BackendKind, Change, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition,
-    Result, Revision, RoutingTable, TenantId, TierName,
+    Author, BackendKind, Change, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page,
+    Precondition, Result, Revision, RoutingTable, TenantId, TierName,
 };
 
 /// Size limits that depend on how the backends are provisioned.
@@ -120,13 +120,13 @@ impl ConfigStore for TaggedStore {
         self.store_for(key)?.get(owner, key).await
     }
 
-    async fn put(
+    async fn put_by(
         &self,
         owner: &Owner,
         key: &Key,
         value: &JsonText,
         precondition: Precondition,
-        actor: &str,
+        author: &Author,
     ) -> Result<ConfigItem> {
         let limit = self.limits.max_value_bytes(key.backend());
         if value.len() > limit {
@@ -136,11 +136,13 @@ impl ConfigStore for TaggedStore {
                 backend: key.backend().to_string(),
             });
         }
-        self.store_for(key)?.put(owner, key, value, precondition, actor).await
+        self.store_for(key)?
+            .put_by(owner, key, value, precondition, author)
+            .await
     }
 
-    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
-        self.store_for(key)?.delete(owner, key, precondition, actor).await
+    async fn delete_by(&self, owner: &Owner, key: &Key, precondition: Precondition, author: &Author) -> Result<Change> {
+        self.store_for(key)?.delete_by(owner, key, precondition, author).await
     }
 
     async fn list(&self, owner: &Owner, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page<ConfigItem>> {

@@ -13,10 +13,24 @@ struct Api<'a> {
 
 impl Api<'_> {
     async fn call(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, Value, String) {
+        self.call_with(method, path, token, body, None).await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&str>,
+        reason: Option<&str>,
+    ) -> (u16, Value, String) {
         let mut request = self
             .http
             .request(method.parse().expect("method"), format!("{}{path}", self.d.http_url))
             .bearer_auth(token);
+        if let Some(reason) = reason {
+            request = request.header("x-change-reason", reason);
+        }
         if let Some(body) = body {
             request = request.body(body.to_owned());
         }
@@ -312,6 +326,46 @@ pub async fn run(d: &Deployment, feed: &dyn Feed) {
         "{}",
         r.1
     );
+    // Reasons: in history (DynamoDB- and SSM-routed keys), in the change log, bounded.
+    let param = format!("param_config_gov-{n}/endpoint");
+    for (key, value) in [(&eff, r#"{"max_rps":8}"#), (&param, "\"https://x.example\"")] {
+        let path = format!("/v1/config/{key}");
+        let r = api
+            .call_with(
+                "PUT",
+                &path,
+                &d.tenant_token,
+                Some(value),
+                Some("launch day: raise the limit"),
+            )
+            .await;
+        assert!((200..300).contains(&r.0), "a write with a reason: {}", r.1);
+        let r = api.tenant("GET", &format!("{path}/history"), None).await;
+        assert_eq!(
+            r.1["versions"][0]["reason"], "launch day: raise the limit",
+            "{key}: {}",
+            r.1
+        );
+    }
+    let r = api.tenant("GET", "/v1/changes?since=0&limit=1000", None).await;
+    let reasons = r.1["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["reason"] == "launch day: raise the limit")
+        .count();
+    assert_eq!(reasons, 2, "{}", r.1);
+    let long = "x".repeat(257);
+    let r = api
+        .call_with(
+            "PUT",
+            &format!("/v1/config/{eff}"),
+            &d.tenant_token,
+            Some("{}"),
+            Some(&long),
+        )
+        .await;
+    expect("a reason of 257 characters", &r, 400, Some("bad_header"));
     expect(
         "effective is a tenant's view",
         &api.operator("GET", "/v1/effective", None).await,

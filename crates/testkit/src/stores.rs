@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tagged_routing::{
-    Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
+    Author, Change, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
     TenantId, TierName,
 };
 
@@ -54,11 +54,11 @@ impl ConfigStore for Observed {
         tokio::time::sleep(self.get_delay).await;
         self.inner.get(o, k).await
     }
-    async fn put(&self, o: &Owner, k: &Key, v: &JsonText, p: Precondition, a: &str) -> Result<ConfigItem> {
-        self.inner.put(o, k, v, p, a).await
+    async fn put_by(&self, o: &Owner, k: &Key, v: &JsonText, p: Precondition, a: &Author) -> Result<ConfigItem> {
+        self.inner.put_by(o, k, v, p, a).await
     }
-    async fn delete(&self, o: &Owner, k: &Key, p: Precondition, a: &str) -> Result<Change> {
-        self.inner.delete(o, k, p, a).await
+    async fn delete_by(&self, o: &Owner, k: &Key, p: Precondition, a: &Author) -> Result<Change> {
+        self.inner.delete_by(o, k, p, a).await
     }
     async fn list(&self, o: &Owner, p: &str, a: Option<&str>, l: usize) -> Result<Page<ConfigItem>> {
         self.inner.list(o, p, a, l).await

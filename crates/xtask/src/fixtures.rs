@@ -381,6 +381,7 @@ struct ChangeImage<'a> {
     backend: &'a str,
     omitted: Option<&'a str>,
     version: u64,
+    reason: Option<&'a str>,
 }
 
 impl ChangeImage<'_> {
@@ -407,6 +408,9 @@ impl ChangeImage<'_> {
         if let Some(omitted) = self.omitted {
             item["value_omitted"] = json!({"S": omitted});
         }
+        if let Some(reason) = self.reason {
+            item["reason"] = json!({"S": reason});
+        }
         item
     }
 }
@@ -421,6 +425,7 @@ fn put_change<'a>(tenant: &'a str, revision: u64, key: &'a str, value: &'a str) 
         backend: "dynamodb",
         omitted: None,
         version: 1,
+        reason: None,
     }
 }
 
@@ -449,6 +454,7 @@ fn record(seq: u64, name: &str, item: &Value, with_image: bool) -> Value {
 fn stream_batches() -> Vec<(&'static str, Value)> {
     let put = ChangeImage {
         version: 2,
+        reason: Some("enable checkout for the launch"),
         ..put_change("acme", 7, "tenant_config_flags/checkout", r#"{"enabled":true}"#)
     }
     .image();

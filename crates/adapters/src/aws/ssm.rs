@@ -21,8 +21,8 @@ use std::sync::Arc;
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 
 use tagged_routing::{
-    now_rfc3339, AppendGuard, Change, ChangeLog, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key,
-    Owner, Page, Precondition, Recorded, Result, Revision, RoutingTable, ValueOmitted, Version,
+    now_rfc3339, AppendGuard, Author, Change, ChangeLog, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry,
+    JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, RoutingTable, ValueOmitted, Version,
 };
 
 use super::error::{corrupt, from_sdk};
@@ -185,10 +185,10 @@ impl SsmStore {
         op: ChangeOp,
         version: Version,
         value: Option<&JsonText>,
-        actor: &str,
+        author: &Author,
     ) -> Result<Change> {
         let at = now_rfc3339();
-        let make = |revision| Change::new(owner, revision, key, op, version, actor, at.clone(), value);
+        let make = |revision| Change::new(owner, revision, key, op, version, author, at.clone(), value);
         let guard = match op {
             ChangeOp::Delete => AppendGuard::RecordedIs(version),
             _ => AppendGuard::NotRecordedAs(version),
@@ -202,7 +202,16 @@ impl SsmStore {
             (ChangeOp::Delete, _) | (_, None) => self.log.head(owner).await?,
             (_, Some(recorded)) => recorded.revision,
         };
-        Ok(Change::new(owner, revision, key, op, version, "ssm", at, value))
+        Ok(Change::new(
+            owner,
+            revision,
+            key,
+            op,
+            version,
+            &Author::new("ssm"),
+            at,
+            value,
+        ))
     }
 }
 
@@ -242,7 +251,7 @@ impl SsmStore {
                         key,
                         ChangeOp::Put,
                         version,
-                        "ssm",
+                        &Author::new("ssm"),
                         at.clone(),
                         Some(&value),
                     )
@@ -253,8 +262,18 @@ impl SsmStore {
                 // Deleted outside the API. Our own deletes removed the record already.
                 let Some(record) = record else { return Ok(None) };
                 let version = record.version;
-                let make =
-                    |revision| Change::new(owner, revision, key, ChangeOp::Delete, version, "ssm", at.clone(), None);
+                let make = |revision| {
+                    Change::new(
+                        owner,
+                        revision,
+                        key,
+                        ChangeOp::Delete,
+                        version,
+                        &Author::new("ssm"),
+                        at.clone(),
+                        None,
+                    )
+                };
                 self.log.append(owner, &make, AppendGuard::RecordedIs(version)).await
             }
         }
@@ -271,13 +290,13 @@ impl ConfigStore for SsmStore {
             .transpose()
     }
 
-    async fn put(
+    async fn put_by(
         &self,
         owner: &Owner,
         key: &Key,
         value: &JsonText,
         precondition: Precondition,
-        actor: &str,
+        author: &Author,
     ) -> Result<ConfigItem> {
         let name = self.parameter_name(owner, key)?;
         if precondition != Precondition::CreateOnly {
@@ -301,6 +320,8 @@ impl ConfigStore for SsmStore {
             } else {
                 ParameterTier::Standard
             })
+            // The reason travels with the version: SSM's history keeps each version's description.
+            .description(author.reason.clone().unwrap_or_default())
             .overwrite(precondition != Precondition::CreateOnly);
         let version = match request.send().await {
             Ok(out) => Version(u64::try_from(out.version).map_err(corrupt)?),
@@ -313,12 +334,12 @@ impl ConfigStore for SsmStore {
         // The value is stored; should the append fail, the Parameter Store Change event of
         // this write heals the feed (see docs/ARCHITECTURE.md).
         let change = self
-            .record(owner, key, ChangeOp::Put, version, Some(value), actor)
+            .record(owner, key, ChangeOp::Put, version, Some(value), author)
             .await?;
         Ok(ConfigItem::written(owner, &change, value))
     }
 
-    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
+    async fn delete_by(&self, owner: &Owner, key: &Key, precondition: Precondition, author: &Author) -> Result<Change> {
         let name = self.parameter_name(owner, key)?;
         let current = self.get_parameter(&name).await?.map(|p| Version(p.version() as u64));
         let version = version_removed_by_delete(current, precondition)?;
@@ -329,7 +350,7 @@ impl ConfigStore for SsmStore {
             }
             Err(e) => return Err(from_sdk(SERVICE, "DeleteParameter", e)),
         }
-        self.record(owner, key, ChangeOp::Delete, version, None, actor).await
+        self.record(owner, key, ChangeOp::Delete, version, None, author).await
     }
 
     /// One page of the change log's records (key order, paged by the log's backend), then
@@ -412,6 +433,7 @@ impl ConfigStore for SsmStore {
                     revision: None,
                     op: ChangeOp::Put,
                     actor: h.last_modified_user().unwrap_or("ssm").to_owned(),
+                    reason: h.description().filter(|d| !d.is_empty()).map(str::to_owned),
                     at: format_date(h.last_modified_date()),
                     value,
                     value_omitted: secret.then_some(ValueOmitted::Secret),

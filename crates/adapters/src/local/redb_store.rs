@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
-    guard_allows, now_rfc3339, AppendGuard, Change, ChangeLog, ChangeOp, ChangeSink, ConfigItem, ConfigStore, Error,
-    HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, TenantId, TierName, Version,
+    guard_allows, now_rfc3339, AppendGuard, Author, Change, ChangeLog, ChangeOp, ChangeSink, ConfigItem, ConfigStore,
+    Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, TenantId, TierName,
+    Version,
 };
 
 /// (owner, key) → ConfigItem as JSON
@@ -198,7 +199,7 @@ impl RedbStore {
         op: ChangeOp,
         value: Option<&JsonText>,
         precondition: Precondition,
-        actor: &str,
+        author: &Author,
     ) -> Result<(Option<ConfigItem>, Change)> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db.begin_write().map_err(storage)?;
@@ -218,7 +219,7 @@ impl RedbStore {
                 ChangeOp::Tier => return Err(Error::Backend("a tier assignment is not a value write".into())),
             };
             let revision = Revision(heads.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()) + 1);
-            let change = Change::new(owner, revision, key, op, version, actor, now_rfc3339(), value);
+            let change = Change::new(owner, revision, key, op, version, author, now_rfc3339(), value);
             let item = value.map(|value| ConfigItem::written(owner, &change, value));
             match &item {
                 Some(item) => values
@@ -355,25 +356,25 @@ impl ConfigStore for RedbStore {
         .await
     }
 
-    async fn put(
+    async fn put_by(
         &self,
         owner: &Owner,
         key: &Key,
         value: &JsonText,
         precondition: Precondition,
-        actor: &str,
+        author: &Author,
     ) -> Result<ConfigItem> {
-        let (owner, key, value, actor) = (owner.clone(), key.clone(), value.clone(), actor.to_owned());
+        let (owner, key, value, author) = (owner.clone(), key.clone(), value.clone(), author.clone());
         self.blocking(move |s| {
-            let (item, _) = s.write(&owner, &key, ChangeOp::Put, Some(&value), precondition, &actor)?;
+            let (item, _) = s.write(&owner, &key, ChangeOp::Put, Some(&value), precondition, &author)?;
             item.ok_or_else(|| Error::Backend("a put stored no item".into()))
         })
         .await
     }
 
-    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
-        let (owner, key, actor) = (owner.clone(), key.clone(), actor.to_owned());
-        self.blocking(move |s| Ok(s.write(&owner, &key, ChangeOp::Delete, None, precondition, &actor)?.1))
+    async fn delete_by(&self, owner: &Owner, key: &Key, precondition: Precondition, author: &Author) -> Result<Change> {
+        let (owner, key, author) = (owner.clone(), key.clone(), author.clone());
+        self.blocking(move |s| Ok(s.write(&owner, &key, ChangeOp::Delete, None, precondition, &author)?.1))
             .await
     }
 

@@ -20,7 +20,7 @@ fn change(owner: &Owner, key: &Key, op: ChangeOp, version: u64) -> impl Fn(Revis
             &key,
             op,
             Version(version),
-            "log-test",
+            &"log-test".into(),
             now_rfc3339(),
             value,
         )

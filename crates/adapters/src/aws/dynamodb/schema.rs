@@ -108,6 +108,8 @@ pub struct ChangeItem {
     op: ChangeOp,
     version: u64,
     actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     value: Option<String>,
@@ -130,6 +132,7 @@ impl ChangeItem {
             op: change.op,
             version: change.version.0,
             actor: change.actor.clone(),
+            reason: change.reason.clone(),
             at: change.at.clone(),
             value: change.value.as_ref().map(|v| v.as_str().to_owned()),
             value_omitted: change.value_omitted,
@@ -152,6 +155,7 @@ impl ChangeItem {
             op: self.op,
             version: Version(self.version),
             actor: self.actor,
+            reason: self.reason,
             at: self.at,
             value_omitted: self.value_omitted,
         })

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
-    now_rfc3339, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page,
+    now_rfc3339, Author, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page,
     Precondition, Result, Revision, TenantId, TierName, Version,
 };
 
@@ -24,7 +24,7 @@ impl DynamoStore {
         op: ChangeOp,
         value: Option<&JsonText>,
         precondition: Precondition,
-        actor: &str,
+        author: &Author,
     ) -> Result<(Option<ConfigItem>, Change)> {
         for attempt in 0..MAX_WRITE_ATTEMPTS {
             let (current, head) = tokio::try_join!(
@@ -39,7 +39,7 @@ impl DynamoStore {
             };
             let revision = Revision(head.0 + 1);
             let at = now_rfc3339();
-            let change = Change::new(owner, revision, key, op, version, actor, at.clone(), value);
+            let change = Change::new(owner, revision, key, op, version, author, at.clone(), value);
             let value_write = match value {
                 Some(value) => {
                     let item = ValueItem {
@@ -50,7 +50,7 @@ impl DynamoStore {
                         version: version.0,
                         revision: revision.0,
                         updated_at: at.clone(),
-                        updated_by: actor.to_owned(),
+                        updated_by: author.actor.clone(),
                     };
                     let put = Put::builder().table_name(&self.table).set_item(Some(encode(&item)?));
                     let put = match current_version {
@@ -105,23 +105,23 @@ impl ConfigStore for DynamoStore {
             .transpose()
     }
 
-    async fn put(
+    async fn put_by(
         &self,
         owner: &Owner,
         key: &Key,
         value: &JsonText,
         precondition: Precondition,
-        actor: &str,
+        author: &Author,
     ) -> Result<ConfigItem> {
         let (item, _) = self
-            .write(owner, key, ChangeOp::Put, Some(value), precondition, actor)
+            .write(owner, key, ChangeOp::Put, Some(value), precondition, author)
             .await?;
         item.ok_or_else(|| Error::Backend("a put stored no item".into()))
     }
 
-    async fn delete(&self, owner: &Owner, key: &Key, precondition: Precondition, actor: &str) -> Result<Change> {
+    async fn delete_by(&self, owner: &Owner, key: &Key, precondition: Precondition, author: &Author) -> Result<Change> {
         Ok(self
-            .write(owner, key, ChangeOp::Delete, None, precondition, actor)
+            .write(owner, key, ChangeOp::Delete, None, precondition, author)
             .await?
             .1)
     }
