@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tagged_routing::{
     Author, Change, ChangeOp, ConfigItem, ConfigStore, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result,
-    Revision, TenantId, TierName,
+    Revision, SetWrite, TenantId, TierName,
 };
 
 /// How many changes one re-validation reads; more than this and the owner's cache is dropped.
@@ -226,6 +226,15 @@ impl ConfigStore for CachedStore {
 
     async fn owners(&self) -> Result<Vec<Owner>> {
         self.inner.owners().await
+    }
+
+    async fn write_set(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
+        let changes = self.inner.write_set(owner, writes, author).await?;
+        for (w, change) in writes.iter().zip(&changes) {
+            let item = w.value.as_ref().map(|v| ConfigItem::written(owner, change, v));
+            self.remember_write(owner, &w.key, item, change.revision);
+        }
+        Ok(changes)
     }
 
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {

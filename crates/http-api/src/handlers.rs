@@ -37,7 +37,7 @@ pub struct ReadQuery {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct LayerQuery {
-    layer: Option<String>,
+    pub(crate) layer: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

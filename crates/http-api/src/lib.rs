@@ -17,11 +17,13 @@
 //!   with the gRPC server in `tagcfg serve`): 429 + `Retry-After`;
 //! - `handlers`: thin handlers: parse, check scope, call the store, shape the answer;
 //!   every write is checked against the schema that governs its key first;
+//! - `change_sets`: several writes of one layer, all or nothing (`/v1/config:batchWrite`);
 //! - [`governance`]: schema registrations (`/v1/schemas`) and effective values with
 //!   provenance (`/v1/effective`).
 
 mod auth;
 pub mod cache;
+mod change_sets;
 mod conditional;
 pub mod governance;
 mod handlers;
@@ -165,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(handlers::openapi))
         .route("/v1/config", get(handlers::list))
         .route("/v1/config:batchGet", post(handlers::batch_get))
+        .route("/v1/config:batchWrite", post(change_sets::batch_write))
         .route(
             "/v1/config/{*key}",
             get(handlers::get_or_history)

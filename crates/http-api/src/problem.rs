@@ -68,6 +68,7 @@ impl ApiError {
                 Error::InvalidSchema(_) => (StatusCode::BAD_REQUEST, "invalid_schema"),
                 Error::SchemaViolation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "schema_violation"),
                 Error::OverrideDenied(_) => (StatusCode::FORBIDDEN, "override_denied"),
+                Error::NotAtomic(_) => (StatusCode::BAD_REQUEST, "not_atomic"),
             },
             ApiError::Auth(e) if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, e.code()),
             ApiError::Auth(e) if e.is_wrong_principal() => (StatusCode::FORBIDDEN, e.code()),

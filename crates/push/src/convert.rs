@@ -98,6 +98,7 @@ pub fn change_to_pb(c: &Change) -> pb::Change {
         at: c.at.clone(),
         value_json: c.value.as_ref().map(|v| v.as_str().to_owned()),
         value_omitted: omitted_to_pb(c.value_omitted).into(),
+        set_last: c.set_last.map(|r| r.0),
     }
 }
 
@@ -142,6 +143,7 @@ pub fn change_from_pb(c: pb::Change, routes: &RoutingTable) -> Result<Change, St
         actor: c.actor.clone(),
         // Watchers get values, not provenance: the reason stays in the change log.
         reason: None,
+        set_last: c.set_last.map(Revision),
         at: c.at.clone(),
         value,
         value_omitted,
@@ -243,6 +245,7 @@ pub fn status_of(e: &Error) -> Status {
         Error::InvalidSchema(_) => Status::invalid_argument(message),
         Error::SchemaViolation(_) => Status::invalid_argument(message),
         Error::OverrideDenied(_) => Status::permission_denied(message),
+        Error::NotAtomic(_) => Status::invalid_argument(message),
     }
 }
 

@@ -169,6 +169,9 @@ struct LogState {
     ring: VecDeque<Arc<Change>>,
     /// key → the owner's own item, or `None` when known absent.
     cache: HashMap<String, Option<ConfigItem>>,
+    /// The updates of a change set applied so far, held until its last change so that
+    /// watchers get the set in one batch.
+    pending_set: Vec<(TenantId, Vec<Update>)>,
 }
 
 #[derive(Default)]
@@ -541,7 +544,13 @@ impl Hub {
         while log.ring.len() > self.config.ring_capacity {
             log.ring.pop_front();
         }
-        for (tenant, updates) in deliveries {
+        if change.set_last.is_some_and(|last| last > change.revision) {
+            log.pending_set.extend(deliveries);
+            return Ok(());
+        }
+        let mut held = std::mem::take(&mut log.pending_set);
+        held.extend(deliveries);
+        for (tenant, updates) in merge_by_tenant(held) {
             deliver(&mut state, &tenant, updates);
         }
         self.evict_idle(&mut state);
@@ -883,6 +892,18 @@ fn cursor_in(state: &State, tenant: &TenantId) -> Option<(Cursor, bool)> {
         shared: head(Owner::Shared),
     };
     Some((cursor, complete))
+}
+
+/// One batch per tenant, in the order the updates were made.
+fn merge_by_tenant(deliveries: Vec<(TenantId, Vec<Update>)>) -> Vec<(TenantId, Vec<Update>)> {
+    let mut merged: Vec<(TenantId, Vec<Update>)> = Vec::new();
+    for (tenant, updates) in deliveries {
+        match merged.iter_mut().find(|(t, _)| *t == tenant) {
+            Some((_, all)) => all.extend(updates),
+            None => merged.push((tenant, updates)),
+        }
+    }
+    merged
 }
 
 fn deliver(state: &mut State, tenant: &TenantId, updates: Vec<Update>) {

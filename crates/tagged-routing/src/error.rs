@@ -65,6 +65,9 @@ pub enum Error {
     /// The override policy of the key forbids writing it in this layer.
     #[error("{0}")]
     OverrideDenied(String),
+    /// A change set this deployment cannot write all or nothing.
+    #[error("not atomic: {0}")]
+    NotAtomic(String),
 }
 
 impl Error {

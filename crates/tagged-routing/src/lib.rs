@@ -42,7 +42,7 @@ pub use key::{validate_name, BackendKind, Key, Tag, MAX_NAME_LEN};
 pub use layers::{is_visible, resolve, LayerSource, LayerStack};
 pub use model::{
     now_rfc3339, Author, Change, ChangeOp, ConfigItem, HistoryEntry, JsonText, Layer, Page, Precondition, Revision,
-    ValueOmitted, Version, INLINE_VALUE_LIMIT, MAX_JSON_DEPTH, MAX_REASON_CHARS,
+    SetWrite, ValueOmitted, Version, INLINE_VALUE_LIMIT, MAX_JSON_DEPTH, MAX_REASON_CHARS, MAX_SET_WRITES,
 };
 pub use ports::{guard_allows, AppendGuard, ChangeLog, ChangeSink, ConfigStore, Recorded};
 pub use routing::{RoutingTable, DEFAULT_ROUTES};

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use crate::rules::{version_after_put, version_removed_by_delete};
 use crate::{
     guard_allows, now_rfc3339, AppendGuard, Author, Change, ChangeLog, ChangeOp, ChangeSink, ConfigItem, ConfigStore,
-    Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, TenantId, TierName,
-    Version,
+    Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, SetWrite, TenantId,
+    TierName, Version,
 };
 
 #[derive(Default)]
@@ -189,6 +189,23 @@ impl ConfigStore for MemoryStore {
 
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
         Ok(self.lock().heads.get(owner.as_str()).copied().unwrap_or_default())
+    }
+
+    async fn write_set(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
+        let mut state = self.lock();
+        let versions = crate::rules::plan_set(writes, |k| {
+            state
+                .values
+                .get(&(owner.as_str().to_owned(), k.as_str().to_owned()))
+                .map(|i| i.version)
+        })?;
+        let head = state.heads.get(owner.as_str()).copied().unwrap_or_default();
+        let changes = crate::rules::set_changes(owner, head, writes, &versions, author, &now_rfc3339());
+        for (w, change) in writes.iter().zip(&changes) {
+            let item = w.value.as_ref().map(|v| ConfigItem::written(owner, change, v));
+            self.commit(&mut state, owner, &w.key, item, change.clone());
+        }
+        Ok(changes)
     }
 
     async fn owners(&self) -> Result<Vec<Owner>> {

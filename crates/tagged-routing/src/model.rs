@@ -245,12 +245,28 @@ pub struct Change {
     /// Why, in the author's words (`X-Change-Reason`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// In a change set: the revision of the set's last change. Readers of the feed show the
+    /// set's changes together once that one arrived, never half a set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_last: Option<Revision>,
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<JsonText>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_omitted: Option<ValueOmitted>,
 }
+
+/// One write of a change set: a value (`None`: delete the key) under a precondition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetWrite {
+    pub key: Key,
+    pub value: Option<JsonText>,
+    pub precondition: Precondition,
+}
+
+/// The most writes one change set holds: DynamoDB's `TransactWriteItems` takes 100 items,
+/// and a set writes two per key (value, change) plus the owner's head.
+pub const MAX_SET_WRITES: usize = 49;
 
 /// The longest change reason accepted (`X-Change-Reason`), in characters.
 pub const MAX_REASON_CHARS: usize = 256;
@@ -327,6 +343,7 @@ impl Change {
             version,
             actor: author.actor.clone(),
             reason: author.reason.clone(),
+            set_last: None,
             at,
             value,
             value_omitted,
@@ -357,6 +374,7 @@ impl Change {
             version,
             actor: actor.to_owned(),
             reason: None,
+            set_last: None,
             at,
             value,
             value_omitted: None,

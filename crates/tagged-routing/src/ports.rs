@@ -2,7 +2,7 @@ use async_trait::async_trait;
 
 use crate::{
     Author, Change, ConfigItem, Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Result, Revision,
-    TenantId, TierName, Version,
+    SetWrite, TenantId, TierName, Version,
 };
 
 /// The store port: everything the API needs from a backend. Implemented by each adapter
@@ -33,6 +33,16 @@ pub trait ConfigStore: Send + Sync {
 
     /// Removes `key` (`NotFound` when absent) by `author`; returns the change recorded.
     async fn delete_by(&self, owner: &Owner, key: &Key, precondition: Precondition, author: &Author) -> Result<Change>;
+
+    /// Writes every one of `writes` in `owner`'s layer, or none: consecutive revisions, each
+    /// change marked with the set's last revision (`Change::set_last`). Any precondition
+    /// that fails fails the whole set. Keys are distinct.
+    async fn write_set(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
+        let _ = (owner, writes, author);
+        Err(Error::NotAtomic(
+            "this store cannot write a change set atomically".into(),
+        ))
+    }
 
     /// [`ConfigStore::put_by`] an actor who gave no reason.
     async fn put(

@@ -74,3 +74,72 @@ mod tests {
         assert!(version_removed_by_delete(Some(Version(3)), Precondition::IfVersion(Version(2))).is_err());
     }
 }
+
+/// Plans a change set: checks its size and that its keys are distinct, then, with each
+/// key's current version (`current`), the version every write leaves, or the first failing
+/// precondition. Nothing is written by planning.
+pub fn plan_set(
+    writes: &[crate::SetWrite],
+    current: impl Fn(&crate::Key) -> Option<Version>,
+) -> Result<Vec<Version>, Error> {
+    if writes.is_empty() || writes.len() > crate::MAX_SET_WRITES {
+        return Err(Error::InvalidValue(format!(
+            "a change set holds 1 to {} writes",
+            crate::MAX_SET_WRITES
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    writes
+        .iter()
+        .map(|w| {
+            if !seen.insert(w.key.as_str()) {
+                return Err(Error::InvalidValue(format!(
+                    "'{}' appears twice in the set",
+                    w.key.as_str()
+                )));
+            }
+            match w.value {
+                Some(_) => version_after_put(current(&w.key), w.precondition),
+                None => version_removed_by_delete(current(&w.key), w.precondition),
+            }
+        })
+        .collect()
+}
+
+/// The changes of a set planned with [`plan_set`], after head revision `head`: consecutive
+/// revisions, each marked with the last.
+pub fn set_changes(
+    owner: &crate::Owner,
+    head: crate::Revision,
+    writes: &[crate::SetWrite],
+    versions: &[Version],
+    author: &crate::Author,
+    at: &str,
+) -> Vec<crate::Change> {
+    let last = crate::Revision(head.0 + writes.len() as u64);
+    writes
+        .iter()
+        .zip(versions)
+        .enumerate()
+        .map(|(i, (w, version))| {
+            let op = if w.value.is_some() {
+                crate::ChangeOp::Put
+            } else {
+                crate::ChangeOp::Delete
+            };
+            let revision = crate::Revision(head.0 + 1 + i as u64);
+            let mut change = crate::Change::new(
+                owner,
+                revision,
+                &w.key,
+                op,
+                *version,
+                author,
+                at.to_owned(),
+                w.value.as_ref(),
+            );
+            change.set_last = Some(last);
+            change
+        })
+        .collect()
+}

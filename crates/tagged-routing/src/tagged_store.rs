@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::{
     Author, BackendKind, Change, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page,
-    Precondition, Result, Revision, RoutingTable, TenantId, TierName,
+    Precondition, Result, Revision, RoutingTable, SetWrite, TenantId, TierName,
 };
 
 /// Size limits that depend on how the backends are provisioned.
@@ -194,6 +194,34 @@ impl ConfigStore for TaggedStore {
 
     async fn owners(&self) -> Result<Vec<Owner>> {
         self.change_log.owners().await
+    }
+
+    /// A set is atomic within one backend that writes values and the change log together:
+    /// DynamoDB-routed keys only (SSM writes a parameter, then the log: two calls). The
+    /// local store refuses the same sets, so what works locally works on AWS.
+    async fn write_set(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
+        if let Some(w) = writes.iter().find(|w| w.key.backend() != BackendKind::Dynamodb) {
+            return Err(Error::NotAtomic(format!(
+                "'{}' routes to {}; a change set is atomic within DynamoDB-routed keys only",
+                w.key.as_str(),
+                w.key.backend()
+            )));
+        }
+        for w in writes {
+            let limit = self.limits.max_value_bytes(w.key.backend());
+            if let Some(value) = w.value.as_ref().filter(|v| v.len() > limit) {
+                return Err(Error::ValueTooLarge {
+                    size: value.len(),
+                    limit,
+                    backend: w.key.backend().to_string(),
+                });
+            }
+        }
+        let store = self
+            .backends
+            .get(&BackendKind::Dynamodb)
+            .ok_or_else(|| Error::Backend("no store for backend dynamodb".into()))?;
+        store.write_set(owner, writes, author).await
     }
 
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {

@@ -326,6 +326,47 @@ pub async fn run(d: &Deployment, feed: &dyn Feed) {
         "{}",
         r.1
     );
+    // Change sets: all or nothing, seen by a watcher as one batch.
+    let (set_a, set_b) = (format!("{base}set/a"), format!("{base}set/b"));
+    let mut watcher = crate::auth::watch(&d.grpc_url, &d.tenant_token, &[format!("{base}set/")], None).await;
+    // The first event says the stream is live.
+    watcher
+        .message()
+        .await
+        .expect("the stream stays up")
+        .expect("a first event");
+    let set = json!({"writes": [{"key": set_a, "value": {"max_rps": 10}}, {"key": set_b, "value": {"max_rps": 11}}],
+                     "reason": "two limits at once"})
+    .to_string();
+    let r = api.tenant("POST", "/v1/config:batchWrite", Some(&set)).await;
+    expect("a change set", &r, 200, None);
+    assert_eq!(r.1["changes"].as_array().map(Vec::len), Some(2), "{}", r.1);
+    feed.settle().await;
+    let batch = next_batch(&mut watcher).await;
+    assert_eq!(batch, [set_a.clone(), set_b.clone()], "the whole set in one batch");
+    let stale =
+        json!({"writes": [{"key": set_a, "value": {"max_rps": 12}}, {"key": set_b, "value": null, "if_match": 9}]})
+            .to_string();
+    let r = api.tenant("POST", "/v1/config:batchWrite", Some(&stale)).await;
+    expect("a set with a stale if_match", &r, 412, Some("version_mismatch"));
+    let r = api.tenant("GET", &format!("/v1/config/{set_a}"), None).await;
+    assert_eq!(
+        r.1["value"],
+        json!({"max_rps": 10}),
+        "nothing of the failed set was written"
+    );
+    let invalid =
+        json!({"writes": [{"key": set_a, "value": {"max_rps": 13}}, {"key": set_b, "value": {"max_rps": "x"}}]})
+            .to_string();
+    let r = api.tenant("POST", "/v1/config:batchWrite", Some(&invalid)).await;
+    expect("a set with a schema violation", &r, 422, Some("schema_violation"));
+    let mixed = json!({"writes": [{"key": set_a, "value": {"max_rps": 14}}, {"key": format!("param_config_gov-{n}/x"), "value": 1}]})
+        .to_string();
+    let r = api.tenant("POST", "/v1/config:batchWrite", Some(&mixed)).await;
+    expect("a set with an SSM-routed key", &r, 400, Some("not_atomic"));
+    let r = api.tenant("GET", &format!("/v1/config/{set_a}"), None).await;
+    assert_eq!(r.1["version"], 1, "{}", r.1);
+
     // Reasons: in history (DynamoDB- and SSM-routed keys), in the change log, bounded.
     let param = format!("param_config_gov-{n}/endpoint");
     for (key, value) in [(&eff, r#"{"max_rps":8}"#), (&param, "\"https://x.example\"")] {
@@ -373,4 +414,22 @@ pub async fn run(d: &Deployment, feed: &dyn Feed) {
         Some("forbidden"),
     );
     feed.settle().await;
+}
+
+/// The keys of the next update batch on `stream` (heartbeats skipped), within 20 s.
+async fn next_batch(stream: &mut tonic::Streaming<push::pb::WatchEvent>) -> Vec<String> {
+    use push::pb::watch_event::Event;
+    let deadline = std::time::Duration::from_secs(20);
+    loop {
+        let event = tokio::time::timeout(deadline, stream.message())
+            .await
+            .expect("an event within 20 s")
+            .expect("the stream stays up")
+            .expect("the stream goes on");
+        match event.event {
+            Some(Event::Updates(batch)) => return batch.updates.into_iter().map(|u| u.key).collect(),
+            Some(Event::Heartbeat(_)) => continue,
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
 }

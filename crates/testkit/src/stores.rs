@@ -80,6 +80,9 @@ impl ConfigStore for Observed {
     async fn owners(&self) -> Result<Vec<Owner>> {
         self.inner.owners().await
     }
+    async fn write_set(&self, o: &Owner, w: &[tagged_routing::SetWrite], a: &Author) -> Result<Vec<Change>> {
+        self.inner.write_set(o, w, a).await
+    }
     async fn tier_of(&self, t: &TenantId) -> Result<Option<TierName>> {
         self.inner.tier_of(t).await
     }

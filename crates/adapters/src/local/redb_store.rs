@@ -7,8 +7,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
     guard_allows, now_rfc3339, AppendGuard, Author, Change, ChangeLog, ChangeOp, ChangeSink, ConfigItem, ConfigStore,
-    Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, TenantId, TierName,
-    Version,
+    Error, HistoryEntry, JsonText, Key, Owner, Page, Precondition, Recorded, Result, Revision, SetWrite, TenantId,
+    TierName, Version,
 };
 
 /// (owner, key) → ConfigItem as JSON
@@ -238,6 +238,56 @@ impl RedbStore {
             sink.publish(&result.1);
         }
         Ok(result)
+    }
+
+    /// A change set in one redb transaction: values, changes and the head, or nothing.
+    fn write_all(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = self.db.begin_write().map_err(storage)?;
+        let changes = {
+            let mut values = txn.open_table(VALUES).map_err(storage)?;
+            let mut heads = txn.open_table(HEADS).map_err(storage)?;
+            let mut changes = txn.open_table(CHANGES).map_err(storage)?;
+            let mut current = std::collections::HashMap::new();
+            for w in writes {
+                let row = values.get((owner.as_str(), w.key.as_str())).map_err(storage)?;
+                if let Some(row) = row {
+                    let item = self.item_of(owner.as_str(), w.key.as_str(), row.value())?;
+                    current.insert(w.key.as_str().to_owned(), item.version);
+                }
+            }
+            let versions = tagged_routing::rules::plan_set(writes, |k| current.get(k.as_str()).copied())?;
+            let head = Revision(heads.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()));
+            let set = tagged_routing::rules::set_changes(owner, head, writes, &versions, author, &now_rfc3339());
+            for (w, change) in writes.iter().zip(&set) {
+                let id = (owner.as_str(), w.key.as_str());
+                match &w.value {
+                    Some(value) => {
+                        let item = ConfigItem::written(owner, change, value);
+                        values
+                            .insert(id, self.row_of(owner, &w.key, &item)?.as_slice())
+                            .map_err(storage)?;
+                    }
+                    None => {
+                        values.remove(id).map_err(storage)?;
+                    }
+                }
+                changes
+                    .insert((owner.as_str(), change.revision.0), encode(change)?.as_slice())
+                    .map_err(storage)?;
+            }
+            if let Some(last) = set.last() {
+                heads.insert(owner.as_str(), last.revision.0).map_err(storage)?;
+            }
+            set
+        };
+        txn.commit().map_err(storage)?;
+        if let Some(sink) = &self.sink {
+            for change in &changes {
+                sink.publish(change);
+            }
+        }
+        Ok(changes)
     }
 
     fn assign(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
@@ -472,6 +522,11 @@ impl ConfigStore for RedbStore {
             ))
         })
         .await
+    }
+
+    async fn write_set(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
+        let (owner, writes, author) = (owner.clone(), writes.to_vec(), author.clone());
+        self.blocking(move |s| s.write_all(&owner, &writes, &author)).await
     }
 
     async fn owners(&self) -> Result<Vec<Owner>> {

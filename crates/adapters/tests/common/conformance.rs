@@ -41,6 +41,97 @@ pub async fn run_all(store: &TaggedStore) {
     secrets_stay_out_of_the_change_log(store).await;
     shared_layer(store).await;
     layers(store).await;
+    change_sets(store).await;
+}
+
+/// A change set: all its writes with consecutive revisions marked with the last, or none
+/// of them (a failing precondition, a key that cannot join the transaction).
+pub async fn change_sets(store: &TaggedStore) {
+    let t = fresh_tenant("set");
+    let (a, b, gone) = (
+        key(store, "tenant_config_set/a"),
+        key(store, "tenant_config_set/b"),
+        key(store, "tenant_config_set/gone"),
+    );
+    store
+        .put(&t, &a, &json("1"), Precondition::None, "alice")
+        .await
+        .unwrap();
+    store
+        .put(&t, &gone, &json("0"), Precondition::None, "alice")
+        .await
+        .unwrap();
+    let write = |k: &Key, v: Option<&str>, p: Precondition| tagged_routing::SetWrite {
+        key: k.clone(),
+        value: v.map(json),
+        precondition: p,
+    };
+    let author = tagged_routing::Author::with_reason("bob", "move a and b together").unwrap();
+    let changes = store
+        .write_set(
+            &t,
+            &[
+                write(&a, Some("2"), Precondition::IfVersion(Version(1))),
+                write(&b, Some("\"new\""), Precondition::CreateOnly),
+                write(&gone, None, Precondition::None),
+            ],
+            &author,
+        )
+        .await
+        .unwrap();
+    let revisions: Vec<u64> = changes.iter().map(|c| c.revision.0).collect();
+    assert_eq!(revisions, [3, 4, 5], "consecutive revisions after the head");
+    assert!(changes.iter().all(|c| c.set_last == Some(Revision(5))), "{changes:?}");
+    assert_eq!(changes[2].op, ChangeOp::Delete);
+    let logged = store.changes_since(&t, Revision(2), 10).await.unwrap();
+    assert_eq!(logged, changes, "the log holds the set as answered");
+    assert_eq!(logged[0].reason.as_deref(), Some("move a and b together"));
+    assert_eq!(store.get(&t, &a).await.unwrap().unwrap().version, Version(2));
+    assert!(store.get(&t, &gone).await.unwrap().is_none());
+
+    // One failing precondition: nothing written, the head unmoved.
+    let err = store
+        .write_set(
+            &t,
+            &[
+                write(&a, Some("3"), Precondition::None),
+                write(&b, Some("\"stale\""), Precondition::IfVersion(Version(7))),
+            ],
+            &author,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::VersionMismatch { .. }), "{err}");
+    assert_eq!(store.head_revision(&t).await.unwrap(), Revision(5));
+    assert_eq!(store.get(&t, &a).await.unwrap().unwrap().value.as_str(), "2");
+
+    // SSM-routed keys cannot share the transaction; a key twice is refused.
+    let param = key(store, "param_config_set/x");
+    let err = store
+        .write_set(
+            &t,
+            &[
+                write(&a, Some("4"), Precondition::None),
+                write(&param, Some("1"), Precondition::None),
+            ],
+            &author,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotAtomic(_)), "{err}");
+    let err = store
+        .write_set(
+            &t,
+            &[
+                write(&a, Some("4"), Precondition::None),
+                write(&a, Some("5"), Precondition::None),
+            ],
+            &author,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidValue(_)), "{err}");
+    assert_eq!(store.head_revision(&t).await.unwrap(), Revision(5));
 }
 
 pub async fn put_get_round_trip(store: &TaggedStore) {

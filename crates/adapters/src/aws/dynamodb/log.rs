@@ -27,11 +27,16 @@ impl DynamoStore {
     /// The head update of a write: `revision` moves from `read` to `read + 1`, and only
     /// from there, so two writers of one tenant can never take the same revision.
     pub(super) fn head_update(&self, owner: &Owner, read: Revision) -> Result<TransactWriteItem> {
+        self.head_update_to(owner, read, 1)
+    }
+
+    /// Moves the head from `read` (the condition) forward by `by` revisions.
+    pub(super) fn head_update_to(&self, owner: &Owner, read: Revision, by: u64) -> Result<TransactWriteItem> {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(pk(owner), HEAD_SK.into())))
             .update_expression("SET revision = :new")
-            .expression_attribute_values(":new", n(read.0 + 1));
+            .expression_attribute_values(":new", n(read.0 + by));
         update = if read.0 == 0 {
             update.condition_expression("attribute_not_exists(revision)")
         } else {

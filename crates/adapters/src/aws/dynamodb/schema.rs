@@ -110,6 +110,8 @@ pub struct ChangeItem {
     actor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    set_last: Option<u64>,
     at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     value: Option<String>,
@@ -133,6 +135,7 @@ impl ChangeItem {
             version: change.version.0,
             actor: change.actor.clone(),
             reason: change.reason.clone(),
+            set_last: change.set_last.map(|r| r.0),
             at: change.at.clone(),
             value: change.value.as_ref().map(|v| v.as_str().to_owned()),
             value_omitted: change.value_omitted,
@@ -156,6 +159,7 @@ impl ChangeItem {
             version: Version(self.version),
             actor: self.actor,
             reason: self.reason,
+            set_last: self.set_last.map(Revision),
             at: self.at,
             value_omitted: self.value_omitted,
         })

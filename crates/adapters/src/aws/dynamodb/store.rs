@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use tagged_routing::rules::{version_after_put, version_removed_by_delete};
 use tagged_routing::{
     now_rfc3339, Author, Change, ChangeOp, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page,
-    Precondition, Result, Revision, TenantId, TierName, Version,
+    Precondition, Result, Revision, SetWrite, TenantId, TierName, Version,
 };
 
 use super::schema::{build_err, encode, key_of, n, pk, value_sk, TierItem, ValueItem, MAX_WRITE_ATTEMPTS, TIER_SK};
@@ -40,42 +40,8 @@ impl DynamoStore {
             let revision = Revision(head.0 + 1);
             let at = now_rfc3339();
             let change = Change::new(owner, revision, key, op, version, author, at.clone(), value);
-            let value_write = match value {
-                Some(value) => {
-                    let item = ValueItem {
-                        pk: pk(owner),
-                        sk: value_sk(key.as_str()),
-                        key: key.as_str().to_owned(),
-                        value: value.as_str().to_owned(),
-                        version: version.0,
-                        revision: revision.0,
-                        updated_at: at.clone(),
-                        updated_by: author.actor.clone(),
-                    };
-                    let put = Put::builder().table_name(&self.table).set_item(Some(encode(&item)?));
-                    let put = match current_version {
-                        None => put.condition_expression("attribute_not_exists(pk)"),
-                        Some(v) => put
-                            .condition_expression("version = :read")
-                            .expression_attribute_values(":read", n(v.0)),
-                    };
-                    TransactWriteItem::builder()
-                        .put(put.build().map_err(build_err)?)
-                        .build()
-                }
-                None => {
-                    let delete = Delete::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(key_of(pk(owner), value_sk(key.as_str()))))
-                        .condition_expression("version = :read")
-                        .expression_attribute_values(":read", n(version.0))
-                        .build()
-                        .map_err(build_err)?;
-                    TransactWriteItem::builder().delete(delete).build()
-                }
-            };
             let items = vec![
-                value_write,
+                self.value_write(owner, &change, value, current_version)?,
                 self.head_update(owner, head)?,
                 self.change_put(owner, &change)?,
             ];
@@ -88,6 +54,82 @@ impl DynamoStore {
                 // unconditional write goes through on top of the newer version.
                 Commit::ValueChanged => continue,
                 Commit::Contended => backoff(attempt).await,
+            }
+        }
+        Err(Error::Conflict(format!(
+            "gave up after {MAX_WRITE_ATTEMPTS} attempts: other writers of this tenant kept winning"
+        )))
+    }
+
+    /// The value item's side of a change: put (conditioned on the version read, or on
+    /// absence) or delete (conditioned on the version removed).
+    fn value_write(
+        &self,
+        owner: &Owner,
+        change: &Change,
+        value: Option<&JsonText>,
+        current_version: Option<Version>,
+    ) -> Result<TransactWriteItem> {
+        Ok(match value {
+            Some(value) => {
+                let item = ValueItem {
+                    pk: pk(owner),
+                    sk: value_sk(&change.key),
+                    key: change.key.clone(),
+                    value: value.as_str().to_owned(),
+                    version: change.version.0,
+                    revision: change.revision.0,
+                    updated_at: change.at.clone(),
+                    updated_by: change.actor.clone(),
+                };
+                let put = Put::builder().table_name(&self.table).set_item(Some(encode(&item)?));
+                let put = match current_version {
+                    None => put.condition_expression("attribute_not_exists(pk)"),
+                    Some(v) => put
+                        .condition_expression("version = :read")
+                        .expression_attribute_values(":read", n(v.0)),
+                };
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(build_err)?)
+                    .build()
+            }
+            None => {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key_of(pk(owner), value_sk(&change.key))))
+                    .condition_expression("version = :read")
+                    .expression_attribute_values(":read", n(change.version.0))
+                    .build()
+                    .map_err(build_err)?;
+                TransactWriteItem::builder().delete(delete).build()
+            }
+        })
+    }
+
+    /// A change set in one `TransactWriteItems`: every value item, every change item and the
+    /// head (conditioned on the head read), retried from a fresh read while other writers
+    /// of the owner win.
+    async fn write_all(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
+        for attempt in 0..MAX_WRITE_ATTEMPTS {
+            // Distinct ids (BatchGetItem refuses duplicates; the plan reports a repeated key).
+            let mut ids: Vec<(String, String)> = writes.iter().map(|w| (pk(owner), value_sk(w.key.as_str()))).collect();
+            ids.sort();
+            ids.dedup();
+            let (current, head) = tokio::try_join!(self.batch_get_items::<ValueItem>(ids), self.head(owner))?;
+            let version_of = |k: &Key| current.iter().find(|i| i.key == k.as_str()).map(|i| Version(i.version));
+            let versions = tagged_routing::rules::plan_set(writes, version_of)?;
+            let changes = tagged_routing::rules::set_changes(owner, head, writes, &versions, author, &now_rfc3339());
+            let mut items = Vec::with_capacity(writes.len() * 2 + 1);
+            for (w, change) in writes.iter().zip(&changes) {
+                items.push(self.value_write(owner, change, w.value.as_ref(), version_of(&w.key))?);
+                items.push(self.change_put(owner, change)?);
+            }
+            items.push(self.head_update_to(owner, head, changes.len() as u64)?);
+            match self.transact(items, None).await? {
+                Commit::Done => return Ok(changes),
+                // A value or the head moved: read again; the plan reports a precondition
+                // that no longer holds.
+                Commit::ValueChanged | Commit::Contended => backoff(attempt).await,
             }
         }
         Err(Error::Conflict(format!(
@@ -161,6 +203,10 @@ impl ConfigStore for DynamoStore {
 
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
         self.head(owner).await
+    }
+
+    async fn write_set(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
+        self.write_all(owner, writes, author).await
     }
 
     async fn owners(&self) -> Result<Vec<Owner>> {
