@@ -28,53 +28,6 @@ pub fn version_removed_by_delete(current: Option<Version>, precondition: Precond
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn put_rules() {
-        assert_eq!(version_after_put(None, Precondition::None), Ok(Version(1)));
-        assert_eq!(version_after_put(Some(Version(4)), Precondition::None), Ok(Version(5)));
-        assert_eq!(
-            version_after_put(Some(Version(4)), Precondition::IfVersion(Version(4))),
-            Ok(Version(5))
-        );
-        assert_eq!(
-            version_after_put(Some(Version(5)), Precondition::IfVersion(Version(4))),
-            Err(Error::VersionMismatch {
-                expected: Version(4),
-                actual: Some(Version(5))
-            })
-        );
-        assert_eq!(
-            version_after_put(None, Precondition::IfVersion(Version(1))),
-            Err(Error::VersionMismatch {
-                expected: Version(1),
-                actual: None
-            })
-        );
-        assert_eq!(version_after_put(None, Precondition::CreateOnly), Ok(Version(1)));
-        assert_eq!(
-            version_after_put(Some(Version(2)), Precondition::CreateOnly),
-            Err(Error::AlreadyExists(Version(2)))
-        );
-    }
-
-    #[test]
-    fn delete_rules() {
-        assert_eq!(
-            version_removed_by_delete(None, Precondition::None),
-            Err(Error::NotFound)
-        );
-        assert_eq!(
-            version_removed_by_delete(Some(Version(3)), Precondition::None),
-            Ok(Version(3))
-        );
-        assert!(version_removed_by_delete(Some(Version(3)), Precondition::IfVersion(Version(2))).is_err());
-    }
-}
-
 /// Plans a change set: checks its size and that its keys are distinct, then, with each
 /// key's current version (`current`), the version every write leaves, or the first failing
 /// precondition. Nothing is written by planning.
@@ -142,4 +95,51 @@ pub fn set_changes(
             change
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_rules() {
+        assert_eq!(version_after_put(None, Precondition::None), Ok(Version(1)));
+        assert_eq!(version_after_put(Some(Version(4)), Precondition::None), Ok(Version(5)));
+        assert_eq!(
+            version_after_put(Some(Version(4)), Precondition::IfVersion(Version(4))),
+            Ok(Version(5))
+        );
+        assert_eq!(
+            version_after_put(Some(Version(5)), Precondition::IfVersion(Version(4))),
+            Err(Error::VersionMismatch {
+                expected: Version(4),
+                actual: Some(Version(5))
+            })
+        );
+        assert_eq!(
+            version_after_put(None, Precondition::IfVersion(Version(1))),
+            Err(Error::VersionMismatch {
+                expected: Version(1),
+                actual: None
+            })
+        );
+        assert_eq!(version_after_put(None, Precondition::CreateOnly), Ok(Version(1)));
+        assert_eq!(
+            version_after_put(Some(Version(2)), Precondition::CreateOnly),
+            Err(Error::AlreadyExists(Version(2)))
+        );
+    }
+
+    #[test]
+    fn delete_rules() {
+        assert_eq!(
+            version_removed_by_delete(None, Precondition::None),
+            Err(Error::NotFound)
+        );
+        assert_eq!(
+            version_removed_by_delete(Some(Version(3)), Precondition::None),
+            Ok(Version(3))
+        );
+        assert!(version_removed_by_delete(Some(Version(3)), Precondition::IfVersion(Version(2))).is_err());
+    }
 }
