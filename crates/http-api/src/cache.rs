@@ -228,6 +228,10 @@ impl ConfigStore for CachedStore {
         self.inner.owners().await
     }
 
+    async fn value_at(&self, owner: &Owner, key: &Key, version: tagged_routing::Version) -> Result<Option<JsonText>> {
+        self.inner.value_at(owner, key, version).await
+    }
+
     async fn write_set(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
         let changes = self.inner.write_set(owner, writes, author).await?;
         for (w, change) in writes.iter().zip(&changes) {

@@ -18,6 +18,7 @@
 //! - `handlers`: thin handlers: parse, check scope, call the store, shape the answer;
 //!   every write is checked against the schema that governs its key first;
 //! - `change_sets`: several writes of one layer, all or nothing (`/v1/config:batchWrite`);
+//! - `revert`: a key back to a version, a layer back to a revision, as new writes;
 //! - [`governance`]: schema registrations (`/v1/schemas`) and effective values with
 //!   provenance (`/v1/effective`).
 
@@ -28,6 +29,7 @@ mod conditional;
 pub mod governance;
 mod handlers;
 pub mod problem;
+mod revert;
 
 use std::sync::Arc;
 
@@ -172,9 +174,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/config/{*key}",
             get(handlers::get_or_history)
                 .put(handlers::put)
-                .delete(handlers::delete),
+                .delete(handlers::delete)
+                .post(revert::revert_key),
         )
         .route("/v1/changes", get(handlers::changes))
+        .route("/v1/revert", post(revert::revert_layer))
         .route("/v1/schemas", get(governance::list_schemas))
         .route(
             "/v1/schemas/{*path}",

@@ -120,7 +120,8 @@ async fn secrets_are_sealed_at_rest_and_a_key_rotation_reseals_them() {
         rotated,
         local_server::Rotated {
             key_id: "k2".into(),
-            resealed: 1
+            // The value, and its version kept for a revert.
+            resealed: 2
         }
     );
     let keys = std::fs::read_to_string(dir.join("store-keys")).unwrap();

@@ -24,6 +24,8 @@ struct State {
     tiers: HashMap<String, (Option<TierName>, Version)>,
     /// (owner, key) → the change log's record of the key
     records: HashMap<(String, String), Recorded>,
+    /// (owner, key, version) → a value its change record does not carry (secret, large)
+    kept: HashMap<(String, String, u64), JsonText>,
 }
 
 /// An in-memory [`ConfigStore`]; every write is atomic under one lock.
@@ -52,6 +54,11 @@ impl MemoryStore {
 
     fn commit(&self, state: &mut State, owner: &Owner, key: &Key, item: Option<ConfigItem>, change: Change) {
         let id = (owner.as_str().to_owned(), key.as_str().to_owned());
+        if let (Some(item), None) = (&item, &change.value) {
+            state
+                .kept
+                .insert((id.0.clone(), id.1.clone(), item.version.0), item.value.clone());
+        }
         match item {
             Some(item) => state.values.insert(id, item),
             None => state.values.remove(&id),
@@ -206,6 +213,18 @@ impl ConfigStore for MemoryStore {
             self.commit(&mut state, owner, &w.key, item, change.clone());
         }
         Ok(changes)
+    }
+
+    async fn value_at(&self, owner: &Owner, key: &Key, version: Version) -> Result<Option<JsonText>> {
+        let id = (owner.as_str().to_owned(), key.as_str().to_owned(), version.0);
+        if let Some(kept) = self.lock().kept.get(&id) {
+            return Ok(Some(kept.clone()));
+        }
+        let history = self.history(owner, key, usize::MAX).await?;
+        Ok(history
+            .into_iter()
+            .find(|h| h.version == version && h.op == ChangeOp::Put)
+            .and_then(|h| h.value))
     }
 
     async fn owners(&self) -> Result<Vec<Owner>> {

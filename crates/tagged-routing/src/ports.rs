@@ -44,6 +44,18 @@ pub trait ConfigStore: Send + Sync {
         ))
     }
 
+    /// The value `key` had at `version` in `owner`'s layer, to write it back (revert). It
+    /// stays inside the server: secrets included, it is never answered to a caller. `None`
+    /// when the store no longer has it (or the version was a delete). By default, from the
+    /// key's history, which holds values a change record carries inline.
+    async fn value_at(&self, owner: &Owner, key: &Key, version: Version) -> Result<Option<JsonText>> {
+        let history = self.history(owner, key, 1000).await?;
+        Ok(history
+            .into_iter()
+            .find(|h| h.version == version && h.op == crate::ChangeOp::Put)
+            .and_then(|h| h.value))
+    }
+
     /// [`ConfigStore::put_by`] an actor who gave no reason.
     async fn put(
         &self,

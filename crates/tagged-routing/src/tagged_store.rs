@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::Version;
 use crate::{
     Author, BackendKind, Change, ConfigItem, ConfigStore, Error, HistoryEntry, JsonText, Key, Owner, Page,
     Precondition, Result, Revision, RoutingTable, SetWrite, TenantId, TierName,
@@ -182,6 +183,10 @@ impl ConfigStore for TaggedStore {
 
     async fn history(&self, owner: &Owner, key: &Key, limit: usize) -> Result<Vec<HistoryEntry>> {
         self.store_for(key)?.history(owner, key, limit).await
+    }
+
+    async fn value_at(&self, owner: &Owner, key: &Key, version: Version) -> Result<Option<JsonText>> {
+        self.store_for(key)?.value_at(owner, key, version).await
     }
 
     async fn changes_since(&self, owner: &Owner, since: Revision, limit: usize) -> Result<Vec<Change>> {

@@ -407,6 +407,97 @@ pub async fn run(d: &Deployment, feed: &dyn Feed) {
         )
         .await;
     expect("a reason of 257 characters", &r, 400, Some("bad_header"));
+    // Revert one key, a secret (its old value never reaches the caller), then the layer.
+    let r = api
+        .tenant("PUT", &format!("/v1/config/{set_a}"), Some(r#"{"max_rps":20}"#))
+        .await;
+    expect("a second version", &r, 200, None);
+    let r = api
+        .call_with(
+            "POST",
+            &format!("/v1/config/{set_a}:revert"),
+            &d.tenant_token,
+            Some(r#"{"to_version":1}"#),
+            Some("undo"),
+        )
+        .await;
+    expect("revert a key", &r, 200, None);
+    assert_eq!(
+        (r.1["version"].clone(), r.1["reverted_to"].clone()),
+        (json!(3), json!(1)),
+        "{}",
+        r.1
+    );
+    let r = api.tenant("GET", &format!("/v1/config/{set_a}"), None).await;
+    assert_eq!(r.1["value"], json!({"max_rps": 10}));
+    let r = api.tenant("GET", &format!("/v1/config/{set_a}/history"), None).await;
+    assert_eq!(r.1["versions"][0]["reason"], "undo", "{}", r.1);
+    let r = api
+        .tenant(
+            "POST",
+            &format!("/v1/config/{set_a}:revert"),
+            Some(r#"{"to_version":99}"#),
+        )
+        .await;
+    expect("revert to a version that never was", &r, 409, Some("conflict"));
+    let token = format!("{secrets}token");
+    for value in ["\"sk_first_value\"", "\"sk_second_value\""] {
+        let r = api.tenant("PUT", &format!("/v1/config/{token}"), Some(value)).await;
+        assert!((200..300).contains(&r.0), "a secret: {}", r.1);
+    }
+    let r = api
+        .tenant(
+            "POST",
+            &format!("/v1/config/{token}:revert"),
+            Some(r#"{"to_version":1}"#),
+        )
+        .await;
+    expect("revert a secret", &r, 200, None);
+    assert!(
+        !r.2.contains("sk_first_value"),
+        "the old secret reached the caller: {}",
+        r.2
+    );
+    let r = api.tenant("GET", &format!("/v1/config/{token}"), None).await;
+    assert_eq!(r.1["value"], "sk_first_value", "{}", r.1);
+
+    let r = api
+        .tenant("PUT", &format!("/v1/config/{set_b}"), Some(r#"{"max_rps":30}"#))
+        .await;
+    let checkpoint = r.1["revision"].as_u64().expect("a revision");
+    let late = format!("{base}late");
+    for (method, path, body) in [
+        ("PUT", format!("/v1/config/{set_b}"), Some(r#"{"max_rps":31}"#)),
+        ("PUT", format!("/v1/config/{late}"), Some(r#"{"max_rps":32}"#)),
+        ("DELETE", format!("/v1/config/{mine}"), None),
+        ("PUT", format!("/v1/config/{param}"), Some("\"https://later.example\"")),
+    ] {
+        let r = api.tenant(method, &path, body).await;
+        assert!((200..300).contains(&r.0), "{method} {path}: {}", r.1);
+    }
+    let r = api
+        .tenant(
+            "POST",
+            "/v1/revert",
+            Some(&json!({"to_revision": checkpoint}).to_string()),
+        )
+        .await;
+    expect("revert the layer", &r, 200, None);
+    assert_eq!(r.1["changes"].as_array().map(Vec::len), Some(4), "{}", r.1);
+    feed.settle().await;
+    for (key, want) in [
+        (&set_b, Some(json!({"max_rps": 30}))),
+        (&late, None),
+        (&mine, Some(json!({"max_rps": 3}))),
+        (&param, Some(json!("https://x.example"))),
+    ] {
+        let r = api.tenant("GET", &format!("/v1/config/{key}"), None).await;
+        match want {
+            Some(value) => assert_eq!(r.1["value"], value, "{key} after the layer revert: {}", r.1),
+            None => assert_eq!(r.0, 404, "{key} was created after the checkpoint: {}", r.1),
+        }
+    }
+
     expect(
         "effective is a tenant's view",
         &api.operator("GET", "/v1/effective", None).await,

@@ -80,6 +80,9 @@ impl ConfigStore for Observed {
     async fn owners(&self) -> Result<Vec<Owner>> {
         self.inner.owners().await
     }
+    async fn value_at(&self, o: &Owner, k: &Key, v: tagged_routing::Version) -> Result<Option<JsonText>> {
+        self.inner.value_at(o, k, v).await
+    }
     async fn write_set(&self, o: &Owner, w: &[tagged_routing::SetWrite], a: &Author) -> Result<Vec<Change>> {
         self.inner.write_set(o, w, a).await
     }

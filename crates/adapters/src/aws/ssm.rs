@@ -446,6 +446,38 @@ impl ConfigStore for SsmStore {
         self.log.changes_since(owner, since, limit).await
     }
 
+    /// SSM keeps every version (up to 100 per parameter), secrets decrypted here only to be
+    /// written back.
+    async fn value_at(&self, owner: &Owner, key: &Key, version: Version) -> Result<Option<JsonText>> {
+        let name = self.parameter_name(owner, key)?;
+        let mut token = None;
+        loop {
+            let result = self
+                .client
+                .get_parameter_history()
+                .name(&name)
+                .with_decryption(true)
+                .set_next_token(token.take())
+                .send()
+                .await;
+            let out = match result {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => return Ok(None),
+                Err(e) => return Err(from_sdk(SERVICE, "GetParameterHistory", e)),
+            };
+            if let Some(found) = out.parameters().iter().find(|p| p.version as u64 == version.0) {
+                let raw = found.value().unwrap_or_default();
+                return JsonText::parse(raw)
+                    .map(Some)
+                    .map_err(|_| corrupt("a parameter version is not JSON"));
+            }
+            match out.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(None),
+            }
+        }
+    }
+
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
         self.log.head(owner).await
     }

@@ -21,6 +21,10 @@ const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chang
 const TIERS: TableDefinition<&str, &[u8]> = TableDefinition::new("tiers");
 /// (owner, key) → KeyRecord as JSON: the change log's record of a key (see `ChangeLog`)
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+/// (owner, key, version) → ConfigItem as stored in VALUES (sealed for a secret): the
+/// versions whose change record does not carry the value (secrets, large values), so a
+/// revert can write them back without the value leaving the store
+const KEPT: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("kept");
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct KeyRecord {
@@ -93,6 +97,7 @@ impl RedbStore {
         txn.open_table(CHANGES).map_err(storage)?;
         txn.open_table(TIERS).map_err(storage)?;
         txn.open_table(RECORDS).map_err(storage)?;
+        txn.open_table(KEPT).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(RedbStore {
             db: Arc::new(db),
@@ -146,7 +151,34 @@ impl RedbStore {
                     .insert((owner.as_str(), key.as_str()), sealed.as_slice())
                     .map_err(storage)?;
             }
-            stale.len()
+            // The kept versions of secrets, likewise.
+            let mut kept = txn.open_table(KEPT).map_err(storage)?;
+            let mut stale_kept = Vec::new();
+            for entry in kept.iter().map_err(storage)? {
+                let (id, bytes) = entry.map_err(storage)?;
+                let (owner, key, version) = id.value();
+                let row = bytes.value();
+                let reseal = match super::sealing::sealed_with(row) {
+                    Some(kid) => kid != keyring.current_id(),
+                    None => routes.parse_key(key).is_ok_and(|k| k.backend().is_secret()),
+                };
+                if reseal {
+                    stale_kept.push((owner.to_owned(), key.to_owned(), version, row.to_vec()));
+                }
+            }
+            for (owner, key, version, row) in &stale_kept {
+                let context = row_context(owner, key);
+                let plain = match super::sealing::sealed_with(row) {
+                    Some(_) => keyring.open(&context, row)?,
+                    None => row.clone(),
+                };
+                kept.insert(
+                    (owner.as_str(), key.as_str(), *version),
+                    keyring.seal(&context, &plain)?.as_slice(),
+                )
+                .map_err(storage)?;
+            }
+            stale.len() + stale_kept.len()
         };
         txn.commit().map_err(storage)?;
         Ok(count)
@@ -222,9 +254,15 @@ impl RedbStore {
             let change = Change::new(owner, revision, key, op, version, author, now_rfc3339(), value);
             let item = value.map(|value| ConfigItem::written(owner, &change, value));
             match &item {
-                Some(item) => values
-                    .insert(id, self.row_of(owner, key, item)?.as_slice())
-                    .map_err(storage)?,
+                Some(item) => {
+                    let row = self.row_of(owner, key, item)?;
+                    if change.value.is_none() {
+                        let mut kept = txn.open_table(KEPT).map_err(storage)?;
+                        kept.insert((id.0, id.1, item.version.0), row.as_slice())
+                            .map_err(storage)?;
+                    }
+                    values.insert(id, row.as_slice()).map_err(storage)?
+                }
                 None => values.remove(id).map_err(storage)?,
             };
             heads.insert(owner.as_str(), revision.0).map_err(storage)?;
@@ -264,9 +302,13 @@ impl RedbStore {
                 match &w.value {
                     Some(value) => {
                         let item = ConfigItem::written(owner, change, value);
-                        values
-                            .insert(id, self.row_of(owner, &w.key, &item)?.as_slice())
-                            .map_err(storage)?;
+                        let row = self.row_of(owner, &w.key, &item)?;
+                        if change.value.is_none() {
+                            let mut kept = txn.open_table(KEPT).map_err(storage)?;
+                            kept.insert((id.0, id.1, item.version.0), row.as_slice())
+                                .map_err(storage)?;
+                        }
+                        values.insert(id, row.as_slice()).map_err(storage)?;
                     }
                     None => {
                         values.remove(id).map_err(storage)?;
@@ -527,6 +569,27 @@ impl ConfigStore for RedbStore {
     async fn write_set(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
         let (owner, writes, author) = (owner.clone(), writes.to_vec(), author.clone());
         self.blocking(move |s| s.write_all(&owner, &writes, &author)).await
+    }
+
+    async fn value_at(&self, owner: &Owner, key: &Key, version: Version) -> Result<Option<JsonText>> {
+        let (o, k) = (owner.clone(), key.clone());
+        let kept = self
+            .blocking(move |s| {
+                let txn = s.db.begin_read().map_err(storage)?;
+                let table = txn.open_table(KEPT).map_err(storage)?;
+                let row = table.get((o.as_str(), k.as_str(), version.0)).map_err(storage)?;
+                row.map(|row| s.item_of(o.as_str(), k.as_str(), row.value()))
+                    .transpose()
+            })
+            .await?;
+        if let Some(item) = kept {
+            return Ok(Some(item.value));
+        }
+        let history = self.history(owner, key, usize::MAX).await?;
+        Ok(history
+            .into_iter()
+            .find(|h| h.version == version && h.op == ChangeOp::Put)
+            .and_then(|h| h.value))
     }
 
     async fn owners(&self) -> Result<Vec<Owner>> {
