@@ -422,7 +422,11 @@ fn the_http_api_routes_every_operation_of_the_openapi_document() {
             if item.get(method).is_some() {
                 // API Gateway's greedy path variable for keys with slashes, which also
                 // carries `/history`.
-                let path = path.replace("{key}/history", "{key}").replace("{key}", "{key+}");
+                let path = path
+                    .replace("{key}/history", "{key}")
+                    .replace("{key}:revert", "{key}")
+                    .replace("{key}", "{key+}")
+                    .replace("{path}", "{path+}");
                 // API Gateway allows no `:` in a route's path parts: a custom method
                 // (`/v1/config:batchGet`) is routed by a path variable whose value has it.
                 let path: Vec<&str> = path
