@@ -11,6 +11,7 @@ use local_server::{LocalConfig, LocalServer, DEMO_TENANTS};
 use tagged_routing::{RoutingTable, TenantId, DEFAULT_ROUTES};
 use tenant_auth::{dev, Scope};
 
+mod governance;
 mod watch;
 
 /// tagcfg: multitenant configuration, routed by tag to DynamoDB or SSM Parameter Store.
@@ -24,11 +25,14 @@ struct Cli {
 #[derive(clap::Args)]
 struct Connection {
     /// Base URL of a tagcfg API (the local server or API Gateway).
-    #[arg(long, env = "TAGCFG_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "TAGCFG_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
     /// Bearer token (`tagcfg token` mints a local one).
-    #[arg(long, env = "TAGCFG_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "TAGCFG_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// Why: recorded with the change (`X-Change-Reason`, at most 256 characters).
+    #[arg(long, global = true)]
+    reason: Option<String>,
 }
 
 /// `tagcfg serve` behind a real identity provider: tokens verified as the Lambda verifies
@@ -199,6 +203,52 @@ enum Command {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Schema registrations (operators write, anyone reads).
+    Schema {
+        #[command(subcommand)]
+        action: governance::SchemaCommand,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Write a change set from a JSON or YAML file (`{"writes": [{"key", "value" | null,
+    /// "if_match"?}], "reason"?}`), all or nothing; `--dry-run` prints what would change.
+    Apply {
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
+        #[arg(long, conflicts_with = "shared")]
+        layer: Option<String>,
+        /// Shorthand for --layer shared.
+        #[arg(long)]
+        shared: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Write an old value back: one key (`KEY --to-version N`) or the whole layer
+    /// (`--to-revision N`).
+    Revert {
+        key: Option<String>,
+        #[arg(long, conflicts_with = "to_revision")]
+        to_version: Option<u64>,
+        #[arg(long)]
+        to_revision: Option<u64>,
+        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
+        #[arg(long, conflicts_with = "shared")]
+        layer: Option<String>,
+        /// Shorthand for --layer shared.
+        #[arg(long)]
+        shared: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The tenant's effective values under PREFIX, each with its layer and what it shadows.
+    Effective {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Print the tenant's effective values as they change, as JSON lines (gRPC Watch).
     Watch {
         /// Only keys under these prefixes (default: all).
@@ -311,10 +361,14 @@ const NO_TOKEN: &str =
 struct Remote {
     api: Api,
     token: String,
+    reason: Option<String>,
 }
 
 impl Remote {
-    async fn call(&self, method: Method, path: &str, call: Call<'_>) -> Result<String, ApiError> {
+    async fn call(&self, method: Method, path: &str, mut call: Call<'_>) -> Result<String, ApiError> {
+        if let Some(reason) = &self.reason {
+            call.headers.push(("x-change-reason", reason.clone()));
+        }
         self.api.call(method, path, &self.token, call).await
     }
 }
@@ -324,7 +378,23 @@ fn remote(conn: &Connection) -> Result<Remote, CliError> {
     Ok(Remote {
         api: Api::new(&conn.url, CALL_TIMEOUT)?,
         token,
+        reason: conn.reason.clone(),
     })
+}
+
+/// A value given on the command line: the text itself, `-` for stdin, `@FILE` for a file.
+fn read_value(arg: &str) -> Result<String, CliError> {
+    if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Usage(format!("cannot read the value from stdin: {e}")))?;
+        return Ok(text);
+    }
+    match arg.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).map_err(|e| CliError::Usage(format!("cannot read {file}: {e}"))),
+        None => Ok(arg.to_owned()),
+    }
 }
 
 fn print(body: String) {
@@ -419,6 +489,30 @@ async fn run(command: Command) -> Result<(), CliError> {
             print(answer);
             Ok(())
         }
+        Command::Schema { action, conn } => governance::schema(&remote(&conn)?, action).await,
+        Command::Apply {
+            file,
+            dry_run,
+            layer,
+            shared,
+            conn,
+        } => governance::apply(&remote(&conn)?, &file, dry_run, &layer, shared).await,
+        Command::Revert {
+            key,
+            to_version,
+            to_revision,
+            layer,
+            shared,
+            conn,
+        } => {
+            let query = layer_query(&layer, shared);
+            governance::revert(&remote(&conn)?, key, to_version, to_revision, &query).await
+        }
+        Command::Effective { prefix, conn } => {
+            let path = format!("/v1/effective?prefix={prefix}&limit=1000");
+            print(remote(&conn)?.call(Method::GET, &path, Call::default()).await?);
+            Ok(())
+        }
         Command::Get {
             key,
             layer,
@@ -438,15 +532,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             shared,
             conn,
         } => {
-            let value = if value == "-" {
-                let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .map_err(|e| CliError::Usage(format!("cannot read the value from stdin: {e}")))?;
-                text
-            } else {
-                value
-            };
+            let value = read_value(&value)?;
             let mut headers = Vec::new();
             if let Some(v) = if_match {
                 headers.push(("if-match", if_match_tag(&layer, shared, v)));

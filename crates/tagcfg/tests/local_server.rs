@@ -369,3 +369,76 @@ fn serve_behind_an_identity_provider_requires_an_audience() {
     assert!(stderr.contains("--audiences"), "{stderr}");
     assert!(!dir.path().join("dev-secret").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_governs_applies_reverts_and_explains() {
+    let dir = testkit::data_dir();
+    let server = start(dir.path()).await;
+    let url = server.url();
+    let (tenant, operator) = (
+        server.token("acme", &[Scope::Write]).unwrap(),
+        server.operator_token().unwrap(),
+    );
+    let as_tenant = [("TAGCFG_URL", url.as_str()), ("TAGCFG_TOKEN", tenant.as_str())];
+    let as_operator = [("TAGCFG_URL", url.as_str()), ("TAGCFG_TOKEN", operator.as_str())];
+
+    let schema = r#"{"schema":{"type":"object","required":["rps"]},"override":{"schema":{"properties":{"rps":{"maximum":100}}}}}"#;
+    let (ok, out, err) = tagcfg(
+        &["schema", "put", "tenant_config_cli/", schema, "--reason", "cap rps"],
+        &as_operator,
+    );
+    assert!(ok && out.contains("\"version\":1"), "{out}{err}");
+    let (ok, out, _) = tagcfg(&["schema", "ls"], &as_tenant);
+    assert!(ok && out.contains("tenant_config_cli/"), "{out}");
+    let (ok, out, _) = tagcfg(&["schema", "get", "tenant_config_cli/", "--history"], &as_tenant);
+    assert!(
+        ok && out.contains("cap rps"),
+        "the reason is in the schema's history: {out}"
+    );
+
+    let set = dir.path().join("set.yaml");
+    std::fs::write(
+        &set,
+        "writes:\n  - key: tenant_config_cli/a\n    value: {rps: 10}\n  - key: tenant_config_cli/b\n    value: {rps: 20}\nreason: first limits\n",
+    )
+    .unwrap();
+    let path = set.to_str().unwrap();
+    let (ok, out, err) = tagcfg(&["apply", path, "--dry-run"], &as_tenant);
+    assert!(ok, "{err}");
+    assert!(out.contains("+ tenant_config_cli/a = {\"rps\":10}"), "{out}");
+    let (ok, _, err) = tagcfg(&["get", "tenant_config_cli/a"], &as_tenant);
+    assert!(!ok && err.contains("404"), "a dry run writes nothing: {err}");
+    let (ok, out, err) = tagcfg(&["apply", path], &as_tenant);
+    assert!(ok, "{err}");
+    let applied: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(applied["changes"].as_array().map(Vec::len), Some(2), "{out}");
+    let before_apply = applied["changes"][0]["revision"].as_u64().unwrap() - 1;
+    std::fs::write(
+        &set,
+        r#"{"writes":[{"key":"tenant_config_cli/a","value":{"rps":500}}]}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = tagcfg(&["apply", path], &as_tenant);
+    assert!(!ok && err.contains("422 schema_violation"), "{err}");
+
+    let (ok, _, err) = tagcfg(&["put", "tenant_config_cli/a", r#"{"rps":11}"#], &as_tenant);
+    assert!(ok, "{err}");
+    let (ok, out, err) = tagcfg(&["revert", "tenant_config_cli/a", "--to-version", "1"], &as_tenant);
+    assert!(ok && out.contains("\"reverted_to\":1"), "{out}{err}");
+    let checkpoint = before_apply.to_string();
+    let (ok, out, err) = tagcfg(&["revert", "--to-revision", &checkpoint], &as_tenant);
+    assert!(
+        ok && out.contains(&format!("\"reverted_to\":{checkpoint}")),
+        "{out}{err}"
+    );
+    let (ok, out, _) = tagcfg(&["effective", "tenant_config_cli/"], &as_tenant);
+    assert!(
+        ok && out.contains("\"items\":[]"),
+        "the layer reverted to nothing: {out}"
+    );
+    let (ok, out, _) = tagcfg(&["effective", "tenant_config_flags/"], &as_tenant);
+    assert!(ok && out.contains("\"layer\":\"tenant\""), "{out}");
+    let (ok, _, err) = tagcfg(&["revert", "tenant_config_cli/a"], &as_tenant);
+    assert!(!ok && err.contains("--to-version"), "a helpful message: {err}");
+    server.shutdown().await.unwrap();
+}
