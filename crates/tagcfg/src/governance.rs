@@ -2,7 +2,7 @@
 //! `tagcfg revert` and `tagcfg effective`, each one call (or, for `apply --dry-run`, a few
 //! reads) of the HTTP API through the client SDK.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::Subcommand;
 use client::api::{Call, Method};
@@ -98,7 +98,7 @@ fn change_set(file: &Path) -> Result<Value, CliError> {
 /// current value in the layer and prints what would change, writing nothing.
 pub async fn apply(
     remote: &Remote,
-    file: &PathBuf,
+    file: &Path,
     dry_run: bool,
     layer: &Option<String>,
     shared: bool,
