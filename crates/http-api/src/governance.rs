@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tagged_routing::governance::{self, Governing, SchemaPath, Violation, MAX_LISTED_VIOLATIONS};
+use tagged_routing::governance::{
+    self, Governing, Override, OverrideRule, SchemaPath, Violation, MAX_LISTED_VIOLATIONS,
+};
 use tagged_routing::{ConfigItem, Error, JsonText, Layer, LayerStack, Owner, Precondition, Revision, Version};
 use tenant_auth::Scope;
 
@@ -149,8 +151,15 @@ pub async fn put_schema(
     let text = JsonText::parse(text)?;
     let governing = Governing::compile(path.clone(), &text)?;
     let dry_run = q.dry_run.unwrap_or(false);
-    if dry_run || !q.force.unwrap_or(false) {
-        let (violations, total) = stored_violations(&state, &governing).await?;
+    let denies = governing.registration.override_policy == Override::Rule(OverrideRule::Deny);
+    // `force` registers over values a schema breaks, never a `deny` over overrides that
+    // exist: tenants' reads must then resolve to tier or shared, and their data is not
+    // deleted for them.
+    if dry_run || denies || !q.force.unwrap_or(false) {
+        let (violations, total, overrides) = stored_violations(&state, &governing).await?;
+        if denies && overrides > 0 && !dry_run {
+            return Err(ApiError::SchemaConflict { violations, total });
+        }
         if dry_run {
             return Ok(Json(serde_json::json!({
                 "path": path.as_str(),
@@ -160,7 +169,7 @@ pub async fn put_schema(
             }))
             .into_response());
         }
-        if total > 0 {
+        if total > 0 && !q.force.unwrap_or(false) {
             return Err(ApiError::SchemaConflict { violations, total });
         }
     }
@@ -194,12 +203,13 @@ pub async fn delete_schema(
 }
 
 /// Every stored value, in any owner's layer, that `governing` would govern and that breaks
-/// it: at most [`MAX_LISTED_VIOLATIONS`] listed, all counted. A key a longer registered
-/// path governs is not this registration's.
-async fn stored_violations(state: &AppState, governing: &Governing) -> ApiResult<(Vec<StoredViolation>, usize)> {
+/// it: at most [`MAX_LISTED_VIOLATIONS`] listed, all counted, and how many of them are
+/// overrides a `deny` refuses. A key a longer registered path governs is not this
+/// registration's.
+async fn stored_violations(state: &AppState, governing: &Governing) -> ApiResult<(Vec<StoredViolation>, usize, usize)> {
     let registered = registered_paths(state).await?;
     let path = &governing.path;
-    let (mut listed, mut total) = (Vec::new(), 0usize);
+    let (mut listed, mut total, mut overrides) = (Vec::new(), 0usize, 0usize);
     for owner in state.store.owners().await? {
         for item in governed_items(state, &owner, path).await? {
             let longer = registered
@@ -213,10 +223,13 @@ async fn stored_violations(state: &AppState, governing: &Governing) -> ApiResult
             }
             let first = match governing.check(&key, &owner.layer(), &item.value) {
                 Ok(found) => found.into_iter().next(),
-                Err(Error::OverrideDenied(message)) => Some(Violation {
-                    pointer: String::new(),
-                    message,
-                }),
+                Err(Error::OverrideDenied(message)) => {
+                    overrides += 1;
+                    Some(Violation {
+                        pointer: String::new(),
+                        message,
+                    })
+                }
                 Err(other) => return Err(other.into()),
             };
             if let Some(error) = first {
@@ -232,7 +245,7 @@ async fn stored_violations(state: &AppState, governing: &Governing) -> ApiResult
             }
         }
     }
-    Ok((listed, total))
+    Ok((listed, total, overrides))
 }
 
 async fn registered_paths(state: &AppState) -> ApiResult<Vec<SchemaPath>> {

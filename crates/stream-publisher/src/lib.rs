@@ -125,12 +125,33 @@ pub fn entry(change: &Change, config: &PublisherConfig) -> (PutEventsRequestEntr
 
 /// Groups entries (by index) into chunks within EventBridge's limits, keeping order.
 pub fn chunks(sizes: &[usize]) -> Vec<Vec<usize>> {
+    chunks_keeping_sets(&sizes.iter().map(|s| (*s, None)).collect::<Vec<_>>())
+}
+
+/// [`chunks`], where each entry may belong to a change set (`(owner, last revision)`): a
+/// set that fits in one `PutEvents` call (10 entries, 256 KB) starts a new call rather than
+/// being split over two. The push server shows a set whole either way; keeping it in one
+/// call keeps its events together in EventBridge too.
+pub fn chunks_keeping_sets(entries: &[(usize, Option<(&str, u64)>)]) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut bytes = 0;
-    for (i, size) in sizes.iter().enumerate() {
-        let full = out
-            .last()
-            .is_none_or(|c| c.len() == MAX_ENTRIES || bytes + size > MAX_REQUEST_BYTES);
+    for (i, (size, set)) in entries.iter().enumerate() {
+        let starts_set = set.is_some() && (i == 0 || entries[i - 1].1 != *set);
+        let set_needs_room = starts_set && {
+            let (count, total) = entries[i..]
+                .iter()
+                .take_while(|(_, s)| s == set)
+                .fold((0, 0), |(n, b), (s, _)| (n + 1, b + s));
+            let fits_alone = count <= MAX_ENTRIES && total <= MAX_REQUEST_BYTES;
+            fits_alone
+                && out
+                    .last()
+                    .is_some_and(|c| c.len() + count > MAX_ENTRIES || bytes + total > MAX_REQUEST_BYTES)
+        };
+        let full = set_needs_room
+            || out
+                .last()
+                .is_none_or(|c| c.len() == MAX_ENTRIES || bytes + size > MAX_REQUEST_BYTES);
         if full {
             out.push(Vec::new());
             bytes = 0;
@@ -141,8 +162,9 @@ pub fn chunks(sizes: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-/// One entry to send: the index of its record, the entry, its size.
-pub type Pending = (usize, PutEventsRequestEntry, usize);
+/// One entry to send: the index of its record, the entry, its size, and the change set it
+/// belongs to (`(owner, last revision)`).
+pub type Pending = (usize, PutEventsRequestEntry, usize, Option<(String, u64)>);
 
 /// Turns a batch into entries, up to the first malformed record (whose index is returned:
 /// it and everything after it must be retried). No network.
@@ -152,7 +174,8 @@ pub fn prepare(records: &[EventRecord], config: &PublisherConfig) -> (Vec<Pendin
         match change_of(record) {
             Ok(Some(change)) => {
                 let (entry, size) = entry(&change, config);
-                pending.push((i, entry, size));
+                let set = change.set_last.map(|last| (change.tenant.clone(), last.0));
+                pending.push((i, entry, size, set));
             }
             Ok(None) => {}
             Err(e) => {
@@ -174,9 +197,12 @@ pub async fn publish(records: &[EventRecord], sink: &dyn EventSink, config: &Pub
             adapters::aws::retry::backoff(attempt).await;
         }
         attempt += 1;
-        let sizes: Vec<usize> = pending.iter().map(|(_, _, s)| *s).collect();
+        let sizes: Vec<(usize, Option<(&str, u64)>)> = pending
+            .iter()
+            .map(|(_, _, size, set)| (*size, set.as_ref().map(|(owner, last)| (owner.as_str(), *last))))
+            .collect();
         let mut still: Vec<Pending> = Vec::new();
-        for chunk in chunks(&sizes) {
+        for chunk in chunks_keeping_sets(&sizes) {
             let entries: Vec<PutEventsRequestEntry> = chunk.iter().map(|&i| pending[i].1.clone()).collect();
             match sink.put_events(entries).await {
                 Ok(results) => {
@@ -195,7 +221,7 @@ pub async fn publish(records: &[EventRecord], sink: &dyn EventSink, config: &Pub
         }
         pending = still;
     }
-    if let Some((record, _, _)) = pending.first() {
+    if let Some((record, _, _, _)) = pending.first() {
         first_failed = Some(first_failed.map_or(*record, |m| m.min(*record)));
     }
     let batch_item_failures = first_failed

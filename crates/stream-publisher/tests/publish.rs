@@ -158,3 +158,19 @@ fn chunks_respect_eventbridge_limits_in_order() {
     }
     assert_eq!(chunks(&big).concat(), (0..13).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_change_set_that_fits_one_call_is_not_split() {
+    use stream_publisher::chunks_keeping_sets;
+    // Seven single changes, then a set of five: the set starts a new call instead of
+    // filling the first call's last three places.
+    let mut entries: Vec<(usize, Option<(&str, u64)>)> = vec![(100, None); 7];
+    entries.extend(vec![(100, Some(("acme", 12))); 5]);
+    let c = chunks_keeping_sets(&entries);
+    assert_eq!(c, vec![(0..7).collect::<Vec<_>>(), (7..12).collect()]);
+    // A set larger than one call is split, in order.
+    let big: Vec<(usize, Option<(&str, u64)>)> = vec![(100, Some(("acme", 30))); 13];
+    let c = chunks_keeping_sets(&big);
+    assert_eq!(c.concat(), (0..13).collect::<Vec<_>>());
+    assert!(c.iter().all(|chunk| chunk.len() <= MAX_ENTRIES));
+}

@@ -203,6 +203,19 @@ pub async fn run(d: &Deployment, feed: &dyn Feed) {
         .await;
     expect("deny over an existing override", &r, 409, Some("schema_conflict"));
     assert_eq!(r.1["violations"][0]["key"], mine.as_str(), "{}", r.1);
+    let r = api
+        .operator(
+            "PUT",
+            &format!("/v1/schemas/{mine}?force=true"),
+            Some(r#"{"schema":{},"override":"deny"}"#),
+        )
+        .await;
+    expect(
+        "force does not deny over an existing override",
+        &r,
+        409,
+        Some("schema_conflict"),
+    );
 
     // Registrations are listed, read back with their versions, and removed.
     expect(
