@@ -220,11 +220,7 @@ impl ConfigStore for MemoryStore {
         if let Some(kept) = self.lock().kept.get(&id) {
             return Ok(Some(kept.clone()));
         }
-        let history = self.history(owner, key, usize::MAX).await?;
-        Ok(history
-            .into_iter()
-            .find(|h| h.version == version && h.op == ChangeOp::Put)
-            .and_then(|h| h.value))
+        crate::value_in_history(self, owner, key, version).await
     }
 
     async fn owners(&self) -> Result<Vec<Owner>> {

@@ -49,11 +49,7 @@ pub trait ConfigStore: Send + Sync {
     /// when the store no longer has it (or the version was a delete). By default, from the
     /// key's history, which holds values a change record carries inline.
     async fn value_at(&self, owner: &Owner, key: &Key, version: Version) -> Result<Option<JsonText>> {
-        let history = self.history(owner, key, 1000).await?;
-        Ok(history
-            .into_iter()
-            .find(|h| h.version == version && h.op == crate::ChangeOp::Put)
-            .and_then(|h| h.value))
+        value_in_history(self, owner, key, version).await
     }
 
     /// [`ConfigStore::put_by`] an actor who gave no reason.
@@ -108,6 +104,21 @@ pub trait ConfigStore: Send + Sync {
         let _ = (tenant, tier, actor);
         Err(Error::Backend("this store keeps no tier assignments".into()))
     }
+}
+
+/// The value of `key` at `version` as its history holds it (values a change record carries
+/// inline): what [`ConfigStore::value_at`] answers unless a store keeps more.
+pub async fn value_in_history<S: ConfigStore + ?Sized>(
+    store: &S,
+    owner: &Owner,
+    key: &Key,
+    version: Version,
+) -> Result<Option<JsonText>> {
+    let history = store.history(owner, key, usize::MAX).await?;
+    Ok(history
+        .into_iter()
+        .find(|h| h.version == version && h.op == crate::ChangeOp::Put)
+        .and_then(|h| h.value))
 }
 
 /// Where a store announces committed changes, in revision order per owner (the in-process

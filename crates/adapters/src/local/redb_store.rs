@@ -585,11 +585,7 @@ impl ConfigStore for RedbStore {
         if let Some(item) = kept {
             return Ok(Some(item.value));
         }
-        let history = self.history(owner, key, usize::MAX).await?;
-        Ok(history
-            .into_iter()
-            .find(|h| h.version == version && h.op == ChangeOp::Put)
-            .and_then(|h| h.value))
+        tagged_routing::value_in_history(self, owner, key, version).await
     }
 
     async fn owners(&self) -> Result<Vec<Owner>> {
