@@ -260,8 +260,8 @@ impl ConfigStore for CachedStore {
         Ok(tier)
     }
 
-    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
-        let change = self.inner.assign_tier(tenant, tier, actor).await?;
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, author: &Author) -> Result<Option<Change>> {
+        let change = self.inner.assign_tier(tenant, tier, author).await?;
         self.with_owner(&Owner::Tenant(tenant.clone()), |c| c.tier = None);
         Ok(change)
     }

@@ -410,19 +410,18 @@ pub async fn put_tenant(
     State(state): State<AppState>,
     caller: Caller,
     raw: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let raw = path(raw)?;
     caller.require_operator()?;
+    let author = author(&caller, &headers)?;
     let tenant = tenant_param(&raw)?;
     let bytes = body(bytes, state.max_body_bytes)?;
     let request: TenantBody = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("bad_body", format!("expected {{\"tier\": \"<name>\" | null}}: {e}")))?;
     let tier = request.tier.as_deref().map(TierName::parse).transpose()?;
-    let change = state
-        .store
-        .assign_tier(&tenant, tier.as_ref(), caller.subject())
-        .await?;
+    let change = state.store.assign_tier(&tenant, tier.as_ref(), &author).await?;
     let revision = match change {
         Some(change) => change.revision,
         None => state.store.head_revision(&Owner::Tenant(tenant.clone())).await?,

@@ -181,7 +181,7 @@ async fn own_writes_are_visible_immediately_and_other_layers_are_validated_again
         .await
         .unwrap();
     backend
-        .assign_tier(&TenantId::parse("acme").unwrap(), Some(&pro), "ops")
+        .assign_tier(&TenantId::parse("acme").unwrap(), Some(&pro), &"ops".into())
         .await
         .unwrap();
     tokio::time::sleep(window + Duration::from_millis(20)).await;

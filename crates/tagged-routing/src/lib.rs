@@ -44,7 +44,9 @@ pub use model::{
     now_rfc3339, Author, Change, ChangeOp, ConfigItem, HistoryEntry, JsonText, Layer, Page, Precondition, Revision,
     SetWrite, ValueOmitted, Version, INLINE_VALUE_LIMIT, MAX_JSON_DEPTH, MAX_REASON_CHARS, MAX_SET_WRITES,
 };
-pub use ports::{guard_allows, value_in_history, AppendGuard, ChangeLog, ChangeSink, ConfigStore, Recorded};
+pub use ports::{
+    guard_allows, value_in_history, AppendGuard, ChangeLog, ChangeSink, ConfigStore, Recorded, REVERTIBLE_VERSIONS,
+};
 pub use routing::{RoutingTable, DEFAULT_ROUTES};
 pub use tagged_store::{StoreLimits, TaggedStore};
 pub use tenant::{Owner, TenantId, TierName, SHARED_OWNER, TIER_OWNER_PREFIX};

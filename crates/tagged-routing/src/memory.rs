@@ -152,7 +152,7 @@ impl ConfigStore for MemoryStore {
             .take_while(|((o, _), _)| *o == owner)
             .filter(|((_, k), _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
             .map(|(_, item)| item.clone())
-            .take(limit + 1)
+            .take(limit.saturating_add(1))
             .collect();
         Ok(Page::cut(items, limit, |i| &i.key))
     }
@@ -231,7 +231,7 @@ impl ConfigStore for MemoryStore {
         Ok(self.lock().tiers.get(tenant.as_str()).and_then(|(t, _)| t.clone()))
     }
 
-    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, author: &Author) -> Result<Option<Change>> {
         let mut state = self.lock();
         let (current, version) = state.tiers.get(tenant.as_str()).cloned().unwrap_or((None, Version(0)));
         if current.as_ref() == tier {
@@ -240,7 +240,7 @@ impl ConfigStore for MemoryStore {
         let owner = Owner::Tenant(tenant.clone());
         let revision = Revision(state.heads.get(owner.as_str()).map_or(0, |r| r.0) + 1);
         let version = Version(version.0 + 1);
-        let change = Change::tier_assigned(tenant, revision, tier, version, actor, now_rfc3339());
+        let change = Change::tier_assigned(tenant, revision, tier, version, author, now_rfc3339());
         state.tiers.insert(tenant.as_str().to_owned(), (tier.cloned(), version));
         self.log_change(&mut state, &owner, change.clone());
         Ok(Some(change))
@@ -310,7 +310,7 @@ impl ChangeLog for MemoryStore {
             .map(|(_, r)| r.clone())
             .collect();
         found.sort_by(|a, b| a.key.cmp(&b.key));
-        found.truncate(limit + 1);
+        found.truncate(limit.saturating_add(1));
         Ok(Page::cut(found, limit, |r| &r.key))
     }
 }

@@ -359,7 +359,7 @@ impl Change {
         revision: Revision,
         tier: Option<&TierName>,
         version: Version,
-        actor: &str,
+        author: &Author,
         at: String,
     ) -> Self {
         // No tier: no value (a JSON null would not survive every hop of the feed).
@@ -372,8 +372,8 @@ impl Change {
             backend: BackendKind::Dynamodb,
             op: ChangeOp::Tier,
             version,
-            actor: actor.to_owned(),
-            reason: None,
+            actor: author.actor.clone(),
+            reason: author.reason.clone(),
             set_last: None,
             at,
             value,
@@ -541,9 +541,9 @@ mod tests {
     fn tier_changes_carry_the_tier() {
         let acme = TenantId::parse("acme").unwrap();
         let pro = TierName::parse("pro").unwrap();
-        let c = Change::tier_assigned(&acme, Revision(3), Some(&pro), Version(1), "op", now_rfc3339());
+        let c = Change::tier_assigned(&acme, Revision(3), Some(&pro), Version(1), &"op".into(), now_rfc3339());
         assert_eq!(c.assigned_tier(), Some(Some(pro)));
-        let c = Change::tier_assigned(&acme, Revision(4), None, Version(2), "op", now_rfc3339());
+        let c = Change::tier_assigned(&acme, Revision(4), None, Version(2), &"op".into(), now_rfc3339());
         assert_eq!(c.assigned_tier(), Some(None));
         // Both survive a trip through JSON, as in an event's detail.
         let back: Change = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();

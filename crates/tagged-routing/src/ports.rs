@@ -100,21 +100,25 @@ pub trait ConfigStore: Send + Sync {
     /// tenant: it gets the next revision and one [`crate::ChangeOp::Tier`] change, atomically
     /// with the assignment. Assigning the current tier again changes nothing and returns
     /// `None`.
-    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
-        let _ = (tenant, tier, actor);
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, author: &Author) -> Result<Option<Change>> {
+        let _ = (tenant, tier, author);
         Err(Error::Backend("this store keeps no tier assignments".into()))
     }
 }
 
+/// How far back [`value_in_history`] looks: the newest versions of a key.
+pub const REVERTIBLE_VERSIONS: usize = 1000;
+
 /// The value of `key` at `version` as its history holds it (values a change record carries
-/// inline): what [`ConfigStore::value_at`] answers unless a store keeps more.
+/// inline), among its newest [`REVERTIBLE_VERSIONS`]: what [`ConfigStore::value_at`] answers
+/// unless a store keeps more.
 pub async fn value_in_history<S: ConfigStore + ?Sized>(
     store: &S,
     owner: &Owner,
     key: &Key,
     version: Version,
 ) -> Result<Option<JsonText>> {
-    let history = store.history(owner, key, usize::MAX).await?;
+    let history = store.history(owner, key, REVERTIBLE_VERSIONS).await?;
     Ok(history
         .into_iter()
         .find(|h| h.version == version && h.op == crate::ChangeOp::Put)

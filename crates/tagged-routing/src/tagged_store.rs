@@ -233,8 +233,8 @@ impl ConfigStore for TaggedStore {
         self.change_log.tier_of(tenant).await
     }
 
-    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
-        self.change_log.assign_tier(tenant, tier, actor).await
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, author: &Author) -> Result<Option<Change>> {
+        self.change_log.assign_tier(tenant, tier, author).await
     }
 }
 
@@ -317,9 +317,17 @@ mod tests {
             if store.tier_of(&acme_id).await.unwrap().is_none() {
                 // Not assigned to the tier yet: the tier layer is not consulted.
                 assert_eq!(read().await.unwrap().0[0].layer, Layer::Shared, "{raw}");
-                let change = store.assign_tier(&acme_id, Some(&pro), "op").await.unwrap().unwrap();
+                let change = store
+                    .assign_tier(&acme_id, Some(&pro), &"op".into())
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(change.assigned_tier(), Some(Some(pro.clone())));
-                assert!(store.assign_tier(&acme_id, Some(&pro), "op").await.unwrap().is_none());
+                assert!(store
+                    .assign_tier(&acme_id, Some(&pro), &"op".into())
+                    .await
+                    .unwrap()
+                    .is_none());
             }
             let (items, stack) = read().await.unwrap();
             assert_eq!(stack.tier(), Some(&pro));

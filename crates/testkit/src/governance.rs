@@ -300,10 +300,12 @@ pub async fn run(d: &Deployment, feed: &dyn Feed) {
     }
     expect(
         "assign the tier",
-        &api.operator(
+        &api.call_with(
             "PUT",
             &format!("/v1/tenants/{}", d.tenant),
+            &d.operator_token,
             Some(&format!(r#"{{"tier":"{tier}"}}"#)),
+            Some("pilot of the tier"),
         )
         .await,
         200,
@@ -409,6 +411,12 @@ pub async fn run(d: &Deployment, feed: &dyn Feed) {
         .filter(|c| c["reason"] == "launch day: raise the limit")
         .count();
     assert_eq!(reasons, 2, "{}", r.1);
+    let assigned = r.1["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .any(|c| c["op"] == "tier" && c["reason"] == "pilot of the tier");
+    assert!(assigned, "the tier assignment's reason is in the tenant's log: {}", r.1);
     let long = "x".repeat(257);
     let r = api
         .call_with(

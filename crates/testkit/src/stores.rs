@@ -89,7 +89,7 @@ impl ConfigStore for Observed {
     async fn tier_of(&self, t: &TenantId) -> Result<Option<TierName>> {
         self.inner.tier_of(t).await
     }
-    async fn assign_tier(&self, t: &TenantId, tier: Option<&TierName>, a: &str) -> Result<Option<Change>> {
+    async fn assign_tier(&self, t: &TenantId, tier: Option<&TierName>, a: &Author) -> Result<Option<Change>> {
         self.inner.assign_tier(t, tier, a).await
     }
 }

@@ -332,7 +332,7 @@ impl RedbStore {
         Ok(changes)
     }
 
-    fn assign(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+    fn assign(&self, tenant: &TenantId, tier: Option<&TierName>, author: &Author) -> Result<Option<Change>> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let owner = Owner::Tenant(tenant.clone());
         let txn = self.db.begin_write().map_err(storage)?;
@@ -349,7 +349,7 @@ impl RedbStore {
                 return Ok(None);
             }
             let revision = Revision(heads.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()) + 1);
-            let change = Change::tier_assigned(tenant, revision, tier, Version(version + 1), actor, now_rfc3339());
+            let change = Change::tier_assigned(tenant, revision, tier, Version(version + 1), author, now_rfc3339());
             let record = TierRecord {
                 tier: tier.map(|t| t.as_str().to_owned()),
                 version: version + 1,
@@ -616,9 +616,9 @@ impl ConfigStore for RedbStore {
         .await
     }
 
-    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
-        let (tenant, tier, actor) = (tenant.clone(), tier.cloned(), actor.to_owned());
-        self.blocking(move |s| s.assign(&tenant, tier.as_ref(), &actor)).await
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, author: &Author) -> Result<Option<Change>> {
+        let (tenant, tier, author) = (tenant.clone(), tier.cloned(), author.clone());
+        self.blocking(move |s| s.assign(&tenant, tier.as_ref(), &author)).await
     }
 }
 

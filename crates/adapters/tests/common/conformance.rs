@@ -486,11 +486,19 @@ pub async fn layers(store: &TaggedStore) {
                 "{raw}: no tier assigned yet"
             );
             let head = store.head_revision(&t).await.unwrap();
-            let change = store.assign_tier(tenant, Some(&tier), "op").await.unwrap().unwrap();
+            let change = store
+                .assign_tier(tenant, Some(&tier), &"op".into())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!((change.op, change.revision), (ChangeOp::Tier, Revision(head.0 + 1)));
             assert_eq!(change.assigned_tier(), Some(Some(tier.clone())));
             assert!(
-                store.assign_tier(tenant, Some(&tier), "op").await.unwrap().is_none(),
+                store
+                    .assign_tier(tenant, Some(&tier), &"op".into())
+                    .await
+                    .unwrap()
+                    .is_none(),
                 "same tier: no change"
             );
             assert_eq!(store.tier_of(tenant).await.unwrap(), Some(tier.clone()));
@@ -526,7 +534,7 @@ pub async fn layers(store: &TaggedStore) {
         assert!(read().await.is_none(), "{raw}");
     }
     let head = store.head_revision(&t).await.unwrap();
-    let change = store.assign_tier(tenant, None, "op").await.unwrap().unwrap();
+    let change = store.assign_tier(tenant, None, &"op".into()).await.unwrap().unwrap();
     assert_eq!(
         (change.revision, change.assigned_tier()),
         (Revision(head.0 + 1), Some(None))

@@ -137,7 +137,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .scan_index_forward(forward)
                 .consistent_read(true)
-                .limit((limit + 1).clamp(10, 1000) as i32)
+                .limit(limit.saturating_add(1).clamp(10, 1000) as i32)
                 .send()
                 .await
                 .map_err(|e| from_sdk(SERVICE, "Query", e))?;

@@ -225,7 +225,7 @@ impl ConfigStore for DynamoStore {
     /// The assignment item is written in the same transaction as the head and the change,
     /// conditioned on the assignment version read: two operators assigning at once both
     /// land in order, each with its own revision.
-    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, actor: &str) -> Result<Option<Change>> {
+    async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, author: &Author) -> Result<Option<Change>> {
         let owner = Owner::Tenant(tenant.clone());
         for attempt in 0..MAX_WRITE_ATTEMPTS {
             let current = self.get_item::<TierItem>(pk(&owner), TIER_SK.into()).await?;
@@ -244,7 +244,7 @@ impl ConfigStore for DynamoStore {
             let appended = self
                 .append_change_guarded(
                     &owner,
-                    |revision| Change::tier_assigned(tenant, revision, tier, version, actor, at.clone()),
+                    |revision| Change::tier_assigned(tenant, revision, tier, version, author, at.clone()),
                     |_| {
                         let put = Put::builder().table_name(&self.table).set_item(Some(encode(&record)?));
                         let put = match read_version {
