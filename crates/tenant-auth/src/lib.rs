@@ -10,6 +10,7 @@
 //!
 //! - [`service`]: the credential of internal callers (the cache-refresher), which no tenant
 //!   token can pass for.
+//! - [`verified`]: tenant tokens verified before, answered from memory until they expire.
 //!
 //! Every rejection is a distinct [`AuthError`] so logs and tests can tell them apart; the
 //! HTTP layer answers all of them with 401, except an unreachable JWKS (503).
@@ -19,6 +20,7 @@ pub mod dev;
 mod error;
 mod jwks;
 pub mod service;
+pub mod verified;
 mod verifier;
 
 pub use context::{OperatorContext, Principal, Scope, Scopes, TenantContext, OPERATOR_SCOPE};

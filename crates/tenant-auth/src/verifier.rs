@@ -36,6 +36,9 @@ pub struct VerifierConfig {
     /// Longer tokens are refused before anything of them is decoded
     /// ([`DEFAULT_MAX_TOKEN_BYTES`]; `TAGCFG_MAX_TOKEN_BYTES`).
     pub max_token_bytes: usize,
+    /// How many verified tenant tokens are remembered until they expire
+    /// ([`crate::verified::DEFAULT_VERIFIED_TOKENS`]; `TAGCFG_VERIFIED_TOKENS`; 0: none).
+    pub verified_tokens: usize,
 }
 
 /// Cognito's ID tokens are 1–2 KiB with a few groups; 8 KiB leaves room for many and stops
@@ -55,6 +58,7 @@ impl Default for VerifierConfig {
             dev_secret: None,
             jwks_min_refetch: Duration::from_secs(30),
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            verified_tokens: crate::verified::DEFAULT_VERIFIED_TOKENS,
         }
     }
 }
@@ -64,6 +68,7 @@ pub struct Verifier {
     config: VerifierConfig,
     jwks: Option<JwksCache>,
     dev_key: Option<DecodingKey>,
+    verified: crate::verified::VerifiedTokens,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -102,7 +107,13 @@ impl Verifier {
             .map(|source| JwksCache::new(source, config.jwks_min_refetch))
             .transpose()?;
         let dev_key = config.dev_secret.take().map(|s| DecodingKey::from_secret(&s));
-        Ok(Verifier { config, jwks, dev_key })
+        let verified = crate::verified::VerifiedTokens::new(config.verified_tokens);
+        Ok(Verifier {
+            config,
+            jwks,
+            dev_key,
+            verified,
+        })
     }
 
     /// Verifies the value of an `Authorization` header (`Bearer <jwt>`).
@@ -129,13 +140,32 @@ impl Verifier {
     }
 
     /// Verifies a compact JWT: a tenant principal (tenant claim) or an operator (the
-    /// `config:operator` scope or group, and no tenant claim).
+    /// `config:operator` scope or group, and no tenant claim). A tenant token verified
+    /// before is answered from [`crate::verified`] until it expires.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         if token.len() > self.config.max_token_bytes {
             return Err(AuthError::TooLarge {
                 limit: self.config.max_token_bytes,
             });
         }
+        let now = unix_now();
+        if let Some(context) = self.verified.get(token, now) {
+            return Ok(Principal::Tenant(context));
+        }
+        let principal = self.verify_in_full(token).await?;
+        if let Principal::Tenant(context) = &principal {
+            self.verified.put(token, context, now);
+        }
+        Ok(principal)
+    }
+
+    /// How many verifications the verified-token cache answered (a measure, for tests and
+    /// benchmarks).
+    pub fn verified_from_cache(&self) -> u64 {
+        self.verified.hits()
+    }
+
+    async fn verify_in_full(&self, token: &str) -> Result<Principal, AuthError> {
         let header = decode_header(token).map_err(|_| classify_bad_header(token))?;
         let key = match header.alg {
             Algorithm::HS256 => self.dev_key.clone().ok_or(AuthError::HmacNotAccepted)?,
@@ -290,6 +320,7 @@ impl VerifierConfig {
     /// | `TAGCFG_TENANT_CLAIM` | claim holding the tenant | `custom:tenantId` |
     /// | `TAGCFG_TOKEN_USE` | accepted `token_use`: `id`, `access` or `id,access`; when set, a token without the claim is refused | `id` with a Cognito pool (strict: the deployment's ID-token path); otherwise any, claim optional |
     /// | `TAGCFG_MAX_TOKEN_BYTES` | longer tokens are refused unread | 8192 |
+    /// | `TAGCFG_VERIFIED_TOKENS` | verified tenant tokens remembered until they expire (0: none) | 10000 |
     /// | `TAGCFG_DEV_SECRET` | HS256 dev secret (refused inside Lambda) | — |
     pub fn from_lookup(get: &impl tagged_routing::env::Lookup) -> Result<Self, tagged_routing::env::EnvError> {
         use tagged_routing::env::EnvError;
@@ -360,7 +391,19 @@ impl VerifierConfig {
             )?)
             .map_err(|_| EnvError::invalid("TAGCFG_MAX_TOKEN_BYTES", "too large"))?,
             token_uses: token_use.unwrap_or_else(|| VerifierConfig::default().token_uses),
+            verified_tokens: usize::try_from(tagged_routing::env::number(
+                get,
+                "TAGCFG_VERIFIED_TOKENS",
+                crate::verified::DEFAULT_VERIFIED_TOKENS as u64,
+            )?)
+            .map_err(|_| EnvError::invalid("TAGCFG_VERIFIED_TOKENS", "too large"))?,
             ..VerifierConfig::default()
         })
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -428,3 +428,53 @@ async fn an_oversized_token_is_refused_before_it_is_read() {
     .unwrap();
     assert!(roomy.verify_tenant(&token).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_verified_token_is_remembered_until_it_expires_and_no_other_token_rides_on_it() {
+    let v = Verifier::new(VerifierConfig {
+        issuer: Some(ISSUER.into()),
+        audiences: vec![CLIENT.into()],
+        jwks: Some(KeySource::File(fixture("jwks.json"))),
+        leeway_secs: 0,
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    let token = rsa(&claims());
+    let first = v.verify_tenant(&token).await.unwrap();
+    assert_eq!(v.verified_from_cache(), 0, "the first verification is a full one");
+    assert_eq!(v.verify_tenant(&token).await.unwrap(), first);
+    assert_eq!(v.verified_from_cache(), 1, "the repeat came from the cache");
+
+    // A token that differs in its signature alone is verified in full, and refused.
+    let mut tampered = token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(v.verify_tenant(&tampered).await.is_err());
+    assert_eq!(v.verified_from_cache(), 1);
+
+    // A remembered token ends at its expiry like any other.
+    let exp = now() + 2;
+    let brief = rsa(&with("exp", json!(exp)));
+    v.verify_tenant(&brief).await.unwrap();
+    v.verify_tenant(&brief).await.unwrap();
+    assert_eq!(v.verified_from_cache(), 2);
+    // Past `exp` in whole seconds, as JWT validation counts them.
+    while now() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let err = v.verify_tenant(&brief).await.expect_err("expired");
+    assert!(matches!(err, AuthError::Expired), "{err:?}");
+
+    // With the cache off, nothing is remembered.
+    let uncached = Verifier::new(VerifierConfig {
+        issuer: Some(ISSUER.into()),
+        audiences: vec![CLIENT.into()],
+        jwks: Some(KeySource::File(fixture("jwks.json"))),
+        verified_tokens: 0,
+        ..VerifierConfig::default()
+    })
+    .unwrap();
+    uncached.verify_tenant(&token).await.unwrap();
+    uncached.verify_tenant(&token).await.unwrap();
+    assert_eq!(uncached.verified_from_cache(), 0);
+}
