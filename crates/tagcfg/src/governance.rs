@@ -8,7 +8,7 @@ use clap::Subcommand;
 use client::api::{Call, Method};
 use serde_json::{json, Value};
 
-use crate::{layer_query, print, read_value, CliError, Remote};
+use crate::{print, read_value, CliError, Remote};
 
 #[derive(Subcommand)]
 pub enum SchemaCommand {
@@ -96,15 +96,8 @@ fn change_set(file: &Path) -> Result<Value, CliError> {
 
 /// `tagcfg apply FILE`: writes the change set all or nothing; `--dry-run` reads each key's
 /// current value in the layer and prints what would change, writing nothing.
-pub async fn apply(
-    remote: &Remote,
-    file: &Path,
-    dry_run: bool,
-    layer: &Option<String>,
-    shared: bool,
-) -> Result<(), CliError> {
+pub async fn apply(remote: &Remote, file: &Path, dry_run: bool, query: &str) -> Result<(), CliError> {
     let set = change_set(file)?;
-    let query = layer_query(layer, shared);
     if !dry_run {
         let call = Call {
             body: Some(set.to_string()),

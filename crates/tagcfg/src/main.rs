@@ -144,12 +144,8 @@ enum Command {
     /// Read one key: a tenant's effective value (tenant → tier → shared), or one layer's.
     Get {
         key: String,
-        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
-        #[arg(long, conflicts_with = "shared")]
-        layer: Option<String>,
-        /// Shorthand for --layer shared.
-        #[arg(long)]
-        shared: bool,
+        #[command(flatten)]
+        layer: LayerArgs,
         #[command(flatten)]
         conn: Connection,
     },
@@ -163,12 +159,8 @@ enum Command {
         /// Only if the key does not exist yet.
         #[arg(long)]
         create_only: bool,
-        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
-        #[arg(long, conflicts_with = "shared")]
-        layer: Option<String>,
-        /// Shorthand for --layer shared.
-        #[arg(long)]
-        shared: bool,
+        #[command(flatten)]
+        layer: LayerArgs,
         #[command(flatten)]
         conn: Connection,
     },
@@ -177,12 +169,8 @@ enum Command {
         key: String,
         #[arg(long)]
         if_match: Option<u64>,
-        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
-        #[arg(long, conflicts_with = "shared")]
-        layer: Option<String>,
-        /// Shorthand for --layer shared.
-        #[arg(long)]
-        shared: bool,
+        #[command(flatten)]
+        layer: LayerArgs,
         #[command(flatten)]
         conn: Connection,
     },
@@ -216,12 +204,8 @@ enum Command {
         file: PathBuf,
         #[arg(long)]
         dry_run: bool,
-        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
-        #[arg(long, conflicts_with = "shared")]
-        layer: Option<String>,
-        /// Shorthand for --layer shared.
-        #[arg(long)]
-        shared: bool,
+        #[command(flatten)]
+        layer: LayerArgs,
         #[command(flatten)]
         conn: Connection,
     },
@@ -233,12 +217,8 @@ enum Command {
         to_version: Option<u64>,
         #[arg(long)]
         to_revision: Option<u64>,
-        /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
-        #[arg(long, conflicts_with = "shared")]
-        layer: Option<String>,
-        /// Shorthand for --layer shared.
-        #[arg(long)]
-        shared: bool,
+        #[command(flatten)]
+        layer: LayerArgs,
         #[command(flatten)]
         conn: Connection,
     },
@@ -330,24 +310,37 @@ fn scope_list(names: &[String]) -> Result<Vec<Scope>, CliError> {
         .collect()
 }
 
-/// The `?layer=` of a call, from `--layer` or `--shared`.
-fn layer_query(layer: &Option<String>, shared: bool) -> String {
-    match (layer, shared) {
-        (_, true) => "?layer=shared".to_owned(),
-        (Some(l), false) => format!("?layer={l}"),
-        (None, false) => String::new(),
-    }
+/// `--layer` / `--shared`: the layer a command addresses.
+#[derive(clap::Args)]
+struct LayerArgs {
+    /// The layer: tenant (default, the token's own), shared or tier:<name> (operators).
+    #[arg(long, conflicts_with = "shared")]
+    layer: Option<String>,
+    /// Shorthand for --layer shared.
+    #[arg(long)]
+    shared: bool,
 }
 
-/// The `If-Match` ETag of version `v` in the layer written (ETags name their layer).
-fn if_match_tag(layer: &Option<String>, shared: bool, v: u64) -> String {
-    match (layer.as_deref(), shared) {
-        (_, true) | (Some("shared"), _) => format!("\"shared-{v}\""),
-        (Some(l), false) => match l.strip_prefix("tier:") {
-            Some(tier) => format!("\"tier-{tier}-{v}\""),
-            None => format!("\"{v}\""),
-        },
-        (None, false) => format!("\"{v}\""),
+impl LayerArgs {
+    /// The `?layer=` of a call.
+    fn query(&self) -> String {
+        match (&self.layer, self.shared) {
+            (_, true) => "?layer=shared".to_owned(),
+            (Some(l), false) => format!("?layer={l}"),
+            (None, false) => String::new(),
+        }
+    }
+
+    /// The `If-Match` ETag of version `v` in the layer written (ETags name their layer).
+    fn if_match(&self, v: u64) -> String {
+        match (self.layer.as_deref(), self.shared) {
+            (_, true) | (Some("shared"), _) => format!("\"shared-{v}\""),
+            (Some(l), false) => match l.strip_prefix("tier:") {
+                Some(tier) => format!("\"tier-{tier}-{v}\""),
+                None => format!("\"{v}\""),
+            },
+            (None, false) => format!("\"{v}\""),
+        }
     }
 }
 
@@ -494,18 +487,16 @@ async fn run(command: Command) -> Result<(), CliError> {
             file,
             dry_run,
             layer,
-            shared,
             conn,
-        } => governance::apply(&remote(&conn)?, &file, dry_run, &layer, shared).await,
+        } => governance::apply(&remote(&conn)?, &file, dry_run, &layer.query()).await,
         Command::Revert {
             key,
             to_version,
             to_revision,
             layer,
-            shared,
             conn,
         } => {
-            let query = layer_query(&layer, shared);
+            let query = layer.query();
             governance::revert(&remote(&conn)?, key, to_version, to_revision, &query).await
         }
         Command::Effective { prefix, conn } => {
@@ -513,13 +504,8 @@ async fn run(command: Command) -> Result<(), CliError> {
             print(remote(&conn)?.call(Method::GET, &path, Call::default()).await?);
             Ok(())
         }
-        Command::Get {
-            key,
-            layer,
-            shared,
-            conn,
-        } => {
-            let path = format!("/v1/config/{key}{}", layer_query(&layer, shared));
+        Command::Get { key, layer, conn } => {
+            let path = format!("/v1/config/{key}{}", layer.query());
             print(remote(&conn)?.call(Method::GET, &path, Call::default()).await?);
             Ok(())
         }
@@ -529,18 +515,17 @@ async fn run(command: Command) -> Result<(), CliError> {
             if_match,
             create_only,
             layer,
-            shared,
             conn,
         } => {
             let value = read_value(&value)?;
             let mut headers = Vec::new();
             if let Some(v) = if_match {
-                headers.push(("if-match", if_match_tag(&layer, shared, v)));
+                headers.push(("if-match", layer.if_match(v)));
             }
             if create_only {
                 headers.push(("if-none-match", "*".to_owned()));
             }
-            let path = format!("/v1/config/{key}{}", layer_query(&layer, shared));
+            let path = format!("/v1/config/{key}{}", layer.query());
             print(
                 remote(&conn)?
                     .call(
@@ -559,13 +544,12 @@ async fn run(command: Command) -> Result<(), CliError> {
             key,
             if_match,
             layer,
-            shared,
             conn,
         } => {
             let headers = if_match
-                .map(|v| vec![("if-match", if_match_tag(&layer, shared, v))])
+                .map(|v| vec![("if-match", layer.if_match(v))])
                 .unwrap_or_default();
-            let path = format!("/v1/config/{key}{}", layer_query(&layer, shared));
+            let path = format!("/v1/config/{key}{}", layer.query());
             remote(&conn)?
                 .call(Method::DELETE, &path, Call { body: None, headers })
                 .await?;
