@@ -32,12 +32,24 @@ struct WriteBody {
     if_match: Option<u64>,
 }
 
+/// One write as answered by the routes that make several: key, op, version, revision.
 #[derive(Serialize)]
-struct Written {
-    key: String,
-    op: tagged_routing::ChangeOp,
-    version: Version,
-    revision: Revision,
+pub(crate) struct Written {
+    pub key: String,
+    pub op: tagged_routing::ChangeOp,
+    pub version: Version,
+    pub revision: Revision,
+}
+
+impl From<tagged_routing::Change> for Written {
+    fn from(c: tagged_routing::Change) -> Self {
+        Written {
+            key: c.key,
+            op: c.op,
+            version: c.version,
+            revision: c.revision,
+        }
+    }
 }
 
 /// `POST /v1/config:batchWrite` `{"writes": [{"key", "value" | null, "if_match"?}],
@@ -95,14 +107,6 @@ pub async fn batch_write(
         .last()
         .map(|c| c.revision)
         .ok_or_else(|| Error::Backend("an empty change set".into()))?;
-    let written: Vec<Written> = changes
-        .into_iter()
-        .map(|c| Written {
-            key: c.key,
-            op: c.op,
-            version: c.version,
-            revision: c.revision,
-        })
-        .collect();
+    let written: Vec<Written> = changes.into_iter().map(Written::from).collect();
     Ok(Json(serde_json::json!({ "revision": revision, "changes": written })).into_response())
 }

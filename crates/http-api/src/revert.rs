@@ -17,6 +17,7 @@ use tagged_routing::{
 };
 use tenant_auth::Scope;
 
+use crate::change_sets::Written;
 use crate::handlers::{author, body, path, query, LayerQuery};
 use crate::{ApiError, AppState, Caller};
 
@@ -136,12 +137,16 @@ pub async fn revert_layer(
             one_by_one.push(write);
         }
     }
-    let written = |key: &str, op: ChangeOp, version: Version, revision: Revision| serde_json::json!({"key": key, "op": op, "version": version, "revision": revision});
     let mut changes = Vec::new();
     for chunk in set.chunks(tagged_routing::MAX_SET_WRITES) {
-        for c in state.store.write_set(&owner, chunk, &author).await? {
-            changes.push(written(&c.key, c.op, c.version, c.revision));
-        }
+        changes.extend(
+            state
+                .store
+                .write_set(&owner, chunk, &author)
+                .await?
+                .into_iter()
+                .map(Written::from),
+        );
     }
     for w in one_by_one {
         changes.push(match &w.value {
@@ -150,12 +155,14 @@ pub async fn revert_layer(
                     .store
                     .put_by(&owner, &w.key, value, w.precondition, &author)
                     .await?;
-                written(&item.key, ChangeOp::Put, item.version, item.revision)
+                Written {
+                    key: item.key,
+                    op: ChangeOp::Put,
+                    version: item.version,
+                    revision: item.revision,
+                }
             }
-            None => {
-                let c = state.store.delete_by(&owner, &w.key, w.precondition, &author).await?;
-                written(&c.key, c.op, c.version, c.revision)
-            }
+            None => Written::from(state.store.delete_by(&owner, &w.key, w.precondition, &author).await?),
         });
     }
     Ok(Json(serde_json::json!({ "reverted_to": target, "changes": changes })).into_response())
