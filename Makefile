@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Integration tests reach DynamoDB Local and moto through the real AWS SDK.
 FEATURES := --features adapters/aws
 
-.PHONY: run test test-unit lint fmt validate build deploy watch-image emulators lambda-invoke invoke-stream-publisher invoke-cache-refresher bench clean-tools
+.PHONY: run test test-unit lint fmt validate build deploy watch-image emulators lambda-invoke invoke-stream-publisher invoke-cache-refresher bench fuzz clean-tools
 
 ## run: build and start the local all-in-one server (embedded store, no AWS, no Docker)
 run:
@@ -52,6 +52,11 @@ fmt:
 ## emulators: start DynamoDB Local and moto and open a shell with the endpoints exported
 emulators:
 	infra/with-emulators.sh $$SHELL
+
+## fuzz: every cargo-fuzz target for FUZZ_SECS seconds (default 60) from fuzz/corpus; a crash
+##       fails and leaves its input in fuzz/artifacts/ (infra/fuzz.sh; never part of `make test`)
+fuzz:
+	infra/fuzz.sh
 
 ## bench: every benchmark (results and how to read them: docs/BENCHMARKS.md)
 bench:

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use adapters::aws::{AwsSettings, Clients, SsmStore};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use push::pb::{config_refresh_client::ConfigRefreshClient, RefreshRequest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tagged_routing::env::{self, EnvError, Lookup};
 use tagged_routing::{Change, RoutingTable};
@@ -312,22 +312,9 @@ impl Refresher {
 
     /// Handles one EventBridge event.
     pub async fn handle(&self, event: &EventBridgeEvent<Value>) -> Result<Outcome, RefreshError> {
-        let malformed = |reason: String| RefreshError::Malformed {
-            detail_type: event.detail_type.clone(),
-            reason,
-        };
-        match event.detail_type.as_str() {
-            CONFIG_CHANGED => {
-                let change: Change =
-                    serde_json::from_value(event.detail.clone()).map_err(|e| malformed(e.to_string()))?;
-                self.refresh_all(vec![change]).await
-            }
-            PARAMETER_STORE_CHANGE => {
-                let name = event
-                    .detail
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| malformed("no 'name'".into()))?;
+        match decode(event)? {
+            Incoming::Changed(change) => self.refresh_all(vec![change]).await,
+            Incoming::ParameterStore { name } => {
                 let Some((owner, key)) = self.ssm.locate(name) else {
                     return Ok(Outcome::Ignored {
                         reason: format!("{name} is outside the configured root or tags"),
@@ -347,8 +334,8 @@ impl Refresher {
                     },
                 })
             }
-            other => Ok(Outcome::Ignored {
-                reason: format!("detail-type '{other}' is not handled"),
+            Incoming::Other { detail_type } => Ok(Outcome::Ignored {
+                reason: format!("detail-type '{detail_type}' is not handled"),
             }),
         }
     }
@@ -403,4 +390,36 @@ impl Refresher {
 
 fn malformed_token() -> RefreshError {
     RefreshError::Auth(tenant_auth::AuthError::Config("the service token is not ASCII".into()))
+}
+
+/// What an EventBridge event asks of the refresher, decoded without touching any backend.
+#[derive(Debug)]
+pub enum Incoming<'a> {
+    /// A `ConfigChanged` event of the change feed.
+    Changed(Change),
+    /// A `Parameter Store Change` event: a parameter edited outside the API.
+    ParameterStore { name: &'a str },
+    /// Any other detail-type (ignored).
+    Other { detail_type: &'a str },
+}
+
+/// Decodes an event's detail by its detail-type; a malformed detail is a typed error
+/// naming the detail-type (the fuzz target `eventbridge_event` drives this).
+pub fn decode(event: &EventBridgeEvent<Value>) -> Result<Incoming<'_>, RefreshError> {
+    let malformed = |reason: String| RefreshError::Malformed {
+        detail_type: event.detail_type.clone(),
+        reason,
+    };
+    match event.detail_type.as_str() {
+        CONFIG_CHANGED => Change::deserialize(&event.detail)
+            .map(Incoming::Changed)
+            .map_err(|e| malformed(e.to_string())),
+        PARAMETER_STORE_CHANGE => event
+            .detail
+            .get("name")
+            .and_then(Value::as_str)
+            .map(|name| Incoming::ParameterStore { name })
+            .ok_or_else(|| malformed("no 'name'".into())),
+        other => Ok(Incoming::Other { detail_type: other }),
+    }
 }

@@ -221,7 +221,12 @@ async fn stored_violations(state: &AppState, governing: &Governing) -> ApiResult
             if longer {
                 continue;
             }
-            let first = match governing.check(&key, &owner.layer(), &item.value) {
+            // The operator registering a schema never sees a tenant's value.
+            let checked = match owner {
+                Owner::Tenant(_) => governing.check_unquoted(&key, &owner.layer(), &item.value),
+                _ => governing.check(&key, &owner.layer(), &item.value),
+            };
+            let first = match checked {
                 Ok(found) => found.into_iter().next(),
                 Err(Error::OverrideDenied(message)) => {
                     overrides += 1;

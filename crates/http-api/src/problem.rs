@@ -21,6 +21,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("no such route")]
     NoRoute,
+    /// A revert to a version whose value is not kept (409 `not_kept`, not retryable).
+    #[error("{0}")]
+    NotKept(String),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     #[error("the request took longer than {after:?}")]
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            ApiError::NotKept(_) => (StatusCode::CONFLICT, "not_kept"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, "request_timeout"),
             ApiError::SchemaConflict { .. } => (StatusCode::CONFLICT, "schema_conflict"),
@@ -126,7 +130,11 @@ impl IntoResponse for ApiError {
             ApiError::Domain(Error::Throttled { retry_after_secs, .. }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            ApiError::Domain(Error::Unavailable(_)) | ApiError::Timeout { .. } => {
+            // Contention: other writers of the tenant kept winning; nothing was written and
+            // the same request may be sent again.
+            ApiError::Domain(Error::Unavailable(_))
+            | ApiError::Domain(Error::Conflict(_))
+            | ApiError::Timeout { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Auth(e) if !e.is_unavailable() && !e.is_wrong_principal() => {

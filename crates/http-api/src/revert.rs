@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use tagged_routing::{
-    governance, BackendKind, ChangeOp, ConfigStore, Error, Owner, Precondition, Revision, SetWrite, Version,
+    governance, BackendKind, ChangeOp, ConfigStore, Owner, Precondition, Revision, SetWrite, Version,
 };
 use tenant_auth::Scope;
 
@@ -43,9 +43,9 @@ fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Resu
 }
 
 fn not_kept(key: &str, version: Version) -> ApiError {
-    ApiError::Domain(Error::Conflict(format!(
-        "version {version} of '{key}' is no longer kept (history holds values up to the inline limit; secrets keep theirs)"
-    )))
+    ApiError::NotKept(format!(
+        "version {version} of '{key}' is not kept (history holds values up to the inline limit; secrets keep theirs)"
+    ))
 }
 
 /// The precondition that writes over exactly what was read.

@@ -183,6 +183,17 @@ impl Governing {
     /// What is wrong with writing `value` at `key` in `layer`; empty when nothing is.
     /// Messages about a secret key's value never quote it.
     pub fn check(&self, key: &Key, layer: &Layer, value: &JsonText) -> Result<Vec<Violation>> {
+        self.check_quoting(key, layer, value, !key.backend().is_secret())
+    }
+
+    /// [`Governing::check`] with messages that never quote the value, whatever the key: what
+    /// an operator is shown about a tenant's stored value (a registration's conflicts), since
+    /// tenant configuration is never shown to an operator.
+    pub fn check_unquoted(&self, key: &Key, layer: &Layer, value: &JsonText) -> Result<Vec<Violation>> {
+        self.check_quoting(key, layer, value, false)
+    }
+
+    fn check_quoting(&self, key: &Key, layer: &Layer, value: &JsonText, quote: bool) -> Result<Vec<Violation>> {
         if !matches!(layer, Layer::Shared) && self.registration.override_policy == Override::Rule(OverrideRule::Deny) {
             return Err(Error::OverrideDenied(format!(
                 "the platform does not let {} override '{}' (policy at '{}')",
@@ -192,10 +203,9 @@ impl Governing {
             )));
         }
         let instance: Value = serde_json::from_str(value.as_str()).map_err(|e| Error::InvalidValue(e.to_string()))?;
-        let secret = key.backend().is_secret();
-        let mut found = violations(&self.schema, &instance, secret, "");
+        let mut found = violations(&self.schema, &instance, quote, "");
         if let (Some(bound), false) = (&self.bound, matches!(layer, Layer::Shared)) {
-            found.extend(violations(bound, &instance, secret, "override bound: "));
+            found.extend(violations(bound, &instance, quote, "override bound: "));
         }
         Ok(found)
     }
@@ -209,16 +219,16 @@ fn layer_name(layer: &Layer) -> String {
     }
 }
 
-fn violations(schema: &jsonschema::Validator, instance: &Value, secret: bool, label: &str) -> Vec<Violation> {
+fn violations(schema: &jsonschema::Validator, instance: &Value, quote: bool, label: &str) -> Vec<Violation> {
     schema
         .iter_errors(instance)
         .map(|e| Violation {
             pointer: e.instance_path().to_string(),
-            message: if secret {
-                // The validator's message quotes the offending value: never for a secret.
-                format!("{label}the value at this pointer does not satisfy the schema")
-            } else {
+            message: if quote {
                 format!("{label}{e}")
+            } else {
+                // The validator's message quotes the offending value.
+                format!("{label}the value at this pointer does not satisfy the schema")
             },
         })
         .collect()

@@ -11,6 +11,8 @@
 //!   run against any [`layers::Deployment`]: the local server, or the emulator stack.
 //! - [`governance`]: the governance suite — schemas, override policies, conflicts on
 //!   registration and effective values, through the HTTP API of any deployment.
+//! - [`linearizability`]: concurrent HTTP clients' histories on a few keys, checked per key
+//!   against a versioned register (the Wing & Gong / Lowe search, as Porcupine does).
 //! - [`stores`]: a store decorator that counts backend reads and can make the change log
 //!   forget old revisions.
 //! - [`serve`]: `tagcfg serve` as a child process on free ports, its banner read (tests of
@@ -23,6 +25,7 @@ pub mod auth;
 pub mod emulators;
 pub mod governance;
 pub mod layers;
+pub mod linearizability;
 pub mod serve;
 pub mod stores;
 
