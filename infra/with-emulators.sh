@@ -83,6 +83,7 @@ export AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL_EVENTBRIDGE="http://127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL_SERVICEDISCOVERY="http://127.0.0.1:$moto_port"
+export AWS_ENDPOINT_URL_STS="http://127.0.0.1:$moto_port"
 export MOTO_URL="http://127.0.0.1:$moto_port"
 
 "$@"

@@ -13,6 +13,7 @@ pub mod metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapters::aws::scoped::{TenantRole, TenantScopedStores};
 use adapters::aws::AwsSettings;
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -20,6 +21,8 @@ use axum::response::Response;
 use axum::Router;
 use http_api::{AccessLog, AppState, CacheMetrics, CachedStore, TenantLimits};
 use lambda_http::RequestExt;
+use tagged_routing::scope::{Fence, Fenced};
+use tagged_routing::ConfigStore;
 use tagged_routing::{env, RoutingTable};
 use tenant_auth::{Verifier, VerifierConfig};
 use tracing::Instrument;
@@ -47,6 +50,9 @@ pub struct ApiConfig {
     pub tenant_limits: TenantLimits,
     /// `TAGCFG_ACCESS_LOG_SAMPLE`: see [`AccessLog`].
     pub access_log_sample: u64,
+    /// `TAGCFG_TENANT_ROLE_ARN` and friends: tenant requests on tenant-scoped credentials
+    /// (`adapters::aws::scoped`); `None`: every call on the function's own role.
+    pub tenant_role: Option<TenantRole>,
 }
 
 impl ApiConfig {
@@ -65,6 +71,8 @@ impl ApiConfig {
     /// | `TAGCFG_FRESHNESS_MS` | read-cache freshness window | `250` |
     /// | `TAGCFG_TENANT_READS_PER_SEC`, `_READ_BURST`, `_WRITES_PER_SEC`, `_WRITE_BURST` | per-tenant token buckets ([`TenantLimits`]) | 1000, 2000, 100, 200 |
     /// | `TAGCFG_ACCESS_LOG_SAMPLE` | one access-log line per this many successful reads ([`AccessLog`]) | 10 |
+    /// | `TAGCFG_TENANT_ROLE_ARN` | the tenant-access role each tenant request assumes with the session tag `tenant=<id>` ([`TenantRole`]); empty: off | off |
+    /// | `TAGCFG_TENANT_CREDENTIALS`, `_CREDENTIALS_SECS`, `_CREDENTIALS_REFRESH_SECS` | tenants whose credentials are kept, session length, refresh margin | 1000, 900, 120 |
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(ApiConfig {
             routes: env::routes(&get)?,
@@ -73,6 +81,7 @@ impl ApiConfig {
             freshness: Duration::from_millis(env::number(&get, "TAGCFG_FRESHNESS_MS", 250)?),
             tenant_limits: TenantLimits::from_lookup(&get)?,
             access_log_sample: AccessLog::from_lookup(&get)?.sample_reads,
+            tenant_role: TenantRole::from_lookup(&get)?,
         })
     }
 }
@@ -83,13 +92,35 @@ pub struct App {
     pub metrics: Arc<CacheMetrics>,
 }
 
-/// Builds the clients, the store stack (TaggedStore → CachedStore) and the router, once.
-pub fn build(config: ApiConfig, clients: &adapters::aws::Clients) -> Result<App, ConfigError> {
+/// Builds the store stack and the router, once: TaggedStore (the function's own role) →
+/// TenantScopedStores when a tenant role is configured (each tenant request on its own
+/// credentials) → CachedStore → Fenced (every call of a tenant request held to its own
+/// layer). `sdk` is what tenant credentials are layered on.
+pub fn build(
+    config: ApiConfig,
+    clients: &adapters::aws::Clients,
+    sdk: &aws_config::SdkConfig,
+) -> Result<App, ConfigError> {
     let verifier = Verifier::new(config.auth)?;
-    let store = adapters::aws::tagged_store(clients, config.routes.clone(), &config.aws)?;
-    let cached = CachedStore::new(Arc::new(store), config.freshness);
+    let store: Arc<dyn ConfigStore> = Arc::new(adapters::aws::tagged_store(
+        clients,
+        config.routes.clone(),
+        &config.aws,
+    )?);
+    let store: Arc<dyn ConfigStore> = match config.tenant_role {
+        Some(role) => Arc::new(TenantScopedStores::new(
+            store,
+            sdk,
+            config.routes.clone(),
+            config.aws.clone(),
+            role,
+        )),
+        None => store,
+    };
+    let cached = CachedStore::new(store, config.freshness);
     let metrics = cached.metrics();
-    let state = AppState::new(Arc::new(cached), config.routes, Arc::new(verifier))
+    let fenced = Fenced::new(Arc::new(cached), Fence::RequestTenant);
+    let state = AppState::new(Arc::new(fenced), config.routes, Arc::new(verifier))
         .with_tenant_limits(config.tenant_limits)
         .with_access_log(AccessLog::sampling(config.access_log_sample));
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "config-api".into());

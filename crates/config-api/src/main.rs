@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
         }
     };
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let app = match build(config, &adapters::aws::Clients::from_sdk(&sdk)) {
+    let app = match build(config, &adapters::aws::Clients::from_sdk(&sdk), &sdk) {
         Ok(app) => app,
         Err(e) => {
             eprintln!("start-up error: {e}");

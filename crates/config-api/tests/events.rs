@@ -70,7 +70,7 @@ async fn environment(
                 .build(),
         ),
     };
-    (build(config, &clients).unwrap(), counter.0)
+    (build(config, &clients, sdk).unwrap(), counter.0)
 }
 
 async fn fresh_names(sdk: &aws_config::SdkConfig, label: &str) -> (String, String) {

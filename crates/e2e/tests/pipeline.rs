@@ -274,6 +274,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
     let api = config_api::build(
         config_api::ApiConfig::from_lookup(|k| api_vars.get(k).cloned()).unwrap(),
         &clients,
+        &sdk,
     )
     .unwrap();
     let publisher = PublisherConfig {
@@ -662,6 +663,7 @@ async fn start_stack(sdk: &aws_config::SdkConfig, label: &str) -> EmulatorStack 
     let api = config_api::build(
         config_api::ApiConfig::from_lookup(|k| vars.get(k).cloned()).unwrap(),
         &clients,
+        &sdk,
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

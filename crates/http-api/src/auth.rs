@@ -91,23 +91,63 @@ impl Caller {
     }
 }
 
+/// The bearer token of a request, verified once by [`authenticate`] and taken by the
+/// [`Caller`] extractor.
+struct Verified(Result<Principal, ApiError>);
+
+async fn verify(headers: &axum::http::HeaderMap, state: &AppState) -> Result<Principal, ApiError> {
+    let header = match headers.get(AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::Auth(tenant_auth::AuthError::Malformed(
+                "non-ASCII Authorization header".into(),
+            ))
+        })?),
+    };
+    state
+        .verifier
+        .verify_authorization(header)
+        .await
+        .map_err(ApiError::Auth)
+}
+
+/// Verifies the request's token before its handler runs, and runs a tenant principal's
+/// request as that tenant ([`tagged_routing::scope::as_tenant`]): the fenced stores below
+/// then refuse any call that strays from the tenant's own layer. A refused or missing token
+/// is kept for the [`Caller`] extractor (routes without one, `/healthz`, never look).
+pub(crate) async fn authenticate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let verified = verify(request.headers(), &state).await;
+    let tenant = match &verified {
+        Ok(Principal::Tenant(t)) => Some(t.tenant.clone()),
+        _ => None,
+    };
+    request
+        .extensions_mut()
+        .insert(std::sync::Arc::new(std::sync::Mutex::new(Some(Verified(verified)))));
+    match tenant {
+        Some(tenant) => tagged_routing::scope::as_tenant(tenant, next.run(request)).await,
+        None => next.run(request).await,
+    }
+}
+
+type VerifiedSlot = std::sync::Arc<std::sync::Mutex<Option<Verified>>>;
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = match parts.headers.get(AUTHORIZATION) {
-            None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                ApiError::Auth(tenant_auth::AuthError::Malformed(
-                    "non-ASCII Authorization header".into(),
-                ))
-            })?),
+        let verified = parts
+            .extensions
+            .get::<VerifiedSlot>()
+            .and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let ctx = match verified {
+            Some(Verified(result)) => result?,
+            None => verify(&parts.headers, state).await?,
         };
-        let ctx = state
-            .verifier
-            .verify_authorization(header)
-            .await
-            .map_err(ApiError::Auth)?;
         if let Some(slot) = parts.extensions.get::<RequestTenant>() {
             let _ = slot.0.set(match &ctx {
                 Principal::Tenant(t) => t.tenant.to_string(),

@@ -359,10 +359,18 @@ impl LocalServer {
 
         let seeded = config.seed_demo_data && seed_demo_data(&store).await?;
         let app = http_api::router(
-            http_api::AppState::new(store.clone(), config.routes, verifier)
-                .with_tenant_limiter(limiter)
-                .with_access_log(http_api::AccessLog::sampling(config.access_log_sample))
-                .with_request_timeout(config.conn_limits.request_timeout),
+            // Every call of a tenant request held to that tenant's own layer, as on AWS.
+            http_api::AppState::new(
+                Arc::new(tagged_routing::scope::Fenced::new(
+                    store.clone(),
+                    tagged_routing::scope::Fence::RequestTenant,
+                )),
+                config.routes,
+                verifier,
+            )
+            .with_tenant_limiter(limiter)
+            .with_access_log(http_api::AccessLog::sampling(config.access_log_sample))
+            .with_request_timeout(config.conn_limits.request_timeout),
         );
         let listener = TcpListener::bind(config.addr)
             .await

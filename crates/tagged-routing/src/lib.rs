@@ -20,6 +20,8 @@
 //! - [`memory::MemoryStore`]: an in-memory store for tests.
 //! - [`env`]: typed configuration from the environment, errors naming the variable.
 //! - [`governance`]: JSON Schemas per key or prefix and the override policy of each.
+//! - [`scope`]: the tenant a request acts for ([`scope::as_tenant`]) and [`scope::Fenced`],
+//!   the store decorator that holds every call of that request to that tenant's layer.
 //!
 //! One error type, [`Error`], covers every failure; the HTTP and gRPC layers map it to a
 //! status in one place each.
@@ -34,6 +36,7 @@ mod model;
 mod ports;
 mod routing;
 pub mod rules;
+pub mod scope;
 mod tagged_store;
 mod tenant;
 

@@ -5,6 +5,7 @@
 mod dynamodb;
 pub mod error;
 pub mod retry;
+pub mod scoped;
 mod ssm;
 pub mod table;
 
