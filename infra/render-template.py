@@ -8,8 +8,8 @@ after the transform).
 
 usage: render-template.py OUT_DIR      (writes OUT_DIR/<combination>.json)
 
-Combinations: the cache-refresher in a VPC or not, a stack-made or existing user pool, arm64
-or x86_64, an alarm e-mail or none.
+Combinations: the cache-refresher in a VPC or not, a stack-made or existing user pool (the
+latter with tenant-scoped credentials off), arm64 or x86_64, an alarm e-mail or none.
 """
 import copy, itertools, json, logging, os, pathlib, sys
 
@@ -26,7 +26,9 @@ NO_VALUE = object()
 
 DIMENSIONS = {
     "vpc": {"off": {}, "on": {"RefresherSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1", "RefresherSecurityGroupIds": "sg-0123456789abcdef0"}},
-    "pool": {"created": {}, "existing": {"ExistingUserPoolId": "us-east-1_Existing", "ExistingUserPoolClientId": "existingclient"}},
+    # The existing-pool renderings also switch tenant-scoped credentials off, so both values
+    # of TenantScopedCredentials are rendered without doubling the renderings.
+    "pool": {"created": {}, "existing": {"ExistingUserPoolId": "us-east-1_Existing", "ExistingUserPoolClientId": "existingclient", "TenantScopedCredentials": "Disabled"}},
     "arch": {"arm64": {"Architecture": "arm64"}, "x86_64": {"Architecture": "x86_64"}},
     "alarms": {"topic": {}, "email": {"AlarmEmail": "ops@example.com"}},
 }

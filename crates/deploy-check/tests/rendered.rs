@@ -166,3 +166,155 @@ fn in_every_combination_pools_clients_alarms_and_logs_are_as_the_rules_say() {
         );
     }
 }
+
+/// The tenant-access role (docs/SECURITY.md, "Tenant-scoped credentials"): where it is
+/// deployed, the config-api may assume it only with a tenant session tag, and every grant
+/// it holds is bounded by that tag (DynamoDB `LeadingKeys`, SSM path) or is a read of the
+/// shared and tier layers. Where it is switched off, the function has no such variable or
+/// permission.
+#[test]
+fn tenant_requests_assume_a_role_that_reaches_only_their_own_tenant() {
+    const TENANT_KEYS: &str = "T#${aws:PrincipalTag/tenant}";
+    let code = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../adapters/src/aws/scoped.rs"))
+        .unwrap();
+    assert!(
+        code.contains(r#"pub const TENANT_TAG: &str = "tenant";"#),
+        "the session tag the code sends is the one the policies read"
+    );
+    let (mut scoped, mut unscoped) = (0, 0);
+    for (name, t) in renderings() {
+        let r = &t["Resources"];
+        let variable = &r["ConfigApiFunction"]["Properties"]["Environment"]["Variables"]["TAGCFG_TENANT_ROLE_ARN"];
+        let function_statements: Vec<&Value> = r["ConfigApiFunctionRole"]["Properties"]["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+            .collect();
+        let may_assume: Vec<&&Value> = function_statements
+            .iter()
+            .filter(|s| s["Action"].to_string().contains("sts:AssumeRole"))
+            .collect();
+        let role = &r["TenantAccessRole"];
+        if role.is_null() {
+            unscoped += 1;
+            assert_eq!(variable, "", "{name}: no role, no variable");
+            assert!(may_assume.is_empty(), "{name}: no role to assume");
+            continue;
+        }
+        scoped += 1;
+        let role_arn_suffix = "role/${AWS::StackName}-tenant-access";
+        assert_eq!(
+            role["Properties"]["RoleName"]["Fn::Sub"], "${AWS::StackName}-tenant-access",
+            "{name}"
+        );
+        assert!(
+            variable["Fn::Sub"].as_str().unwrap().ends_with(role_arn_suffix),
+            "{name}: {variable}"
+        );
+        assert_eq!(may_assume.len(), 1, "{name}");
+        assert_eq!(
+            may_assume[0]["Action"],
+            serde_json::json!(["sts:AssumeRole", "sts:TagSession"]),
+            "{name}"
+        );
+        assert!(
+            may_assume[0]["Resource"]["Fn::Sub"]
+                .as_str()
+                .unwrap()
+                .ends_with(role_arn_suffix),
+            "{name}"
+        );
+
+        let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+        assert_eq!(trust.as_array().unwrap().len(), 1, "{name}");
+        let trust = &trust[0];
+        assert_eq!(
+            trust["Action"],
+            serde_json::json!(["sts:AssumeRole", "sts:TagSession"]),
+            "{name}"
+        );
+        assert_eq!(
+            trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]["Fn::GetAtt"],
+            serde_json::json!(["ConfigApiFunctionRole", "Arn"]),
+            "{name}: only the config-api's role may assume it"
+        );
+        assert_eq!(
+            trust["Condition"]["StringLike"]["aws:RequestTag/tenant"], "?*",
+            "{name}: untagged sessions refused"
+        );
+
+        let statements: Vec<&Value> = role["Properties"]["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+            .collect();
+        let actions = |s: &Value| -> Vec<String> {
+            match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Array(list) => list.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+                _ => Vec::new(),
+            }
+        };
+        let reads_only = |s: &Value| {
+            actions(s).iter().all(|a| {
+                a.ends_with(":GetItem")
+                    || a.ends_with(":BatchGetItem")
+                    || a.ends_with(":Query")
+                    || a.starts_with("ssm:GetParameter")
+            })
+        };
+        let mut own_writes = 0;
+        for s in &statements {
+            let service = actions(s)[0].split(':').next().unwrap().to_owned();
+            match service.as_str() {
+                "dynamodb" => {
+                    let condition = &s["Condition"];
+                    if reads_only(s) && condition["ForAllValues:StringLike"].is_object() {
+                        assert_eq!(
+                            condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+                            serde_json::json!(["T#_shared", "T#_tier_*"]),
+                            "{name}"
+                        );
+                    } else {
+                        assert_eq!(
+                            condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"],
+                            serde_json::json!([TENANT_KEYS]),
+                            "{name}: a table grant not bounded by the tenant tag: {s}"
+                        );
+                        own_writes += 1;
+                    }
+                }
+                "ssm" => {
+                    let resources = s["Resource"].to_string();
+                    if resources.contains("${!aws:PrincipalTag/tenant}/*") {
+                        own_writes += 1;
+                    } else {
+                        assert!(reads_only(s), "{name}: writes outside the tenant's path: {s}");
+                        assert!(
+                            resources.contains("/_shared/*") && resources.contains("/_tier_*"),
+                            "{name}: {s}"
+                        );
+                    }
+                }
+                "kms" => assert_eq!(
+                    s["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Sub"], "ssm.${AWS::Region}.amazonaws.com",
+                    "{name}"
+                ),
+                other => panic!("{name}: the tenant role may call {other}"),
+            }
+        }
+        assert_eq!(
+            own_writes, 2,
+            "{name}: one DynamoDB and one SSM grant of the tenant's own"
+        );
+    }
+    if scoped + unscoped > 0 {
+        assert_eq!(
+            (scoped, unscoped),
+            (8, 8),
+            "both values of TenantScopedCredentials rendered"
+        );
+    }
+}
