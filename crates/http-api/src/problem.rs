@@ -90,6 +90,10 @@ impl ApiError {
         match self {
             // Internal details stay in the logs.
             ApiError::Domain(Error::Backend(_)) => "the backend failed; the request id is in the logs".into(),
+            // The backend's own message (an AWS error text) is for the logs, not the caller.
+            ApiError::Domain(Error::Unavailable(_)) => {
+                "a backend is unavailable for now; retry after the Retry-After delay".into()
+            }
             other => other.to_string(),
         }
     }

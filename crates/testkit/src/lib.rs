@@ -11,6 +11,9 @@
 //!   run against any [`layers::Deployment`]: the local server, or the emulator stack.
 //! - [`governance`]: the governance suite — schemas, override policies, conflicts on
 //!   registration and effective values, through the HTTP API of any deployment.
+//! - [`faults`]: an HTTP client under the AWS SDK that injects throttling, 5xx, timeouts,
+//!   transaction conflicts, lost responses and partial `PutEvents` failures, by rate or by
+//!   script, into every client built from its configuration.
 //! - [`linearizability`]: concurrent HTTP clients' histories on a few keys, checked per key
 //!   against a versioned register (the Wing & Gong / Lowe search, as Porcupine does).
 //! - [`stores`]: a store decorator that counts backend reads and can make the change log
@@ -23,6 +26,7 @@
 
 pub mod auth;
 pub mod emulators;
+pub mod faults;
 pub mod governance;
 pub mod layers;
 pub mod linearizability;
