@@ -68,6 +68,35 @@ fn nesting_depth(text: &str) -> usize {
     deepest
 }
 
+/// The first `\u` escape of `json` (valid JSON text) that is a surrogate without its other
+/// half: a high one not followed by a `\u` low one, or a low one on its own.
+fn lone_surrogate(json: &str) -> Option<u16> {
+    let bytes = json.as_bytes();
+    let escape_at = |i: usize| -> Option<u16> {
+        (bytes.get(i) == Some(&b'\\') && bytes.get(i + 1) == Some(&b'u'))
+            .then(|| json.get(i + 2..i + 6).and_then(|hex| u16::from_str_radix(hex, 16).ok()))
+            .flatten()
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match escape_at(i) {
+            Some(high @ 0xD800..=0xDBFF) => match escape_at(i + 6) {
+                Some(0xDC00..=0xDFFF) => i += 12,
+                _ => return Some(high),
+            },
+            Some(low @ 0xDC00..=0xDFFF) => return Some(low),
+            Some(_) => i += 6,
+            // Any other escape is two bytes (`\"`, `\\`, `\n`, ...).
+            None => i += 2,
+        }
+    }
+    None
+}
+
 impl JsonText {
     /// Validates `text` as one JSON value nested at most [`MAX_JSON_DEPTH`] deep
     /// (surrounding whitespace is dropped). The text is kept as written: values stay raw
@@ -81,9 +110,17 @@ impl JsonText {
                 limit: MAX_JSON_DEPTH,
             });
         }
-        serde_json::from_str::<Box<RawValue>>(text)
-            .map(JsonText)
-            .map_err(|e| Error::InvalidValue(format!("the value is not valid JSON: {e}")))
+        let raw = serde_json::from_str::<Box<RawValue>>(text)
+            .map_err(|e| Error::InvalidValue(format!("the value is not valid JSON: {e}")))?;
+        // The raw parser skips strings without pairing their \u escapes; a lone surrogate
+        // would be stored, then refused by every reader that decodes the value (schemas,
+        // SDKs). Found by the json_text fuzz target (fuzz/regressions/json_text).
+        if let Some(escape) = lone_surrogate(raw.get()) {
+            return Err(Error::InvalidValue(format!(
+                "the value is not valid JSON: a string holds a lone UTF-16 surrogate (\\u{escape:04x})"
+            )));
+        }
+        Ok(JsonText(raw))
     }
 
     /// Builds a value from anything serializable (demo data, tests).
@@ -480,6 +517,25 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lone_surrogates_are_refused_and_pairs_and_other_escapes_kept() {
+        // fuzz/regressions/json_text/lone-surrogate, found by `make fuzz`.
+        for text in [
+            r#"{"32861\udf632860[":"x"}"#,
+            r#""\ud83d""#,
+            r#""\ud83d\u0041""#,
+            r#"["\\\udc00"]"#,
+        ] {
+            assert!(
+                matches!(JsonText::parse(text), Err(Error::InvalidValue(m)) if m.contains("surrogate")),
+                "{text}"
+            );
+        }
+        for text in [r#""\ud83d\ude00""#, r#""\\udc00""#, r#""\u00e9\n\"""#, r#"{"\u0041":1}"#] {
+            assert_eq!(JsonText::parse(text).map(|v| v.as_str().to_owned()).ok().as_deref(), Some(text));
+        }
+    }
 
     #[test]
     fn nesting_is_counted_outside_strings_only() {
