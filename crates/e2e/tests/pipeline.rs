@@ -186,9 +186,13 @@ fn stack_vars(name: &str) -> HashMap<&'static str, String> {
     ])
 }
 
-async fn watch_server(vars: &HashMap<&'static str, String>, clients: &Clients) -> push::PushServer {
+async fn watch_server(
+    vars: &HashMap<&'static str, String>,
+    clients: &Clients,
+    sdk: &aws_config::SdkConfig,
+) -> push::PushServer {
     let config = watch_server::Config::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
-    watch_server::start(config, clients).await.unwrap()
+    watch_server::start(config, clients, sdk).await.unwrap()
 }
 
 /// The cache-refresher of table `name`, refreshing `server`. As deployed, it reads the
@@ -243,7 +247,7 @@ async fn a_write_and_a_console_edit_travel_the_whole_feed_to_a_watcher() {
 
     // A watch server over the same table, and a watcher of acme.
     let vars = stack_vars(&name);
-    let server = watch_server(&vars, &clients).await;
+    let server = watch_server(&vars, &clients, &sdk).await;
     let token = dev::mint(
         DEV_SECRET.as_bytes(),
         &tagged_routing::TenantId::parse("acme").unwrap(),
@@ -668,7 +672,7 @@ async fn start_stack_with(sdk: &aws_config::SdkConfig, label: &str, lambdas: &aw
     let events = aws_sdk_eventbridge::Client::new(lambdas);
     // The watch server, the config-api router on a port of its own, the feed's Lambdas.
     let vars = stack_vars(&name);
-    let server = watch_server(&vars, &clients).await;
+    let server = watch_server(&vars, &clients, &sdk).await;
     let api = config_api::build(
         config_api::ApiConfig::from_lookup(|k| vars.get(k).cloned()).unwrap(),
         &lambda_clients,

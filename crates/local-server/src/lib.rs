@@ -333,8 +333,13 @@ impl LocalServer {
         ));
 
         // The push server, fed by the in-process feed (subscribed before anything writes).
-        let hub = Arc::new(Hub::new(
+        // Both servers see the store fenced: a tenant request's calls stay in its layers.
+        let fenced: Arc<dyn tagged_routing::ConfigStore> = Arc::new(tagged_routing::scope::Fenced::new(
             store.clone(),
+            tagged_routing::scope::Fence::RequestTenant,
+        ));
+        let hub = Arc::new(Hub::new(
+            fenced.clone(),
             Arc::new(config.routes.clone()),
             HubConfig::default(),
         ));
@@ -359,18 +364,10 @@ impl LocalServer {
 
         let seeded = config.seed_demo_data && seed_demo_data(&store).await?;
         let app = http_api::router(
-            // Every call of a tenant request held to that tenant's own layer, as on AWS.
-            http_api::AppState::new(
-                Arc::new(tagged_routing::scope::Fenced::new(
-                    store.clone(),
-                    tagged_routing::scope::Fence::RequestTenant,
-                )),
-                config.routes,
-                verifier,
-            )
-            .with_tenant_limiter(limiter)
-            .with_access_log(http_api::AccessLog::sampling(config.access_log_sample))
-            .with_request_timeout(config.conn_limits.request_timeout),
+            http_api::AppState::new(fenced, config.routes, verifier)
+                .with_tenant_limiter(limiter)
+                .with_access_log(http_api::AccessLog::sampling(config.access_log_sample))
+                .with_request_timeout(config.conn_limits.request_timeout),
         );
         let listener = TcpListener::bind(config.addr)
             .await

@@ -263,7 +263,11 @@ impl pb::config_watch_server::ConfigWatch for PushService {
             .map(|k| self.routes.parse_key(k))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| status_of(&e))?;
-        let (items, missing, cursor) = self.hub.get(&ctx.tenant, &keys).await.map_err(|e| status_of(&e))?;
+        // Run as the tenant: a fenced store below refuses any read beyond its layers.
+        let (items, missing, cursor) =
+            tagged_routing::scope::as_tenant(ctx.tenant.clone(), self.hub.get(&ctx.tenant, &keys))
+                .await
+                .map_err(|e| status_of(&e))?;
         Ok(Response::new(pb::GetResponse {
             items: items.iter().map(item_to_pb).collect(),
             missing,
@@ -286,11 +290,12 @@ impl pb::config_watch_server::ConfigWatch for PushService {
         }
         let since = req.since.as_ref().map(cursor_from_pb).transpose()?;
         let slot = self.streams.take(&ctx.tenant, self.max_streams_per_tenant)?;
-        let sub = self
-            .hub
-            .subscribe(&ctx.tenant, req.prefixes.clone(), since)
-            .await
-            .map_err(|e| status_of(&e))?;
+        let sub = tagged_routing::scope::as_tenant(
+            ctx.tenant.clone(),
+            self.hub.subscribe(&ctx.tenant, req.prefixes.clone(), since),
+        )
+        .await
+        .map_err(|e| status_of(&e))?;
         let (tx, rx) = mpsc::channel(16);
         let token_expires = std::time::UNIX_EPOCH + Duration::from_secs(ctx.expires_at);
         let pump = Pump {

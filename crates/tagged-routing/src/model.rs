@@ -532,8 +532,16 @@ mod tests {
                 "{text}"
             );
         }
-        for text in [r#""\ud83d\ude00""#, r#""\\udc00""#, r#""\u00e9\n\"""#, r#"{"\u0041":1}"#] {
-            assert_eq!(JsonText::parse(text).map(|v| v.as_str().to_owned()).ok().as_deref(), Some(text));
+        for text in [
+            r#""\ud83d\ude00""#,
+            r#""\\udc00""#,
+            r#""\u00e9\n\"""#,
+            r#"{"\u0041":1}"#,
+        ] {
+            assert_eq!(
+                JsonText::parse(text).map(|v| v.as_str().to_owned()).ok().as_deref(),
+                Some(text)
+            );
         }
     }
 

@@ -9,11 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapters::aws::scoped::{TenantRole, TenantScopedStores};
 use adapters::aws::{AwsSettings, Clients};
 use push::{Hub, HubConfig, PushServer, PushService};
 use serving::{ConnLimits, TenantLimiter, TenantLimits};
 use tagged_routing::env::{self, EnvError, Lookup};
-use tagged_routing::RoutingTable;
+use tagged_routing::scope::{Fence, Fenced};
+use tagged_routing::{ConfigStore, RoutingTable};
 use tenant_auth::service::{checked_secret, ServiceVerifier};
 use tenant_auth::{Verifier, VerifierConfig};
 
@@ -35,6 +37,9 @@ pub struct Config {
     pub tenant_limits: TenantLimits,
     /// Connection cap, timeouts and HTTP/2 limits (`TAGCFG_MAX_CONNECTIONS`, …: [`ConnLimits`]).
     pub conn_limits: ConnLimits,
+    /// `TAGCFG_TENANT_ROLE_ARN` and friends: a tenant's `Get` and `Watch` reads on
+    /// credentials scoped to it (`adapters::aws::scoped`); `None`: the server's own role.
+    pub tenant_role: Option<TenantRole>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,15 +92,33 @@ impl Config {
             .map_err(|_| EnvError::invalid("TAGCFG_MAX_STREAMS_PER_TENANT", "too large"))?,
             conn_limits: ConnLimits::from_lookup(get)?,
             tenant_limits: TenantLimits::from_lookup(get)?,
+            tenant_role: TenantRole::from_lookup(get)?,
         })
     }
 }
 
-/// Builds the store stack and starts serving.
-pub async fn start(config: Config, clients: &Clients) -> Result<PushServer, StartError> {
-    let store = adapters::aws::tagged_store(clients, config.routes.clone(), &config.aws)?;
+/// Builds the store stack and starts serving: TaggedStore (the server's own role; the feed's
+/// `Refresh` reads) → TenantScopedStores when a tenant role is configured (a tenant's `Get`
+/// and `Watch` reads on its own credentials) → Fenced (held to that tenant's layer) → Hub.
+pub async fn start(config: Config, clients: &Clients, sdk: &aws_config::SdkConfig) -> Result<PushServer, StartError> {
+    let store: Arc<dyn ConfigStore> = Arc::new(adapters::aws::tagged_store(
+        clients,
+        config.routes.clone(),
+        &config.aws,
+    )?);
+    let store: Arc<dyn ConfigStore> = match config.tenant_role {
+        Some(role) => Arc::new(TenantScopedStores::new(
+            store,
+            sdk,
+            config.routes.clone(),
+            config.aws.clone(),
+            role,
+        )),
+        None => store,
+    };
+    let store = Arc::new(Fenced::new(store, Fence::RequestTenant));
     let routes = Arc::new(config.routes);
-    let hub = Arc::new(Hub::new(Arc::new(store), routes.clone(), HubConfig::default()));
+    let hub = Arc::new(Hub::new(store, routes.clone(), HubConfig::default()));
     let service = PushService::new(
         hub,
         routes,

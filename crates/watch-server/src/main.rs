@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         e
     })?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let server = start(config, &adapters::aws::Clients::from_sdk(&sdk)).await?;
+    let server = start(config, &adapters::aws::Clients::from_sdk(&sdk), &sdk).await?;
     let stop = push::shutdown::stop_requested();
     tracing::info!(addr = %server.addr, "watch server ready");
     stop.await;

@@ -20,7 +20,8 @@ use testkit::auth::authed;
 #[tokio::test]
 async fn refresh_in_watch_out_get_from_the_aws_store() {
     let Some(sdk) =
-        testkit::emulators::sdk_config_or_skip("refresh_in_watch_out_get_from_the_aws_store", &["DYNAMODB"]).await
+        testkit::emulators::sdk_config_or_skip("refresh_in_watch_out_get_from_the_aws_store", &["DYNAMODB", "STS"])
+            .await
     else {
         return;
     };
@@ -43,9 +44,16 @@ async fn refresh_in_watch_out_get_from_the_aws_store() {
     let no_audience =
         Config::from_lookup(&|k: &str| (k != "TAGCFG_AUDIENCES").then(|| vars.get(k).cloned()).flatten()).unwrap_err();
     assert!(no_audience.to_string().contains("TAGCFG_AUDIENCES"), "{no_audience}");
-    let config = Config::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
     let clients = Clients::from_sdk(&sdk);
-    let server = start(config.clone(), &clients).await.unwrap();
+    // Tenant reads on credentials of the tenant-access role, assumed from moto's STS.
+    let mut vars = vars;
+    vars.insert(
+        "TAGCFG_TENANT_ROLE_ARN",
+        "arn:aws:iam::123456789012:role/tagcfg-tenant-access".into(),
+    );
+    let config = Config::from_lookup(&|k: &str| vars.get(k).cloned()).unwrap();
+    assert!(config.tenant_role.is_some());
+    let server = start(config.clone(), &clients, &sdk).await.unwrap();
     let url = format!("http://{}", server.addr);
 
     // A write straight to the AWS store (what config-api does), then its change.
