@@ -140,13 +140,13 @@ fn check_key(ops: &[Operation]) -> Result<(), (usize, Option<Operation>)> {
     // first: two operations that touch in time may be concurrent.
     let mut order: Vec<usize> = (0..ops.len() * 2).collect();
     let time = |e: usize| {
-        if e % 2 == 0 {
+        if e & 1 == 0 {
             ops[e / 2].called
         } else {
             ops[e / 2].returned
         }
     };
-    order.sort_by_key(|&e| (time(e), e % 2));
+    order.sort_by_key(|&e| (time(e), e & 1));
     // Node 0 is the head; entry e is node e + 1.
     let nodes = order.len() + 1;
     let (mut next, mut prev) = (vec![NIL; nodes], vec![NIL; nodes]);
@@ -183,7 +183,7 @@ fn check_key(ops: &[Operation]) -> Result<(), (usize, Option<Operation>)> {
         }
         let entry = node - 1;
         let op = entry / 2;
-        if entry % 2 == 0 {
+        if entry & 1 == 0 {
             let mut placed = false;
             for (outcome, after) in step(state, &ops[op]).into_iter().enumerate().skip(first_outcome) {
                 linearized[op / 64] |= 1 << (op % 64);

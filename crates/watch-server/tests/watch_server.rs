@@ -46,7 +46,6 @@ async fn refresh_in_watch_out_get_from_the_aws_store() {
     assert!(no_audience.to_string().contains("TAGCFG_AUDIENCES"), "{no_audience}");
     let clients = Clients::from_sdk(&sdk);
     // Tenant reads on credentials of the tenant-access role, assumed from moto's STS.
-    let mut vars = vars;
     vars.insert(
         "TAGCFG_TENANT_ROLE_ARN",
         "arn:aws:iam::123456789012:role/tagcfg-tenant-access".into(),
