@@ -143,6 +143,14 @@ async fn expired_and_not_yet_valid_are_refused_beyond_the_leeway() {
     let mut no_exp = claims();
     no_exp.as_object_mut().unwrap().remove("exp");
     assert_eq!(reject(&rsa(&no_exp)).await, AuthError::MissingExpiry);
+    let mut no_iss = claims();
+    no_iss.as_object_mut().unwrap().remove("iss");
+    assert_eq!(reject(&rsa(&no_iss)).await, AuthError::WrongIssuer);
+    // Missing both: always the same answer (the jwt fuzz target found it random).
+    no_exp.as_object_mut().unwrap().remove("iss");
+    for _ in 0..20 {
+        assert_eq!(reject(&rsa(&no_exp)).await, AuthError::MissingExpiry);
+    }
 }
 
 #[tokio::test]
