@@ -107,16 +107,13 @@ pub fn build(
         config.routes.clone(),
         &config.aws,
     )?);
-    let store: Arc<dyn ConfigStore> = match config.tenant_role {
-        Some(role) => Arc::new(TenantScopedStores::new(
-            store,
-            sdk,
-            config.routes.clone(),
-            config.aws.clone(),
-            role,
-        )),
-        None => store,
-    };
+    let store = TenantScopedStores::over(
+        store,
+        sdk,
+        config.routes.clone(),
+        config.aws.clone(),
+        config.tenant_role,
+    );
     let cached = CachedStore::new(store, config.freshness);
     let metrics = cached.metrics();
     let fenced = Fenced::new(Arc::new(cached), Fence::RequestTenant);

@@ -420,8 +420,19 @@ impl Pipe<'_> {
 /// Hands every event the queue receives (until it stays empty after the first) to the
 /// cache-refresher, as the Lambda's SQS-free EventBridge target would; returns the outcomes.
 async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str, refresher: &Refresher) -> Vec<Outcome> {
-    let mut outcomes = Vec::new();
-    for _ in 0..10 {
+    drain_queue_recording(sqs, queue_url, refresher).await.0
+}
+
+/// [`drain_queue`], also returning the `(tenant, revision)` of every `ConfigChanged`
+/// delivery, duplicates included.
+async fn drain_queue_recording(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    refresher: &Refresher,
+) -> (Vec<Outcome>, Vec<(String, u64)>) {
+    let (mut outcomes, mut delivered) = (Vec::new(), Vec::new());
+    let mut waits = 0;
+    loop {
         let received = sqs
             .receive_message()
             .queue_url(queue_url)
@@ -431,8 +442,13 @@ async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str, refresher: &Ref
             .await
             .unwrap();
         let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() && !outcomes.is_empty() {
-            break;
+        // Once events came, an empty receive is the end; before, wait up to 10 of them.
+        if messages.is_empty() {
+            if !outcomes.is_empty() || waits >= 10 {
+                break;
+            }
+            waits += 1;
+            continue;
         }
         for m in messages {
             let mut body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
@@ -441,6 +457,11 @@ async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str, refresher: &Ref
                 .unwrap()
                 .entry("account")
                 .or_insert(json!("123456789012"));
+            if let (Some(tenant), Some(revision)) =
+                (body["detail"]["tenant"].as_str(), body["detail"]["revision"].as_u64())
+            {
+                delivered.push((tenant.to_owned(), revision));
+            }
             let event: EventBridgeEvent<Value> = serde_json::from_value(body).unwrap();
             outcomes.push(refresher.handle(&event).await.unwrap());
             sqs.delete_message()
@@ -451,7 +472,7 @@ async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str, refresher: &Ref
                 .unwrap();
         }
     }
-    outcomes
+    (outcomes, delivered)
 }
 
 /// The real EventBridge client, refusing chosen changes (by revision) for a number of
@@ -884,7 +905,6 @@ async fn under_injected_faults_writes_are_whole_the_feed_loses_nothing_and_watch
     // The feed, through the same faults: a failed batch is retried from its first failed
     // record, as Lambda does; every delivery is recorded before the refresher takes it.
     let feed = &stack.feed;
-    let mut delivered: Vec<(String, u64)> = Vec::new();
     let mut publish_retries = 0;
     loop {
         let records = feed.stream.lock().await.read().await;
@@ -908,41 +928,7 @@ async fn under_injected_faults_writes_are_whole_the_feed_loses_nothing_and_watch
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    loop {
-        let received = feed
-            .sqs
-            .receive_message()
-            .queue_url(&feed.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            break;
-        }
-        for m in messages {
-            let mut body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            body.as_object_mut()
-                .unwrap()
-                .entry("account")
-                .or_insert(json!("123456789012"));
-            delivered.push((
-                body["detail"]["tenant"].as_str().unwrap().to_owned(),
-                body["detail"]["revision"].as_u64().unwrap(),
-            ));
-            let event: EventBridgeEvent<Value> = serde_json::from_value(body).unwrap();
-            feed.refresher.handle(&event).await.unwrap();
-            feed.sqs
-                .delete_message()
-                .queue_url(&feed.queue_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let (_, delivered) = drain_queue_recording(&feed.sqs, &feed.queue_url, &feed.refresher).await;
     faults.set_enabled(false);
 
     // 1. Whole writes: the change log is gap-free, and replaying it gives every stored value.

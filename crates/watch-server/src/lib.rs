@@ -106,16 +106,13 @@ pub async fn start(config: Config, clients: &Clients, sdk: &aws_config::SdkConfi
         config.routes.clone(),
         &config.aws,
     )?);
-    let store: Arc<dyn ConfigStore> = match config.tenant_role {
-        Some(role) => Arc::new(TenantScopedStores::new(
-            store,
-            sdk,
-            config.routes.clone(),
-            config.aws.clone(),
-            role,
-        )),
-        None => store,
-    };
+    let store = TenantScopedStores::over(
+        store,
+        sdk,
+        config.routes.clone(),
+        config.aws.clone(),
+        config.tenant_role,
+    );
     let store = Arc::new(Fenced::new(store, Fence::RequestTenant));
     let routes = Arc::new(config.routes);
     let hub = Arc::new(Hub::new(store, routes.clone(), HubConfig::default()));

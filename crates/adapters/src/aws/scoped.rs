@@ -120,6 +120,21 @@ impl TenantScopedStores {
         }
     }
 
+    /// The store stack of a server: `base` alone without a role, or behind
+    /// [`TenantScopedStores`] with one.
+    pub fn over(
+        base: Arc<dyn ConfigStore>,
+        sdk: &aws_config::SdkConfig,
+        routes: RoutingTable,
+        settings: AwsSettings,
+        role: Option<TenantRole>,
+    ) -> Arc<dyn ConfigStore> {
+        match role {
+            Some(role) => Arc::new(TenantScopedStores::new(base, sdk, routes, settings, role)),
+            None => base,
+        }
+    }
+
     /// Assumes roles through `sts` instead of a client of the SDK configuration (tests
     /// record its requests).
     pub fn with_sts(mut self, sts: aws_sdk_sts::Client) -> Self {
