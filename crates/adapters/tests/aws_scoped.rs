@@ -145,8 +145,8 @@ async fn each_tenant_request_runs_on_credentials_tagged_with_its_tenant() {
         assert!(body.contains(&format!("RoleSessionName=t-{id}")), "{body}");
         assert!(body.contains("DurationSeconds=900"), "{body}");
     }
-    println!(
+    testkit::report(&format!(
         "tenant-scoped credentials: {} AssumeRole calls for 4 tenant sessions, session tags checked, 4 cross-tenant calls refused",
         sent.len()
-    );
+    ));
 }

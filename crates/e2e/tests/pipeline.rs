@@ -756,7 +756,7 @@ async fn concurrent_http_operations_are_linearizable_on_dynamodb_local() {
     };
     let d = &stack.deployment;
     let report = testkit::linearizability::record_and_check(&d.http_url, &d.tenant_token, &workload).await;
-    println!("linearizability, DynamoDB Local: {report}");
+    testkit::report(&format!("linearizability, DynamoDB Local: {report}"));
     assert_eq!(report.operations, 10_000, "{report}");
     assert_eq!(report.unknown, 0, "{report}");
     assert_eq!(report.anomalies, 0, "{report}");
@@ -1030,7 +1030,7 @@ async fn under_injected_faults_writes_are_whole_the_feed_loses_nothing_and_watch
     let in_order: Vec<u64> = (1..=head).collect();
     assert_eq!(seen, in_order, "no gap, no reordering, no duplicate");
     let injected = faults.injected();
-    println!(
+    testkit::report(&format!(
         "fault suite: {} operations ({} writes: {answered} answered, {refused} refused; statuses {statuses:?}); \
          {} AWS calls, {} faults injected {injected:?}; {} changes, {} deliveries ({} duplicates dropped), {} publish retries; \
          changes lost: {}; watcher gaps or reorderings: 0; scripted: {refusals:?}",
@@ -1043,6 +1043,6 @@ async fn under_injected_faults_writes_are_whole_the_feed_loses_nothing_and_watch
         delivered.len() - unique.len(),
         publish_retries,
         lost.len(),
-    );
+    ));
     stack.stop().await;
 }

@@ -61,7 +61,7 @@ async fn concurrent_http_operations_are_linearizable_on_the_local_server() {
     };
     let token = server.token("initech", &[Scope::Write]).unwrap();
     let report = testkit::linearizability::record_and_check(&server.url(), &token, &workload).await;
-    println!("linearizability, local server (redb): {report}");
+    testkit::report(&format!("linearizability, local server (redb): {report}"));
     assert_eq!(report.operations, 10_000, "{report}");
     assert_eq!(report.unknown, 0, "{report}");
     assert_eq!(report.anomalies, 0, "{report}");

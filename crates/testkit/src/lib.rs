@@ -33,6 +33,13 @@ pub mod linearizability;
 pub mod serve;
 pub mod stores;
 
+/// Writes a suite's counts to stderr past libtest's capture, so `make test` shows them for
+/// passing tests too (`println!` is only shown for failures).
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// A temporary data directory for a server, owner-only (0700) as the local server requires
 /// of its data directory (a plain temporary directory may be 0755 under the test's umask).
 pub fn data_dir() -> tempfile::TempDir {
