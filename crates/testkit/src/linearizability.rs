@@ -598,7 +598,7 @@ mod tests {
     }
 
     #[test]
-    fn a_long_concurrent_history_is_checked_quickly() {
+    fn rounds_of_eight_overlapping_writes_are_linearized() {
         // Rounds of 8 overlapping puts, then a read of the last: the search must not
         // explode over the interleavings.
         let mut h = Vec::new();
