@@ -678,13 +678,18 @@ async fn schemas_and_override_policies_govern_every_write_on_the_emulator_stack(
 }
 
 async fn start_stack(sdk: &aws_config::SdkConfig, label: &str) -> EmulatorStack {
-    start_stack_with(sdk, label, sdk).await
+    start_stack_with(sdk, label, sdk, &[]).await
 }
 
 /// The stack whose Lambdas (config-api, stream-publisher's EventBridge client,
 /// cache-refresher) reach AWS through `lambdas` (a configuration with injected faults);
 /// the test's own view of the emulators (stream reads, SQS, checks) through `sdk`.
-async fn start_stack_with(sdk: &aws_config::SdkConfig, label: &str, lambdas: &aws_config::SdkConfig) -> EmulatorStack {
+async fn start_stack_with(
+    sdk: &aws_config::SdkConfig,
+    label: &str,
+    lambdas: &aws_config::SdkConfig,
+    settings: &[(&'static str, &str)],
+) -> EmulatorStack {
     let sdk = sdk.clone();
     let name = emulators::fresh_table(&sdk, label).await;
     let clients = Clients::from_sdk(&sdk);
@@ -692,7 +697,8 @@ async fn start_stack_with(sdk: &aws_config::SdkConfig, label: &str, lambdas: &aw
     let (_, sqs, queue_url) = bus_to_queue(&sdk, &name).await;
     let events = aws_sdk_eventbridge::Client::new(lambdas);
     // The watch server, the config-api router on a port of its own, the feed's Lambdas.
-    let vars = stack_vars(&name);
+    let mut vars = stack_vars(&name);
+    vars.extend(settings.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let server = watch_server(&vars, &clients, &sdk).await;
     let api = config_api::build(
         config_api::ApiConfig::from_lookup(|k| vars.get(k).cloned()).unwrap(),
@@ -747,7 +753,11 @@ async fn concurrent_http_operations_are_linearizable_on_dynamodb_local() {
     else {
         return;
     };
-    let stack = EmulatorStack::start(&sdk, "linearizable").await;
+    // The config-api's read cache answers from memory for TAGCFG_FRESHNESS_MS (250 ms by
+    // default): reads are then bounded-stale, not linearizable (this check found a client
+    // reading version 1 after its own 412 had shown version 2). With 0 every read checks the
+    // head revision first, and that is what is checked here.
+    let stack = start_stack_with(&sdk, "linearizable", &sdk, &[("TAGCFG_FRESHNESS_MS", "0")]).await;
     let workload = testkit::linearizability::Workload {
         clients: 8,
         keys: ["a", "b", "c"].map(|k| format!("tenant_config_lin/{k}")).to_vec(),
@@ -800,7 +810,7 @@ async fn under_injected_faults_writes_are_whole_the_feed_loses_nothing_and_watch
     const KEYS: u64 = 12;
     let faults = Faults::at_rate(40, &Fault::ALL, 20261128);
     faults.set_enabled(false);
-    let stack = start_stack_with(&sdk, "faults", &with_faults(&sdk, faults.clone())).await;
+    let stack = start_stack_with(&sdk, "faults", &with_faults(&sdk, faults.clone()), &[]).await;
     let d = &stack.deployment;
     let owner = Owner::Tenant(d.tenant.clone());
     let mut watch = testkit::auth::watch(&d.grpc_url, &d.tenant_token, &["tenant_config_f/"], None).await;

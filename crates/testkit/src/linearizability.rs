@@ -430,6 +430,22 @@ pub async fn record_and_check(http_url: &str, token: &str, workload: &Workload) 
             "not linearizable: key {} ({}): {anomaly:?}",
             anomaly.key, workload.keys[anomaly.key]
         );
+        // The operations on that key around the one no order could place, for the reader.
+        if let Some(stuck) = anomaly.stuck_at {
+            let window = 200_000_000;
+            let mut near: Vec<&Operation> = history
+                .iter()
+                .filter(|o| {
+                    o.key == anomaly.key
+                        && o.returned.saturating_add(window) >= stuck.called
+                        && o.called <= stuck.returned.saturating_add(window)
+                })
+                .collect();
+            near.sort_by_key(|o| o.called);
+            for o in near {
+                eprintln!("  {o:?}");
+            }
+        }
     }
     Report {
         operations: history.len(),
