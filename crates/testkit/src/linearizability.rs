@@ -10,7 +10,8 @@
 //!
 //! An operation whose outcome is unknown (a transport error, an unexpected status) may
 //! have taken effect or not: its return is placed at the end of time and both outcomes are
-//! tried. A `429` is refused before any store is touched, so it is not part of the history.
+//! tried. A `429` is retried and left out of the history: the runs here inject no backend
+//! faults, so every `429` is a tenant rate limit, refused before any store is touched.
 
 use std::collections::HashSet;
 use std::sync::Arc;
