@@ -25,7 +25,9 @@ PSEUDO = {"AWS::Region": "us-east-1", "AWS::Partition": "aws", "AWS::AccountId":
 NO_VALUE = object()
 
 DIMENSIONS = {
-    "vpc": {"off": {}, "on": {"RefresherSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1", "RefresherSecurityGroupIds": "sg-0123456789abcdef0"}},
+    # The VPC renderings are those of a deployment whose watch stack exists: they also name
+    # its task role, which TenantAccessRole then trusts.
+    "vpc": {"off": {}, "on": {"RefresherSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1", "RefresherSecurityGroupIds": "sg-0123456789abcdef0", "WatchTaskRoleArn": "arn:aws:iam::123456789012:role/tagcfg-watch-TaskRole-0123456789AB"}},
     # The existing-pool renderings also switch tenant-scoped credentials off, so both values
     # of TenantScopedCredentials are rendered without doubling the renderings.
     "pool": {"created": {}, "existing": {"ExistingUserPoolId": "us-east-1_Existing", "ExistingUserPoolClientId": "existingclient", "TenantScopedCredentials": "Disabled"}},

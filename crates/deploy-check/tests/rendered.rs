@@ -234,11 +234,22 @@ fn tenant_requests_assume_a_role_that_reaches_only_their_own_tenant() {
             serde_json::json!(["sts:AssumeRole", "sts:TagSession"]),
             "{name}"
         );
+        // The config-api's role, and the watch tasks' role where the deployment names it.
+        let principals = trust["Condition"]["ArnEquals"]["aws:PrincipalArn"].as_array().unwrap();
         assert_eq!(
-            trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]["Fn::GetAtt"],
+            principals[0]["Fn::GetAtt"],
             serde_json::json!(["ConfigApiFunctionRole", "Arn"]),
-            "{name}: only the config-api's role may assume it"
+            "{name}"
         );
+        let watch_role = t["Parameters"]["WatchTaskRoleArn"]["Default"].as_str().unwrap_or_default();
+        match (name.contains("vpc=on"), &principals[1..]) {
+            (true, [watch]) => {
+                assert_eq!(watch, &serde_json::json!({"Ref": "WatchTaskRoleArn"}), "{name}");
+                assert!(watch_role.contains(":role/"), "{name}: {watch_role}");
+            }
+            (false, []) => assert_eq!(watch_role, "", "{name}"),
+            (_, other) => panic!("{name}: unexpected principals {other:?}"),
+        }
         assert_eq!(
             trust["Condition"]["StringLike"]["aws:RequestTag/tenant"], "?*",
             "{name}: untagged sessions refused"

@@ -340,6 +340,32 @@ fn the_watch_server_task_is_configured_by_its_environment() {
     }
     let config = watch_server::Config::from_lookup(&|k: &str| env.get(k).cloned())
         .unwrap_or_else(|e| panic!("the task's environment does not configure the watch server: {e}"));
+    // Tenant-scoped reads: off by default (an empty role), and the task may assume exactly
+    // the role the stack is given, only when it is given one.
+    assert!(config.tenant_role.is_none(), "no tenant role unless the stack names one");
+    let role_variable = container["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["Name"] == "TAGCFG_TENANT_ROLE_ARN")
+        .expect("the task passes TAGCFG_TENANT_ROLE_ARN");
+    assert_eq!(
+        role_variable["Value"],
+        Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+            tag: serde_yaml::value::Tag::new("Ref"),
+            value: Value::String("TenantAccessRoleArn".into()),
+        }))
+    );
+    let task_statements = role_statements(&t, "TaskRole");
+    let assume: Vec<&&Value> = task_statements
+        .iter()
+        .filter(|s| matches!(s, Value::Tagged(tagged) if tagged.tag == "If"))
+        .collect();
+    assert_eq!(assume.len(), 1, "one conditional AssumeRole grant");
+    let Value::Tagged(tagged) = assume[0] else { unreachable!() };
+    let branches = tagged.value.as_sequence().unwrap();
+    assert_eq!(branches[0], "ScopeTenantReads");
+    assert_eq!(actions(&branches[1]), vec!["sts:AssumeRole", "sts:TagSession"]);
     assert!(
         config.addr.ip().is_unspecified(),
         "a task must listen on every interface"
