@@ -241,7 +241,9 @@ fn tenant_requests_assume_a_role_that_reaches_only_their_own_tenant() {
             serde_json::json!(["ConfigApiFunctionRole", "Arn"]),
             "{name}"
         );
-        let watch_role = t["Parameters"]["WatchTaskRoleArn"]["Default"].as_str().unwrap_or_default();
+        let watch_role = t["Parameters"]["WatchTaskRoleArn"]["Default"]
+            .as_str()
+            .unwrap_or_default();
         match (name.contains("vpc=on"), &principals[1..]) {
             (true, [watch]) => {
                 assert_eq!(watch, &serde_json::json!({"Ref": "WatchTaskRoleArn"}), "{name}");

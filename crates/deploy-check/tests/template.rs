@@ -342,7 +342,10 @@ fn the_watch_server_task_is_configured_by_its_environment() {
         .unwrap_or_else(|e| panic!("the task's environment does not configure the watch server: {e}"));
     // Tenant-scoped reads: off by default (an empty role), and the task may assume exactly
     // the role the stack is given, only when it is given one.
-    assert!(config.tenant_role.is_none(), "no tenant role unless the stack names one");
+    assert!(
+        config.tenant_role.is_none(),
+        "no tenant role unless the stack names one"
+    );
     let role_variable = container["Environment"]
         .as_sequence()
         .unwrap()
@@ -362,7 +365,9 @@ fn the_watch_server_task_is_configured_by_its_environment() {
         .filter(|s| matches!(s, Value::Tagged(tagged) if tagged.tag == "If"))
         .collect();
     assert_eq!(assume.len(), 1, "one conditional AssumeRole grant");
-    let Value::Tagged(tagged) = assume[0] else { unreachable!() };
+    let Value::Tagged(tagged) = assume[0] else {
+        unreachable!()
+    };
     let branches = tagged.value.as_sequence().unwrap();
     assert_eq!(branches[0], "ScopeTenantReads");
     assert_eq!(actions(&branches[1]), vec!["sts:AssumeRole", "sts:TagSession"]);
