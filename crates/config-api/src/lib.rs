@@ -22,7 +22,6 @@ use axum::Router;
 use http_api::{AccessLog, AppState, CacheMetrics, CachedStore, TenantLimits};
 use lambda_http::RequestExt;
 use tagged_routing::scope::{Fence, Fenced};
-use tagged_routing::ConfigStore;
 use tagged_routing::{env, RoutingTable};
 use tenant_auth::{Verifier, VerifierConfig};
 use tracing::Instrument;
@@ -102,18 +101,7 @@ pub fn build(
     sdk: &aws_config::SdkConfig,
 ) -> Result<App, ConfigError> {
     let verifier = Verifier::new(config.auth)?;
-    let store: Arc<dyn ConfigStore> = Arc::new(adapters::aws::tagged_store(
-        clients,
-        config.routes.clone(),
-        &config.aws,
-    )?);
-    let store = TenantScopedStores::over(
-        store,
-        sdk,
-        config.routes.clone(),
-        config.aws.clone(),
-        config.tenant_role,
-    );
+    let store = TenantScopedStores::server_store(clients, sdk, config.routes.clone(), &config.aws, config.tenant_role)?;
     let cached = CachedStore::new(store, config.freshness);
     let metrics = cached.metrics();
     let fenced = Fenced::new(Arc::new(cached), Fence::RequestTenant);

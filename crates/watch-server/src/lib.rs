@@ -15,7 +15,7 @@ use push::{Hub, HubConfig, PushServer, PushService};
 use serving::{ConnLimits, TenantLimiter, TenantLimits};
 use tagged_routing::env::{self, EnvError, Lookup};
 use tagged_routing::scope::{Fence, Fenced};
-use tagged_routing::{ConfigStore, RoutingTable};
+use tagged_routing::RoutingTable;
 use tenant_auth::service::{checked_secret, ServiceVerifier};
 use tenant_auth::{Verifier, VerifierConfig};
 
@@ -101,18 +101,7 @@ impl Config {
 /// `Refresh` reads) → TenantScopedStores when a tenant role is configured (a tenant's `Get`
 /// and `Watch` reads on its own credentials) → Fenced (held to that tenant's layer) → Hub.
 pub async fn start(config: Config, clients: &Clients, sdk: &aws_config::SdkConfig) -> Result<PushServer, StartError> {
-    let store: Arc<dyn ConfigStore> = Arc::new(adapters::aws::tagged_store(
-        clients,
-        config.routes.clone(),
-        &config.aws,
-    )?);
-    let store = TenantScopedStores::over(
-        store,
-        sdk,
-        config.routes.clone(),
-        config.aws.clone(),
-        config.tenant_role,
-    );
+    let store = TenantScopedStores::server_store(clients, sdk, config.routes.clone(), &config.aws, config.tenant_role)?;
     let store = Arc::new(Fenced::new(store, Fence::RequestTenant));
     let routes = Arc::new(config.routes);
     let hub = Arc::new(Hub::new(store, routes.clone(), HubConfig::default()));

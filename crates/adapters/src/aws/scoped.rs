@@ -120,19 +120,20 @@ impl TenantScopedStores {
         }
     }
 
-    /// The store stack of a server: `base` alone without a role, or behind
-    /// [`TenantScopedStores`] with one.
-    pub fn over(
-        base: Arc<dyn ConfigStore>,
+    /// A server's AWS store: the `TaggedStore` of `clients` (the server's own role) alone
+    /// without a tenant role, or behind [`TenantScopedStores`] with one.
+    pub fn server_store(
+        clients: &Clients,
         sdk: &aws_config::SdkConfig,
         routes: RoutingTable,
-        settings: AwsSettings,
+        settings: &AwsSettings,
         role: Option<TenantRole>,
-    ) -> Arc<dyn ConfigStore> {
-        match role {
-            Some(role) => Arc::new(TenantScopedStores::new(base, sdk, routes, settings, role)),
+    ) -> Result<Arc<dyn ConfigStore>> {
+        let base: Arc<dyn ConfigStore> = Arc::new(tagged_store(clients, routes.clone(), settings)?);
+        Ok(match role {
+            Some(role) => Arc::new(TenantScopedStores::new(base, sdk, routes, settings.clone(), role)),
             None => base,
-        }
+        })
     }
 
     /// Assumes roles through `sts` instead of a client of the SDK configuration (tests
