@@ -54,6 +54,9 @@ pub struct LocalConfig {
     /// One access-log line per this many successful reads (`TAGCFG_ACCESS_LOG_SAMPLE`,
     /// [`http_api::AccessLog`]).
     pub access_log_sample: u64,
+    /// Open `Watch` streams one tenant may hold (`TAGCFG_MAX_STREAMS_PER_TENANT`, default
+    /// [`push::service::DEFAULT_MAX_STREAMS_PER_TENANT`]).
+    pub max_streams_per_tenant: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +293,7 @@ impl LocalConfig {
             identity_provider: None,
             conn_limits: ConnLimits::default(),
             access_log_sample: http_api::AccessLog::DEFAULT_SAMPLE,
+            max_streams_per_tenant: push::service::DEFAULT_MAX_STREAMS_PER_TENANT,
         }
     }
 }
@@ -354,7 +358,8 @@ impl LocalServer {
             None,
             HEARTBEAT,
         )
-        .with_tenant_limiter(limiter.clone());
+        .with_tenant_limiter(limiter.clone())
+        .with_max_streams_per_tenant(config.max_streams_per_tenant);
         let push_server = PushServer::start(config.grpc_addr, service, config.conn_limits)
             .await
             .map_err(|source| LocalError::Bind {

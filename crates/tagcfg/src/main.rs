@@ -627,6 +627,15 @@ async fn serve(
         access_log_sample: local_server::AccessLog::from_lookup(&tagged_routing::env::process_env)
             .map_err(|e| CliError::Usage(e.to_string()))?
             .sample_reads,
+        max_streams_per_tenant: usize::try_from(
+            tagged_routing::env::number(
+                &tagged_routing::env::process_env,
+                "TAGCFG_MAX_STREAMS_PER_TENANT",
+                push::service::DEFAULT_MAX_STREAMS_PER_TENANT as u64,
+            )
+            .map_err(|e| CliError::Usage(e.to_string()))?,
+        )
+        .map_err(|_| CliError::Usage("TAGCFG_MAX_STREAMS_PER_TENANT: too large".into()))?,
     })
     .await?;
     let stop = push::shutdown::stop_requested();
