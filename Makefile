@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Integration tests reach DynamoDB Local and moto through the real AWS SDK.
 FEATURES := --features adapters/aws
 
-.PHONY: run test test-unit lint fmt validate build deploy watch-image emulators lambda-invoke invoke-stream-publisher invoke-cache-refresher bench fuzz clean-tools
+.PHONY: run test test-unit lint fmt validate build deploy watch-image emulators lambda-invoke invoke-stream-publisher invoke-cache-refresher bench bench-compare build-tools fuzz clean-tools
 
 ## run: build and start the local all-in-one server (embedded store, no AWS, no Docker)
 run:
@@ -12,8 +12,12 @@ run:
 
 ## test: the template validation and renderings (which deploy-check reads), then unit +
 ##       integration tests (installs and starts DynamoDB Local and moto itself)
-test: validate
+test: validate build-tools
 	infra/with-emulators.sh $(CARGO) test --workspace $(FEATURES)
+
+## build-tools: protoc (Debian protobuf-compiler), which the etcd client of crates/bench is built with
+build-tools:
+	@. infra/tools.sh && need_debian_package protoc protobuf-compiler
 
 ## validate: template.yaml rendered through the SAM transform for every parameter combination
 ##           (target/rendered), then cfn-lint on the sources and each rendering, offline
@@ -37,11 +41,11 @@ watch-image:
 	infra/watch-image.sh $(ARCH)
 
 ## test-unit: the tests that need no emulator (AWS integration tests report themselves skipped)
-test-unit:
+test-unit: build-tools
 	$(CARGO) test --workspace $(FEATURES)
 
 ## lint: formatting and clippy, warnings are errors
-lint:
+lint: build-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
@@ -67,6 +71,12 @@ bench:
 	$(CARGO) build --release -p config-api
 	@ls -l $${CARGO_TARGET_DIR:-target}/release/config-api | awk '{printf "config-api release binary (stripped): %.2f MiB\n", $$5 / 1048576}'
 	$(CARGO) xtask cold-start $${CARGO_TARGET_DIR:-target}/release/config-api 30
+
+## bench-compare: tagcfg beside etcd (unpacked from Debian into .tools) with one load generator,
+##                every scenario in alternating rounds, tables into docs/BENCHMARKS.md (~15 min;
+##                QUICK=1: every scenario briefly, into target/ — a check, not a measurement)
+bench-compare:
+	infra/bench-compare.sh
 
 ## lambda-invoke: config-api under `cargo lambda watch` on the emulators, fed every events/api event
 ##                (or EVENTS="get-flag list"); cargo-lambda comes from PyPI, no zig needed

@@ -49,3 +49,28 @@ need_debian_package() {
   "${sudo[@]}" apt-get install -y -q "$@" >&2 ||
     { "${sudo[@]}" apt-get update -q >&2 && "${sudo[@]}" apt-get install -y -q "$@" >&2; }
 }
+
+# etcd_binary: prints the path of an etcd binary — the one on PATH, or Debian's etcd-server
+# unpacked (not installed) into .tools/etcd the first time. `make bench-compare` and the bench
+# crate's test compare tagcfg with it.
+etcd_binary() {
+  if command -v etcd >/dev/null 2>&1; then
+    command -v etcd
+    return 0
+  fi
+  local bin="$tools/etcd/usr/bin/etcd"
+  if [ ! -x "$bin" ]; then
+    echo "[tools] unpacking etcd (Debian etcd-server) into .tools/etcd" >&2
+    local tmp
+    tmp=$(mktemp -d)
+    # apt-get download writes into the current directory; its _apt sandbox cannot, hence the mode.
+    chmod 777 "$tmp"
+    (cd "$tmp" && apt-get download -q etcd-server >&2) ||
+      { apt-get update -q >&2 && (cd "$tmp" && apt-get download -q etcd-server >&2); }
+    mkdir -p "$tools/etcd"
+    dpkg -x "$tmp"/etcd-server_*.deb "$tools/etcd"
+    rm -rf "$tmp"
+  fi
+  [ -x "$bin" ] || { echo "[tools] ERROR: no etcd binary after unpacking etcd-server" >&2; return 1; }
+  echo "$bin"
+}

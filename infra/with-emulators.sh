@@ -73,6 +73,9 @@ wait_ready dynamodb-local "$ddb_pid" "http://127.0.0.1:$ddb_port/"
 wait_ready moto "$moto_pid" "http://127.0.0.1:$moto_port/moto-api/"
 
 export TAGCFG_EMULATORS=1
+# The bench crate's test compares tagcfg with a real etcd.
+TAGCFG_BENCH_ETCD=$(etcd_binary)
+export TAGCFG_BENCH_ETCD
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 unset AWS_PROFILE AWS_SESSION_TOKEN
