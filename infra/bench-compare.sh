@@ -27,4 +27,5 @@ if [ "${QUICK:-0}" = 1 ]; then
 else
   args+=(--out docs/BENCHMARKS.md --command "make bench-compare")
 fi
-exec "$target/bench/tagcfg-bench" "${args[@]}"
+# The bench profile builds into target/release too.
+exec "$target/release/tagcfg-bench" "${args[@]}"

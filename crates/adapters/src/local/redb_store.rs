@@ -212,6 +212,15 @@ impl RedbStore {
         self
     }
 
+    /// A point read, in place on the calling task: a redb read transaction over pages the
+    /// OS already caches takes microseconds, while handing it to the blocking pool cost two
+    /// thread wake-ups per read and most of a read request's CPU (docs/BENCHMARKS.md,
+    /// "Profile of the read path"). Only reads of a bounded number of keys come here; scans
+    /// and every write (a commit waits for fsync) go to [`RedbStore::blocking`].
+    fn point_read<T>(&self, work: impl FnOnce(&RedbStore) -> Result<T>) -> Result<T> {
+        work(self)
+    }
+
     /// Runs blocking redb work off the async runtime.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -437,15 +446,13 @@ impl RedbStore {
 #[async_trait]
 impl ConfigStore for RedbStore {
     async fn get(&self, owner: &Owner, key: &Key) -> Result<Option<ConfigItem>> {
-        let (owner, key) = (owner.clone(), key.clone());
-        self.blocking(move |s| {
+        self.point_read(|s| {
             let txn = s.db.begin_read().map_err(storage)?;
             let table = txn.open_table(VALUES).map_err(storage)?;
             let got = table.get((owner.as_str(), key.as_str())).map_err(storage)?;
             got.map(|bytes| s.item_of(owner.as_str(), key.as_str(), bytes.value()))
                 .transpose()
         })
-        .await
     }
 
     async fn put_by(
@@ -503,19 +510,17 @@ impl ConfigStore for RedbStore {
     }
 
     async fn batch_get(&self, owner: &Owner, keys: &[Key]) -> Result<Vec<ConfigItem>> {
-        let (owner, keys) = (owner.clone(), keys.to_vec());
-        self.blocking(move |s| {
+        self.point_read(|s| {
             let txn = s.db.begin_read().map_err(storage)?;
             let table = txn.open_table(VALUES).map_err(storage)?;
             let mut items = Vec::new();
-            for key in &keys {
+            for key in keys {
                 if let Some(bytes) = table.get((owner.as_str(), key.as_str())).map_err(storage)? {
                     items.push(s.item_of(owner.as_str(), key.as_str(), bytes.value())?);
                 }
             }
             Ok(items)
         })
-        .await
     }
 
     async fn history(&self, owner: &Owner, key: &Key, limit: usize) -> Result<Vec<HistoryEntry>> {
@@ -555,15 +560,13 @@ impl ConfigStore for RedbStore {
     }
 
     async fn head_revision(&self, owner: &Owner) -> Result<Revision> {
-        let owner = owner.clone();
-        self.blocking(move |s| {
+        self.point_read(|s| {
             let txn = s.db.begin_read().map_err(storage)?;
             let table = txn.open_table(HEADS).map_err(storage)?;
             Ok(Revision(
                 table.get(owner.as_str()).map_err(storage)?.map_or(0, |r| r.value()),
             ))
         })
-        .await
     }
 
     async fn write_set(&self, owner: &Owner, writes: &[SetWrite], author: &Author) -> Result<Vec<Change>> {
@@ -603,8 +606,7 @@ impl ConfigStore for RedbStore {
     }
 
     async fn tier_of(&self, tenant: &TenantId) -> Result<Option<TierName>> {
-        let tenant = tenant.clone();
-        self.blocking(move |s| {
+        self.point_read(|s| {
             let txn = s.db.begin_read().map_err(storage)?;
             let table = txn.open_table(TIERS).map_err(storage)?;
             let record: Option<TierRecord> = match table.get(tenant.as_str()).map_err(storage)? {
@@ -613,7 +615,6 @@ impl ConfigStore for RedbStore {
             };
             record.and_then(|r| r.tier).map(|t| TierName::parse(&t)).transpose()
         })
-        .await
     }
 
     async fn assign_tier(&self, tenant: &TenantId, tier: Option<&TierName>, author: &Author) -> Result<Option<Change>> {
