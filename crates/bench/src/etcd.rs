@@ -41,9 +41,11 @@ impl Etcd {
         Ok(Etcd { endpoint, server })
     }
 
-    /// One client (one HTTP/2 connection).
+    /// One client on its own HTTP/2 connection: a plain tonic channel, as tagcfg's side
+    /// gets (etcd-client's own `connect` puts a load-balancing layer in between).
     pub async fn client(&self) -> Result<Client, BenchError> {
-        Ok(Client::connect([self.endpoint.as_str()], None).await?)
+        let channel = crate::probe::channels(&self.endpoint, 1).await?.remove(0);
+        Ok(Client::from_channel(etcd_client::Channel::Tonic(channel), None).await?)
     }
 
     /// `n` KV clients, each on its own connection.

@@ -108,12 +108,15 @@ async fn load_op(
         async move { tagcfg::put(&http, &url, &token, VALUE.into()).await }
     };
     let etcd_kv = || async {
-        let client = etcd_client::Client::connect([url], None).await?;
-        client.kv_client().put(format!("/acme/{KEY}"), VALUE, None).await?;
         let mut clients = Vec::new();
-        for _ in 0..concurrency.max(1) {
-            clients.push(etcd_client::Client::connect([url], None).await?.kv_client());
+        for channel in probe::channels(url, concurrency).await? {
+            clients.push(
+                etcd_client::Client::from_channel(etcd_client::Channel::Tonic(channel), None)
+                    .await?
+                    .kv_client(),
+            );
         }
+        clients[0].put(format!("/acme/{KEY}"), VALUE, None).await?;
         Ok::<_, BenchError>(clients)
     };
     Ok(match target {

@@ -27,7 +27,10 @@ fn the_quick_comparison_runs_every_scenario_against_both_servers() {
             std::env::var_os("TAGCFG_EMULATORS").is_none(),
             "TAGCFG_EMULATORS is set but TAGCFG_BENCH_ETCD is not"
         );
-        let _ = writeln!(std::io::stderr(), "SKIPPED compare: TAGCFG_BENCH_ETCD unset; run `make test`");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED compare: TAGCFG_BENCH_ETCD unset; run `make test`"
+        );
         return;
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -73,6 +76,9 @@ fn the_quick_comparison_runs_every_scenario_against_both_servers() {
         }
     }
     // The fan-out's watchers were all notified, with memory measured on both servers.
-    let fan_out = report.lines().find(|l| l.starts_with("| 50 |")).expect("the fan-out row");
+    let fan_out = report
+        .lines()
+        .find(|l| l.starts_with("| 50 |"))
+        .expect("the fan-out row");
     assert!(!fan_out.contains("| – |"), "{fan_out}");
 }
