@@ -26,6 +26,9 @@ pub use http_api::{AccessLog, TenantLimits};
 pub use serving::ConnLimits;
 use serving::TenantLimiter;
 
+/// The embedded store's page cache unless `TAGCFG_STORE_CACHE_MB` says otherwise.
+pub const DEFAULT_STORE_CACHE_MIB: usize = RedbStore::DEFAULT_CACHE_MIB;
+
 /// The tenants `tagcfg serve` seeds and prints tokens for.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
 
@@ -57,6 +60,9 @@ pub struct LocalConfig {
     /// Open `Watch` streams one tenant may hold (`TAGCFG_MAX_STREAMS_PER_TENANT`, default
     /// [`push::service::DEFAULT_MAX_STREAMS_PER_TENANT`]).
     pub max_streams_per_tenant: usize,
+    /// The embedded store's page cache (`TAGCFG_STORE_CACHE_MB`, default
+    /// [`RedbStore::DEFAULT_CACHE_MIB`]).
+    pub store_cache_mib: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +300,7 @@ impl LocalConfig {
             conn_limits: ConnLimits::default(),
             access_log_sample: http_api::AccessLog::DEFAULT_SAMPLE,
             max_streams_per_tenant: push::service::DEFAULT_MAX_STREAMS_PER_TENANT,
+            store_cache_mib: DEFAULT_STORE_CACHE_MIB,
         }
     }
 }
@@ -321,7 +328,7 @@ impl LocalServer {
         let feed = InProcessFeed::new(4096);
         let store_path = config.data_dir.join(STORE_FILE);
         let existed = store_path.exists();
-        let redb = RedbStore::open(&store_path)?
+        let redb = RedbStore::open_with_cache(&store_path, config.store_cache_mib)?
             .with_sink(Arc::new(feed.clone()))
             .with_keyring(store_keyring(&config.data_dir)?);
         private_file(&store_path, existed)?;

@@ -627,15 +627,11 @@ async fn serve(
         access_log_sample: local_server::AccessLog::from_lookup(&tagged_routing::env::process_env)
             .map_err(|e| CliError::Usage(e.to_string()))?
             .sample_reads,
-        max_streams_per_tenant: usize::try_from(
-            tagged_routing::env::number(
-                &tagged_routing::env::process_env,
-                "TAGCFG_MAX_STREAMS_PER_TENANT",
-                push::service::DEFAULT_MAX_STREAMS_PER_TENANT as u64,
-            )
-            .map_err(|e| CliError::Usage(e.to_string()))?,
-        )
-        .map_err(|_| CliError::Usage("TAGCFG_MAX_STREAMS_PER_TENANT: too large".into()))?,
+        max_streams_per_tenant: env_count(
+            "TAGCFG_MAX_STREAMS_PER_TENANT",
+            push::service::DEFAULT_MAX_STREAMS_PER_TENANT,
+        )?,
+        store_cache_mib: env_count("TAGCFG_STORE_CACHE_MB", local_server::DEFAULT_STORE_CACHE_MIB)?,
     })
     .await?;
     let stop = push::shutdown::stop_requested();
@@ -673,6 +669,13 @@ async fn serve(
     println!("stopping");
     server.shutdown().await?;
     Ok(())
+}
+
+/// A count from the environment variable `name` (`default` when unset).
+fn env_count(name: &str, default: usize) -> Result<usize, CliError> {
+    let n = tagged_routing::env::number(&tagged_routing::env::process_env, name, default as u64)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    usize::try_from(n).map_err(|_| CliError::Usage(format!("{name}: {n} is too large")))
 }
 
 /// The banner's dev tokens, and curl lines that use them.
