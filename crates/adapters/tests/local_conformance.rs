@@ -126,7 +126,13 @@ async fn concurrent_writes_share_commits_and_each_keeps_its_own_answer() {
     let routes = RoutingTable::default();
     let contested = routes.parse_key("tenant_config_contested").unwrap();
     let first = store
-        .put(&acme, &contested, &JsonText::parse("0").unwrap(), Precondition::None, "init")
+        .put(
+            &acme,
+            &contested,
+            &JsonText::parse("0").unwrap(),
+            Precondition::None,
+            "init",
+        )
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -136,7 +142,13 @@ async fn concurrent_writes_share_commits_and_each_keeps_its_own_answer() {
         tasks.push(tokio::spawn(async move {
             let value = JsonText::parse(&w.to_string()).unwrap();
             let raced = store
-                .put(&acme, &contested, &value, Precondition::IfVersion(first.version), "racer")
+                .put(
+                    &acme,
+                    &contested,
+                    &value,
+                    Precondition::IfVersion(first.version),
+                    "racer",
+                )
                 .await;
             let own = store.put(&acme, &own, &value, Precondition::None, "writer").await;
             (raced.is_ok(), own.is_ok())
@@ -155,7 +167,11 @@ async fn concurrent_writes_share_commits_and_each_keeps_its_own_answer() {
     while let Ok(change) = rx.try_recv() {
         revisions.push(change.revision.0);
     }
-    assert_eq!(revisions, (1..=head.0).collect::<Vec<_>>(), "every change once, in order");
+    assert_eq!(
+        revisions,
+        (1..=head.0).collect::<Vec<_>>(),
+        "every change once, in order"
+    );
     assert!(
         store.group_commits() < head.0,
         "{} writes took {} commits: none was grouped",

@@ -95,7 +95,7 @@ struct PendingWrite {
 
 /// What a queued writer hears: its answer, or that it leads the next group commit.
 enum QueueMessage {
-    Done(Result<(Option<ConfigItem>, Change)>),
+    Done(Box<Result<(Option<ConfigItem>, Change)>>),
     Lead,
 }
 
@@ -320,7 +320,7 @@ impl RedbStore {
         let mut message = if lead { QueueMessage::Lead } else { receive(&answer)? };
         loop {
             match message {
-                QueueMessage::Done(result) => return result,
+                QueueMessage::Done(result) => return *result,
                 QueueMessage::Lead => {
                     let group = std::mem::take(&mut self.queue.lock().unwrap_or_else(|p| p.into_inner()).pending);
                     self.commit_group(group);
@@ -359,12 +359,12 @@ impl RedbStore {
                     if let (Some(sink), Ok((_, change))) = (&self.sink, &result) {
                         sink.publish(change);
                     }
-                    let _ = w.reply.send(QueueMessage::Done(result));
+                    let _ = w.reply.send(QueueMessage::Done(Box::new(result)));
                 }
             }
             Err(e) => {
                 for w in group {
-                    let _ = w.reply.send(QueueMessage::Done(Err(e.clone())));
+                    let _ = w.reply.send(QueueMessage::Done(Box::new(Err(e.clone()))));
                 }
             }
         }
