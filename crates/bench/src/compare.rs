@@ -20,6 +20,18 @@ pub struct Comparison {
     pub settings: Settings,
     /// How the run was started, for the report.
     pub command: String,
+    /// Only these groups of scenarios (all when empty): to profile one, say.
+    pub only: Vec<Group>,
+}
+
+/// The groups of scenarios, each on a fresh pair of servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Group {
+    /// Point reads, their floors, and write → watcher latency.
+    Reads,
+    FanOut,
+    Mixed,
+    Noisy,
 }
 
 /// tagcfg's environment for the scenarios that measure speed, not limits: no per-tenant
@@ -74,24 +86,25 @@ pub async fn run(c: &Comparison) -> Result<Report, BenchError> {
     let http = crate::http_client()?;
     let s = &c.settings;
     let mut tables: Vec<Table> = Vec::new();
-    {
+    let wanted = |group: Group| c.only.is_empty() || c.only.contains(&group);
+    if wanted(Group::Reads) {
         let (tagcfg, etcd) = pair(c, dir.path(), "reads", &unlimited(), &http).await?;
         progress("point reads");
         tables.extend(scenarios::point_reads(&tagcfg, &etcd, &http, s).await?);
         progress("write -> watcher");
         tables.push(scenarios::watch_latency(&tagcfg, &etcd, &http, s).await?);
     }
-    {
+    if wanted(Group::FanOut) {
         let (tagcfg, etcd) = pair(c, dir.path(), "fanout", &unlimited(), &http).await?;
         progress("fan-out");
         tables.push(scenarios::fan_out(&tagcfg, &etcd, &http, s).await?);
     }
-    {
+    if wanted(Group::Mixed) {
         let (tagcfg, etcd) = pair(c, dir.path(), "mixed", &unlimited(), &http).await?;
         progress("mixed workload");
         tables.push(scenarios::mixed(&tagcfg, &etcd, &http, s).await?);
     }
-    {
+    if wanted(Group::Noisy) {
         let (tagcfg, etcd) = pair(c, dir.path(), "noisy", &[], &http).await?;
         progress("noisy neighbour");
         tables.push(scenarios::noisy_neighbour(&tagcfg, &etcd, s).await?);

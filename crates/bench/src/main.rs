@@ -40,6 +40,9 @@ enum Command {
         /// How the run was started, for the report.
         #[arg(long, default_value = "make bench-compare")]
         command: String,
+        /// Only these groups of scenarios (comma-separated); all by default.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<compare::Group>,
     },
     /// Load one operation against a running server and print its rate and latency
     /// (the tool to profile a server with).
@@ -160,6 +163,7 @@ async fn run(cli: Cli) -> Result<(), BenchError> {
             quick,
             mixed_secs,
             command,
+            only,
         } => {
             let mut settings = if quick { Settings::quick() } else { Settings::full() };
             if let Some(secs) = mixed_secs {
@@ -170,6 +174,7 @@ async fn run(cli: Cli) -> Result<(), BenchError> {
                 etcd_binary: etcd,
                 settings,
                 command,
+                only,
             })
             .await?;
             let markdown = report.markdown();

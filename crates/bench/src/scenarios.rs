@@ -43,6 +43,8 @@ pub struct Settings {
     /// The mixed workload's time on each system (split into `rounds` rounds).
     pub mixed: Duration,
     pub mixed_clients: usize,
+    /// The offered load both systems get in the mixed workload's open-loop phase.
+    pub mixed_rate: f64,
     pub write_share: f64,
     /// The Zipf exponent of key popularity (0.99: YCSB's default).
     pub zipf_exponent: f64,
@@ -68,6 +70,7 @@ impl Settings {
             keys_per_tenant: 50,
             mixed: Duration::from_secs(60),
             mixed_clients: 64,
+            mixed_rate: 3_000.0,
             write_share: 0.05,
             zipf_exponent: 0.99,
             noisy: Duration::from_secs(5),
@@ -91,6 +94,7 @@ impl Settings {
             keys_per_tenant: 5,
             mixed: Duration::from_secs(1),
             mixed_clients: 8,
+            mixed_rate: 200.0,
             noisy: Duration::from_millis(500),
             victim_rate: 100.0,
             flood_clients: 4,
@@ -809,20 +813,35 @@ pub async fn mixed(
     };
     alternate(&mut c, Mode::Closed { concurrency: clients }, &per_round).await;
     let rss = [tagcfg.server.rss_kib(), etcd.server.rss_kib()];
+    // The same offered load for both, below what either serves: latency without queueing
+    // behind a saturated server (a closed loop at saturation has mean latency = clients ÷
+    // throughput, whatever the server does).
+    let steady = Mode::Open {
+        rate: settings.mixed_rate,
+        concurrency: clients,
+    };
+    let mut at_rate = Vec::new();
+    for contender in &c {
+        at_rate.push(load::run(contender.op.clone(), steady, per_round.round).await);
+    }
     let mut table = Table {
         title: "Mixed workload".into(),
         intro: vec![format!(
             "{} tenants × {} keys, {:.0} % reads / {:.0} % writes, Zipf-distributed keys (exponent {}), \
-             {clients} clients, {:.0} s per system in {} alternating rounds. tagcfg: HTTP `GET`/`PUT` with \
-             each tenant's own token; etcd: gRPC `Range` (serializable) / `Put`, keys `/<tenant>/<key>`. \
-             RSS at the end, every tenant's keys loaded and read.",
+             {clients} clients, {:.0} s per system in {} alternating rounds (closed loop: as fast as each \
+             answers); then {:.0} s each at the same offered load of {} ops/s (open loop, latency from when \
+             each request was due). tagcfg: HTTP `GET`/`PUT` with each tenant's own token; etcd: gRPC \
+             `Range` (serializable) / `Put`, keys `/<tenant>/<key>`. RSS after the closed loop, every \
+             tenant's keys loaded and read.",
             settings.tenants,
             settings.keys_per_tenant,
             (1.0 - settings.write_share) * 100.0,
             settings.write_share * 100.0,
             settings.zipf_exponent,
             settings.mixed.as_secs_f64(),
-            settings.rounds
+            settings.rounds,
+            per_round.round.as_secs_f64(),
+            count(settings.mixed_rate),
         )],
         header: ["system", "ops/s", "p50 / p99 / p99.9 ms", "server RSS at the end"]
             .map(String::from)
@@ -837,6 +856,21 @@ pub async fn mixed(
             format!("{} / {} / {}", ms(run.ms(0.5)), ms(run.ms(0.99)), ms(run.ms(0.999))),
             format!("{:.1} MiB", rss[i] as f64 / 1024.0),
         ]);
+    }
+    for (system, run) in ["tagcfg", "etcd"].into_iter().zip(&at_rate) {
+        table.rows.push(vec![
+            format!("{system} at {} ops/s offered", count(settings.mixed_rate)),
+            count(run.per_sec()),
+            format!("{} / {} / {}", ms(run.ms(0.5)), ms(run.ms(0.99)), ms(run.ms(0.999))),
+            "–".into(),
+        ]);
+        if run.errors > 0 {
+            table.notes.push(format!(
+                "{system} at the offered load: {} errors (first: {})",
+                run.errors,
+                run.first_error.as_deref().unwrap_or("-")
+            ));
+        }
     }
     table.notes.extend(c.iter().filter_map(Contender::problems));
     Ok(table)

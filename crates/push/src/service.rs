@@ -144,10 +144,10 @@ fn heartbeat(cursor: &Cursor) -> Box<pb::WatchEvent> {
 }
 
 /// Feeds one watcher: replay, then live updates and heartbeats; ends with a resync when the
-/// hub cut it off. It is the response stream itself, polled by the connection that carries
-/// it: no task and no second channel per stream, so a change reaches 10,000 streams with
+/// hub cut it off. It is the response body itself, polled by the task hyper runs for the
+/// HTTP/2 stream: no task and no channel of its own, so a change reaches 10,000 streams with
 /// 10,000 fewer wake-ups and each open stream costs less memory (docs/BENCHMARKS.md). It
-/// ends when the client goes away (the connection drops the stream).
+/// ends when the client goes away (hyper drops the body).
 struct Pump {
     sub: Subscription,
     tenant: TenantId,

@@ -76,6 +76,8 @@ fn main() {
         "TAGCFG_TENANT_READ_BURST",
         "TAGCFG_TENANT_WRITES_PER_SEC",
         "TAGCFG_TENANT_WRITE_BURST",
+        // One tenant holds all 10,000 streams (the default allows 1,000).
+        "TAGCFG_MAX_STREAMS_PER_TENANT",
     ] {
         std::env::set_var(var, "1000000000");
     }
