@@ -113,7 +113,13 @@ pub async fn run(c: &Comparison) -> Result<Report, BenchError> {
         machine: report::machine(),
         versions: vec![
             format!("etcd: {}", version(&c.etcd_binary)),
-            format!("tagcfg: {}", c.tagcfg_binary.display()),
+            format!(
+                "tagcfg: the `{}` binary given, {:.2} MiB",
+                c.tagcfg_binary
+                    .file_name()
+                    .map_or_else(|| "tagcfg".into(), |n| n.to_string_lossy()),
+                std::fs::metadata(&c.tagcfg_binary).map_or(0, |m| m.len()) as f64 / 1_048_576.0
+            ),
         ],
         command: c.command.clone(),
         duration: started.elapsed(),
