@@ -21,6 +21,14 @@ pub struct Table {
 }
 
 impl Table {
+    /// An empty table with these column names (title, intro and rows filled in after).
+    pub fn with_header(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
+            ..Table::default()
+        }
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = format!("### {}\n\n", self.title);
         for line in &self.intro {

@@ -216,7 +216,7 @@ pub async fn point_reads(
              gRPC. Rate: mean over the rounds (± half their spread); latency p50 / p99 in ms."
                 .into(),
         ],
-        header: [
+        ..Table::with_header(&[
             "what",
             "clients",
             "tagcfg req/s",
@@ -224,10 +224,7 @@ pub async fn point_reads(
             "etcd req/s",
             "etcd p50 / p99",
             "tagcfg ÷ etcd",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Table::default()
+        ])
     };
     let mut floor = Table {
         title: "Reads against each server's own floor".into(),
@@ -236,16 +233,13 @@ pub async fn point_reads(
              server (tagcfg `/healthz`, etcd `/version`; `grpc.health.v1` Check on both)."
                 .into(),
         ],
-        header: [
+        ..Table::with_header(&[
             "clients",
             "tagcfg GET ÷ /healthz",
             "tagcfg Get ÷ health",
             "etcd gateway range ÷ /version",
             "etcd Range (serializable) ÷ health",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Table::default()
+        ])
     };
     for &clients in &settings.levels {
         let tagcfg_channels = probe::channels(&tagcfg.grpc_url, clients).await?;
@@ -473,6 +467,38 @@ impl Writers {
         self.kv.put(self.etcd_key.as_str(), value, None).await?;
         Ok(())
     }
+
+    /// One write through `side`: when it was sent, and the instants its `n` watchers (in
+    /// `watchers[side]`) had it.
+    async fn write_and_wait(
+        &mut self,
+        side: Side,
+        watchers: &mut [Arrivals; 2],
+        n: usize,
+    ) -> Result<(Instant, Vec<Instant>), BenchError> {
+        let sent = Instant::now();
+        match side {
+            Side::Tagcfg => self.tagcfg().await?,
+            Side::Etcd => self.etcd().await?,
+        }
+        Ok((sent, arrivals(&mut watchers[side as usize], n).await?))
+    }
+}
+
+/// One of the two systems; its index in the scenarios' pairs.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Tagcfg = 0,
+    Etcd = 1,
+}
+
+/// The order of a round: tagcfg first in even rounds, etcd first in odd ones.
+fn sides(round: usize) -> [Side; 2] {
+    if round.is_multiple_of(2) {
+        [Side::Tagcfg, Side::Etcd]
+    } else {
+        [Side::Etcd, Side::Tagcfg]
+    }
 }
 
 /// Write → every watcher notified, per watcher, with 1 and 100 watchers: tagcfg HTTP `PUT`
@@ -495,50 +521,42 @@ pub async fn watch_latency(
             settings.watch_samples,
             settings.fan_out_connections.min(10)
         )],
-        header: [
+        ..Table::with_header(&[
             "watchers",
             "tagcfg p50 / p99 / p99.9",
             "etcd p50 / p99 / p99.9",
             "p99 tagcfg ÷ etcd",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Table::default()
+        ])
     };
     let token = tagcfg.token(TENANT)?;
     for &n in &settings.watchers {
         let mut tasks = JoinSet::new();
         let connections = n.min(10);
-        let mut tagcfg_rx = tagcfg_watchers(tagcfg, &token, n, connections, &mut tasks).await?;
-        let mut etcd_rx = etcd_watchers(etcd, &etcd_key(TENANT, WATCH_KEY), n, connections, &mut tasks).await?;
+        let mut watchers = [
+            tagcfg_watchers(tagcfg, &token, n, connections, &mut tasks).await?,
+            etcd_watchers(etcd, &etcd_key(TENANT, WATCH_KEY), n, connections, &mut tasks).await?,
+        ];
         let mut writers = Writers::new(tagcfg, etcd, http).await?;
-        let (mut t, mut e) = (histogram(), histogram());
+        let mut latencies = [histogram(), histogram()];
         let blocks = settings.rounds.max(1) * 2;
         let per_block = settings.watch_samples.div_ceil(blocks);
         // Warm-up writes on both, not recorded.
         for _ in 0..10 {
-            writers.tagcfg().await?;
-            arrivals(&mut tagcfg_rx, n).await?;
-            writers.etcd().await?;
-            arrivals(&mut etcd_rx, n).await?;
+            for side in sides(0) {
+                writers.write_and_wait(side, &mut watchers, n).await?;
+            }
         }
         for block in 0..blocks {
-            for side in if block % 2 == 0 { [0, 1] } else { [1, 0] } {
+            for side in sides(block) {
                 for _ in 0..per_block {
-                    let sent = Instant::now();
-                    let (seen, into) = if side == 0 {
-                        writers.tagcfg().await?;
-                        (arrivals(&mut tagcfg_rx, n).await?, &mut t)
-                    } else {
-                        writers.etcd().await?;
-                        (arrivals(&mut etcd_rx, n).await?, &mut e)
-                    };
+                    let (sent, seen) = writers.write_and_wait(side, &mut watchers, n).await?;
                     for at in seen {
-                        into.saturating_record(at.duration_since(sent).as_nanos() as u64);
+                        latencies[side as usize].saturating_record(at.duration_since(sent).as_nanos() as u64);
                     }
                 }
             }
         }
+        let [t, e] = latencies;
         tasks.abort_all();
         let q = |h: &Histogram<u64>| {
             format!(
@@ -575,17 +593,14 @@ pub async fn fan_out(
              systems. Memory: the server's RSS after opening the streams minus before, per stream.",
             settings.fan_out_connections, settings.fan_out_repeats
         )],
-        header: [
+        ..Table::with_header(&[
             "watchers",
             "tagcfg median / worst ms",
             "etcd median / worst ms",
             "tagcfg ÷ etcd (median)",
             "tagcfg KiB per stream",
             "etcd KiB per stream",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Table::default()
+        ])
     };
     let token = tagcfg.token(TENANT)?;
     for &n in &settings.fan_out {
@@ -593,37 +608,26 @@ pub async fn fan_out(
         let settle = Duration::from_millis(500);
         tokio::time::sleep(settle).await;
         let before = tagcfg.server.rss_kib();
-        let mut tagcfg_rx = tagcfg_watchers(tagcfg, &token, n, settings.fan_out_connections, &mut tasks).await?;
+        let tagcfg_rx = tagcfg_watchers(tagcfg, &token, n, settings.fan_out_connections, &mut tasks).await?;
         tokio::time::sleep(settle).await;
         let tagcfg_kib = tagcfg.server.rss_kib().saturating_sub(before) as f64 / n as f64;
         let before = etcd.server.rss_kib();
-        let mut etcd_rx = etcd_watchers(
-            etcd,
-            &etcd_key(TENANT, WATCH_KEY),
-            n,
-            settings.fan_out_connections,
-            &mut tasks,
-        )
-        .await?;
+        let watched = etcd_key(TENANT, WATCH_KEY);
+        let etcd_rx = etcd_watchers(etcd, &watched, n, settings.fan_out_connections, &mut tasks).await?;
         tokio::time::sleep(settle).await;
         let etcd_kib = etcd.server.rss_kib().saturating_sub(before) as f64 / n as f64;
+        let mut watchers = [tagcfg_rx, etcd_rx];
         let mut writers = Writers::new(tagcfg, etcd, http).await?;
-        let (mut t, mut e) = (Vec::new(), Vec::new());
+        let mut times = [Vec::new(), Vec::new()];
         for repeat in 0..settings.fan_out_repeats {
-            for side in if repeat % 2 == 0 { [0, 1] } else { [1, 0] } {
+            for side in sides(repeat) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let sent = Instant::now();
-                let (seen, into) = if side == 0 {
-                    writers.tagcfg().await?;
-                    (arrivals(&mut tagcfg_rx, n).await?, &mut t)
-                } else {
-                    writers.etcd().await?;
-                    (arrivals(&mut etcd_rx, n).await?, &mut e)
-                };
+                let (sent, seen) = writers.write_and_wait(side, &mut watchers, n).await?;
                 let last = seen.iter().max().copied().unwrap_or(sent);
-                into.push(last.duration_since(sent).as_secs_f64() * 1e3);
+                times[side as usize].push(last.duration_since(sent).as_secs_f64() * 1e3);
             }
         }
+        let [mut t, mut e] = times;
         tasks.abort_all();
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
@@ -843,10 +847,7 @@ pub async fn mixed(
             per_round.round.as_secs_f64(),
             count(settings.mixed_rate),
         )],
-        header: ["system", "ops/s", "p50 / p99 / p99.9 ms", "server RSS at the end"]
-            .map(String::from)
-            .to_vec(),
-        ..Table::default()
+        ..Table::with_header(&["system", "ops/s", "p50 / p99 / p99.9 ms", "server RSS at the end"])
     };
     for (i, system) in ["tagcfg", "etcd"].into_iter().enumerate() {
         let run = c[i].run();
@@ -929,7 +930,7 @@ pub async fn noisy_neighbour(tagcfg: &Tagcfg, etcd: &Etcd, settings: &Settings) 
             settings.noisy.as_secs_f64(),
             settings.flood_clients
         )],
-        header: [
+        ..Table::with_header(&[
             "system",
             "globex alone p50 / p99 ms",
             "globex beside the flood p50 / p99 ms",
@@ -937,10 +938,7 @@ pub async fn noisy_neighbour(tagcfg: &Tagcfg, etcd: &Etcd, settings: &Settings) 
             "globex refused",
             "acme answered/s",
             "acme refused/s",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Table::default()
+        ])
     };
     let steady = Mode::Open {
         rate: settings.victim_rate,
