@@ -613,6 +613,10 @@ async fn serve(
         logs.json().init();
     }
     let routes = RoutingTable::parse(routes).map_err(|e| CliError::Usage(format!("TAGCFG_ROUTES: {e}")))?;
+    let env_count = |var: &str, default: usize| {
+        tagged_routing::env::count(&tagged_routing::env::process_env, var, default)
+            .map_err(|e| CliError::Usage(e.to_string()))
+    };
     let server = LocalServer::start(LocalConfig {
         addr,
         grpc_addr,
@@ -669,13 +673,6 @@ async fn serve(
     println!("stopping");
     server.shutdown().await?;
     Ok(())
-}
-
-/// A count from the environment variable `name` (`default` when unset).
-fn env_count(name: &str, default: usize) -> Result<usize, CliError> {
-    let n = tagged_routing::env::number(&tagged_routing::env::process_env, name, default as u64)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    usize::try_from(n).map_err(|_| CliError::Usage(format!("{name}: {n} is too large")))
 }
 
 /// The banner's dev tokens, and curl lines that use them.

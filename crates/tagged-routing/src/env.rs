@@ -43,6 +43,13 @@ pub fn number(get: &impl Lookup, var: &str, default: u64) -> Result<u64, EnvErro
     })
 }
 
+/// [`number`] as a count of things in memory (streams, MiB): refused when it does not fit
+/// a `usize`.
+pub fn count(get: &impl Lookup, var: &str, default: usize) -> Result<usize, EnvError> {
+    let n = number(get, var, default as u64)?;
+    usize::try_from(n).map_err(|_| EnvError::invalid(var, format!("{n} is too large")))
+}
+
 pub fn flag(get: &impl Lookup, var: &str) -> Result<bool, EnvError> {
     match get(var).as_deref().map(str::trim) {
         None | Some("false") | Some("0") => Ok(false),
@@ -71,6 +78,8 @@ mod tests {
         };
         assert_eq!(number(&get, "N", 1), Ok(12));
         assert_eq!(number(&get, "UNSET", 7), Ok(7));
+        assert_eq!((count(&get, "N", 1), count(&get, "UNSET", 3)), (Ok(12), Ok(3)));
+        assert!(count(&get, "BAD", 1).unwrap_err().to_string().starts_with("BAD:"));
         assert!(number(&get, "BAD", 1).unwrap_err().to_string().starts_with("BAD:"));
         assert_eq!(flag(&get, "YES"), Ok(true));
         assert!(flag(&get, "BAD").is_err());

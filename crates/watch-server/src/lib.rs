@@ -84,12 +84,11 @@ impl Config {
             auth,
             service_secret,
             heartbeat: Duration::from_secs(env::number(get, "TAGCFG_HEARTBEAT_SECS", 15)?.max(1)),
-            max_streams_per_tenant: usize::try_from(env::number(
+            max_streams_per_tenant: env::count(
                 get,
                 "TAGCFG_MAX_STREAMS_PER_TENANT",
-                push::service::DEFAULT_MAX_STREAMS_PER_TENANT as u64,
-            )?)
-            .map_err(|_| EnvError::invalid("TAGCFG_MAX_STREAMS_PER_TENANT", "too large"))?,
+                push::service::DEFAULT_MAX_STREAMS_PER_TENANT,
+            )?,
             conn_limits: ConnLimits::from_lookup(get)?,
             tenant_limits: TenantLimits::from_lookup(get)?,
             tenant_role: TenantRole::from_lookup(get)?,
