@@ -137,8 +137,8 @@ fn event(e: Event) -> pb::WatchEvent {
     pb::WatchEvent { event: Some(e) }
 }
 
-fn heartbeat(cursor: &Cursor) -> Box<pb::WatchEvent> {
-    boxed(Event::Heartbeat(pb::Heartbeat {
+fn heartbeat(cursor: &Cursor) -> pb::WatchEvent {
+    event(Event::Heartbeat(pb::Heartbeat {
         cursor: Some(cursor_to_pb(cursor)),
     }))
 }
@@ -178,28 +178,24 @@ enum Phase {
 /// never sent otherwise).
 const TOKEN_EXPIRED: pb::WatchEvent = pb::WatchEvent { event: None };
 
-fn boxed(e: Event) -> Box<pb::WatchEvent> {
-    Box::new(event(e))
-}
-
 impl Pump {
-    fn batch(&self, updates: &[&Update]) -> Box<pb::WatchEvent> {
-        boxed(Event::Updates(pb::UpdateBatch {
+    fn batch(&self, updates: &[&Update]) -> pb::WatchEvent {
+        event(Event::Updates(pb::UpdateBatch {
             updates: updates.iter().map(|u| update_to_pb(u, &self.routes)).collect(),
             cursor: Some(cursor_to_pb(&self.cursor)),
         }))
     }
 
-    fn resync(&mut self, reason: String) -> Box<pb::WatchEvent> {
+    fn resync(&mut self, reason: String) -> pb::WatchEvent {
         self.phase = Phase::Ended;
-        boxed(Event::Resync(pb::Resync {
+        event(Event::Resync(pb::Resync {
             reason,
             cursor: Some(cursor_to_pb(&self.cursor)),
         }))
     }
 
     /// The next event of the stream; `None` ends it.
-    async fn next_event(&mut self) -> Option<Box<pb::WatchEvent>> {
+    async fn next_event(&mut self) -> Option<pb::WatchEvent> {
         loop {
             match &mut self.phase {
                 Phase::Ended => return None,
@@ -255,7 +251,7 @@ impl Pump {
                         }
                         _ = expiry.as_mut() => {
                             self.phase = Phase::Ended;
-                            return Some(Box::new(TOKEN_EXPIRED));
+                            return Some(TOKEN_EXPIRED);
                         }
                     }
                 }
@@ -330,7 +326,7 @@ impl pb::config_watch_server::ConfigWatch for PushService {
             pump.next_event().await.map(|event| (event, pump))
         });
         Ok(Response::new(Box::pin(events.map(|e| match e.event {
-            Some(_) => Ok(*e),
+            Some(_) => Ok(e),
             None => Err(Status::unauthenticated(
                 "token_expired: the token of this stream expired; reconnect with a fresh one and resume from the last cursor",
             )),
