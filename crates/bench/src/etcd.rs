@@ -41,20 +41,14 @@ impl Etcd {
         Ok(Etcd { endpoint, server })
     }
 
-    /// One client on its own HTTP/2 connection: a plain tonic channel, as tagcfg's side
-    /// gets (etcd-client's own `connect` puts a load-balancing layer in between).
+    /// One client on its own HTTP/2 connection (see [`client`]).
     pub async fn client(&self) -> Result<Client, BenchError> {
-        let channel = crate::probe::channels(&self.endpoint, 1).await?.remove(0);
-        Ok(Client::from_channel(etcd_client::Channel::Tonic(channel), None).await?)
+        client(&self.endpoint).await
     }
 
     /// `n` KV clients, each on its own connection.
     pub async fn kv_clients(&self, n: usize) -> Result<Vec<KvClient>, BenchError> {
-        let mut clients = Vec::with_capacity(n);
-        for _ in 0..n.max(1) {
-            clients.push(self.client().await?.kv_client());
-        }
-        Ok(clients)
+        kv_clients(&self.endpoint, n).await
     }
 
     /// Writes every `(key, value)` in transactions of `per_txn` puts.
@@ -74,6 +68,22 @@ impl Etcd {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.endpoint)
     }
+}
+
+/// A client of the etcd at `endpoint` on its own HTTP/2 connection: a plain tonic channel,
+/// as tagcfg's side gets (etcd-client's own `connect` puts a load-balancing layer in between).
+pub async fn client(endpoint: &str) -> Result<Client, BenchError> {
+    let channel = crate::probe::channels(endpoint, 1).await?.remove(0);
+    Ok(Client::from_channel(etcd_client::Channel::Tonic(channel), None).await?)
+}
+
+/// `n` KV clients of the etcd at `endpoint`, each on its own connection.
+pub async fn kv_clients(endpoint: &str, n: usize) -> Result<Vec<KvClient>, BenchError> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        clients.push(client(endpoint).await?.kv_client());
+    }
+    Ok(clients)
 }
 
 /// `Range` of one key, serializable (answered by the member from its own store) or

@@ -93,6 +93,17 @@ impl Run {
         self.latency.value_at_quantile(quantile) as f64 / 1e6
     }
 
+    /// `"<label>: N errors (first: …)"` when any call failed: the note a report carries.
+    pub fn problems(&self, label: &str) -> Option<String> {
+        (self.errors > 0).then(|| {
+            format!(
+                "{label}: {} errors (first: {})",
+                self.errors,
+                self.first_error.as_deref().unwrap_or("-")
+            )
+        })
+    }
+
     /// Adds another run of the same operation (a later round): counts, time and latencies.
     pub fn merge(&mut self, other: &Run) {
         self.done += other.done;

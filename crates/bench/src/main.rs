@@ -102,23 +102,14 @@ async fn load_op(
     let token = || -> Result<String, BenchError> {
         let dir = data_dir.ok_or_else(|| usage("--data-dir"))?;
         let secret = local_server::dev_secret(dir).map_err(|e| usage(&e.to_string()))?;
-        let tenant = tagged_routing::TenantId::parse("acme").map_err(|e| BenchError::Unexpected(e.to_string()))?;
-        tenant_auth::dev::mint(&secret, &tenant, "acme-bench", &[tenant_auth::Scope::Write], 3600)
-            .map_err(|e| BenchError::Unexpected(e.to_string()))
+        tagcfg::token(&secret, "acme")
     };
     let put_key = |token: String| {
         let (http, url) = (http.clone(), format!("{url}/v1/config/{KEY}"));
         async move { tagcfg::put(&http, &url, &token, VALUE.into()).await }
     };
     let etcd_kv = || async {
-        let mut clients = Vec::new();
-        for channel in probe::channels(url, concurrency).await? {
-            clients.push(
-                etcd_client::Client::from_channel(etcd_client::Channel::Tonic(channel), None)
-                    .await?
-                    .kv_client(),
-            );
-        }
+        let mut clients = etcd::kv_clients(url, concurrency).await?;
         clients[0].put(format!("/acme/{KEY}"), VALUE, None).await?;
         Ok::<_, BenchError>(clients)
     };

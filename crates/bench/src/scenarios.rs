@@ -156,15 +156,7 @@ impl Contender {
     }
 
     fn problems(&self) -> Option<String> {
-        let run = self.run();
-        (run.errors > 0).then(|| {
-            format!(
-                "{}: {} errors (first: {})",
-                self.label,
-                run.errors,
-                run.first_error.as_deref().unwrap_or("-")
-            )
-        })
+        self.run().problems(self.label)
     }
 }
 
@@ -331,6 +323,12 @@ pub async fn point_reads(
 /// Where a scenario's watchers report: the instant each saw the next change.
 type Arrivals = mpsc::UnboundedReceiver<Instant>;
 
+/// How many of `n` watchers connection `c` of `connections` (at most `n`) opens: as even a
+/// split as there is.
+fn watchers_on(n: usize, connections: usize, c: usize) -> usize {
+    n / connections + usize::from(c < n % connections)
+}
+
 /// Opens `n` tagcfg watchers on [`WATCH_PREFIX`] over `connections` connections; each
 /// reports every batch of updates it receives.
 async fn tagcfg_watchers(
@@ -345,7 +343,7 @@ async fn tagcfg_watchers(
     // Opened from one task per connection, as that many clients would.
     let mut opening = JoinSet::new();
     for (c, channel) in channels.into_iter().enumerate() {
-        let count = n / connections.min(n) + usize::from(c < n % connections.min(n));
+        let count = watchers_on(n, connections.min(n), c);
         let (token, tx) = (token.to_owned(), tx.clone());
         opening.spawn(async move {
             let mut streams = Vec::with_capacity(count);
@@ -382,7 +380,7 @@ async fn etcd_watchers(
     let (tx, rx) = mpsc::unbounded_channel();
     let mut opening = JoinSet::new();
     for c in 0..connections.min(n) {
-        let count = n / connections.min(n) + usize::from(c < n % connections.min(n));
+        let count = watchers_on(n, connections.min(n), c);
         let mut client = etcd.client().await?;
         let (key, tx) = (key.to_owned(), tx.clone());
         opening.spawn(async move {
@@ -865,13 +863,9 @@ pub async fn mixed(
             format!("{} / {} / {}", ms(run.ms(0.5)), ms(run.ms(0.99)), ms(run.ms(0.999))),
             "–".into(),
         ]);
-        if run.errors > 0 {
-            table.notes.push(format!(
-                "{system} at the offered load: {} errors (first: {})",
-                run.errors,
-                run.first_error.as_deref().unwrap_or("-")
-            ));
-        }
+        table
+            .notes
+            .extend(run.problems(&format!("{system} at the offered load")));
     }
     table.notes.extend(c.iter().filter_map(Contender::problems));
     Ok(table)
@@ -966,13 +960,7 @@ pub async fn noisy_neighbour(tagcfg: &Tagcfg, etcd: &Etcd, settings: &Settings) 
             count(flood.refused as f64 / secs),
         ]);
         for (what, run) in [("globex alone", &alone), ("globex beside", &beside), ("acme", &flood)] {
-            if run.errors > 0 {
-                table.notes.push(format!(
-                    "{system} {what}: {} errors (first: {})",
-                    run.errors,
-                    run.first_error.as_deref().unwrap_or("-")
-                ));
-            }
+            table.notes.extend(run.problems(&format!("{system} {what}")));
         }
     }
     Ok(table)

@@ -65,15 +65,7 @@ impl Tagcfg {
 
     /// A token of `tenant` that reads and writes its configuration.
     pub fn token(&self, tenant: &str) -> Result<String, BenchError> {
-        let id = TenantId::parse(tenant).map_err(|e| BenchError::Unexpected(e.to_string()))?;
-        dev::mint(
-            &self.secret,
-            &id,
-            &format!("{tenant}-bench"),
-            &[Scope::Write],
-            TOKEN_TTL_SECS,
-        )
-        .map_err(|e| BenchError::Unexpected(e.to_string()))
+        token(&self.secret, tenant)
     }
 
     pub fn url(&self, key: &str) -> String {
@@ -108,6 +100,14 @@ impl Tagcfg {
         }
         Ok(())
     }
+}
+
+/// A token of `tenant`, signed with a server's dev `secret`, that reads and writes its
+/// configuration.
+pub fn token(secret: &[u8], tenant: &str) -> Result<String, BenchError> {
+    let id = TenantId::parse(tenant).map_err(|e| BenchError::Unexpected(e.to_string()))?;
+    dev::mint(secret, &id, &format!("{tenant}-bench"), &[Scope::Write], TOKEN_TTL_SECS)
+        .map_err(|e| BenchError::Unexpected(e.to_string()))
 }
 
 /// `PUT /v1/config/{key}` of `value`.
