@@ -73,7 +73,7 @@ bench:
 	$(CARGO) xtask cold-start $${CARGO_TARGET_DIR:-target}/release/config-api 30
 
 ## bench-compare: tagcfg beside etcd (unpacked from Debian into .tools) with one load generator,
-##                every scenario in alternating rounds, tables into docs/BENCHMARKS.md (~15 min;
+##                every scenario in alternating rounds, tables into docs/BENCHMARKS.md (~11 min;
 ##                QUICK=1: every scenario briefly, into target/ — a check, not a measurement)
 bench-compare:
 	infra/bench-compare.sh
