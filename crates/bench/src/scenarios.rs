@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::etcd::{self, Etcd, GatewayRange, GrpcRange};
@@ -320,8 +320,78 @@ pub async fn point_reads(
     Ok(vec![main, floor])
 }
 
-/// Where a scenario's watchers report: the instant each saw the next change.
-type Arrivals = mpsc::UnboundedReceiver<Instant>;
+/// Where a scenario's watchers report: the instant each saw the next change. Watchers
+/// record under a lock and only the one that completes a write's set wakes the waiting
+/// scenario, so the bench's own cost per arrival stays small beside the client's decoding
+/// (a channel send and a wake-up per arrival were about a tenth of the fan-out's client CPU).
+struct Arrivals {
+    /// Watchers per write.
+    watchers: usize,
+    seen: std::sync::Mutex<ArrivalLog>,
+    complete: Notify,
+}
+
+#[derive(Default)]
+struct ArrivalLog {
+    at: Vec<Instant>,
+    ended: usize,
+}
+
+impl Arrivals {
+    fn new(watchers: usize) -> Arc<Self> {
+        Arc::new(Arrivals {
+            watchers,
+            seen: std::sync::Mutex::new(ArrivalLog::default()),
+            complete: Notify::new(),
+        })
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, ArrivalLog> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A watcher has the change now.
+    fn record(&self) {
+        let now = Instant::now();
+        let mut log = self.log();
+        log.at.push(now);
+        if log.at.len() >= self.watchers {
+            self.complete.notify_one();
+        }
+    }
+
+    /// A watcher's stream ended: the scenario fails.
+    fn ended(&self) {
+        self.log().ended += 1;
+        self.complete.notify_one();
+    }
+
+    /// Waits until every watcher has one more change and returns the instants.
+    async fn wait(&self) -> Result<Vec<Instant>, BenchError> {
+        loop {
+            {
+                let mut log = self.log();
+                if log.ended > 0 {
+                    return Err(BenchError::Unexpected(format!("{} watchers' streams ended", log.ended)));
+                }
+                if log.at.len() >= self.watchers {
+                    let rest = log.at.split_off(self.watchers);
+                    return Ok(std::mem::replace(&mut log.at, rest));
+                }
+            }
+            if tokio::time::timeout(Duration::from_secs(30), self.complete.notified())
+                .await
+                .is_err()
+            {
+                return Err(BenchError::Timeout(format!(
+                    "{} of {} watchers notified after 30 s",
+                    self.log().at.len(),
+                    self.watchers
+                )));
+            }
+        }
+    }
+}
 
 /// How many of `n` watchers connection `c` of `connections` (at most `n`) opens: as even a
 /// split as there is.
@@ -337,36 +407,34 @@ async fn tagcfg_watchers(
     n: usize,
     connections: usize,
     tasks: &mut JoinSet<()>,
-) -> Result<Arrivals, BenchError> {
+) -> Result<Arc<Arrivals>, BenchError> {
     let channels = probe::channels(&tagcfg.grpc_url, connections.min(n)).await?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let arrivals = Arrivals::new(n);
     // Opened from one task per connection, as that many clients would.
     let mut opening = JoinSet::new();
     for (c, channel) in channels.into_iter().enumerate() {
         let count = watchers_on(n, connections.min(n), c);
-        let (token, tx) = (token.to_owned(), tx.clone());
+        let token = token.to_owned();
         opening.spawn(async move {
             let mut streams = Vec::with_capacity(count);
             for _ in 0..count {
                 streams.push(tagcfg::watcher(channel.clone(), &token, WATCH_PREFIX).await?);
             }
-            Ok::<_, BenchError>((streams, tx))
+            Ok::<_, BenchError>(streams)
         });
     }
     while let Some(opened) = opening.join_next().await {
-        let (streams, tx) = opened.map_err(|e| BenchError::Client(e.to_string()))??;
-        for mut stream in streams {
-            let tx = tx.clone();
+        for mut stream in opened.map_err(|e| BenchError::Client(e.to_string()))?? {
+            let arrivals = arrivals.clone();
             tasks.spawn(async move {
                 while tagcfg::next_update(&mut stream).await.is_ok() {
-                    if tx.send(Instant::now()).is_err() {
-                        break;
-                    }
+                    arrivals.record();
                 }
+                arrivals.ended();
             });
         }
     }
-    Ok(rx)
+    Ok(arrivals)
 }
 
 /// Opens `n` etcd watches of `key`, each on its own stream, over `connections` clients.
@@ -376,56 +444,37 @@ async fn etcd_watchers(
     n: usize,
     connections: usize,
     tasks: &mut JoinSet<()>,
-) -> Result<Arrivals, BenchError> {
-    let (tx, rx) = mpsc::unbounded_channel();
+) -> Result<Arc<Arrivals>, BenchError> {
+    let arrivals = Arrivals::new(n);
     let mut opening = JoinSet::new();
     for c in 0..connections.min(n) {
         let count = watchers_on(n, connections.min(n), c);
         let mut client = etcd.client().await?;
-        let (key, tx) = (key.to_owned(), tx.clone());
+        let key = key.to_owned();
         opening.spawn(async move {
             let mut streams = Vec::with_capacity(count);
             for _ in 0..count {
                 streams.push(etcd::watcher(&mut client, &key).await?);
             }
             // The client (its connection) lives as long as the streams.
-            Ok::<_, BenchError>((streams, tx, client))
+            Ok::<_, BenchError>((streams, client))
         });
     }
     while let Some(opened) = opening.join_next().await {
-        let (streams, tx, client) = opened.map_err(|e| BenchError::Client(e.to_string()))??;
+        let (streams, client) = opened.map_err(|e| BenchError::Client(e.to_string()))??;
         let client = Arc::new(client);
         for mut stream in streams {
-            let (tx, client) = (tx.clone(), client.clone());
+            let (arrivals, client) = (arrivals.clone(), client.clone());
             tasks.spawn(async move {
                 let _connection = client;
                 while etcd::next_event(&mut stream).await.is_ok() {
-                    if tx.send(Instant::now()).is_err() {
-                        break;
-                    }
+                    arrivals.record();
                 }
+                arrivals.ended();
             });
         }
     }
-    Ok(rx)
-}
-
-/// Waits for `n` arrivals (one per watcher) and returns them.
-async fn arrivals(rx: &mut Arrivals, n: usize) -> Result<Vec<Instant>, BenchError> {
-    let mut seen = Vec::with_capacity(n);
-    while seen.len() < n {
-        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
-            Ok(Some(at)) => seen.push(at),
-            Ok(None) => return Err(BenchError::Unexpected("a watcher's stream ended".into())),
-            Err(_) => {
-                return Err(BenchError::Timeout(format!(
-                    "{} of {n} watchers notified after 30 s",
-                    seen.len()
-                )))
-            }
-        }
-    }
-    Ok(seen)
+    Ok(arrivals)
 }
 
 /// Writes one value through each system.
@@ -471,15 +520,14 @@ impl Writers {
     async fn write_and_wait(
         &mut self,
         side: Side,
-        watchers: &mut [Arrivals; 2],
-        n: usize,
+        watchers: &[Arc<Arrivals>; 2],
     ) -> Result<(Instant, Vec<Instant>), BenchError> {
         let sent = Instant::now();
         match side {
             Side::Tagcfg => self.tagcfg().await?,
             Side::Etcd => self.etcd().await?,
         }
-        Ok((sent, arrivals(&mut watchers[side as usize], n).await?))
+        Ok((sent, watchers[side as usize].wait().await?))
     }
 }
 
@@ -530,7 +578,7 @@ pub async fn watch_latency(
     for &n in &settings.watchers {
         let mut tasks = JoinSet::new();
         let connections = n.min(10);
-        let mut watchers = [
+        let watchers = [
             tagcfg_watchers(tagcfg, &token, n, connections, &mut tasks).await?,
             etcd_watchers(etcd, &etcd_key(TENANT, WATCH_KEY), n, connections, &mut tasks).await?,
         ];
@@ -541,13 +589,13 @@ pub async fn watch_latency(
         // Warm-up writes on both, not recorded.
         for _ in 0..10 {
             for side in sides(0) {
-                writers.write_and_wait(side, &mut watchers, n).await?;
+                writers.write_and_wait(side, &watchers).await?;
             }
         }
         for block in 0..blocks {
             for side in sides(block) {
                 for _ in 0..per_block {
-                    let (sent, seen) = writers.write_and_wait(side, &mut watchers, n).await?;
+                    let (sent, seen) = writers.write_and_wait(side, &watchers).await?;
                     for at in seen {
                         latencies[side as usize].saturating_record(at.duration_since(sent).as_nanos() as u64);
                     }
@@ -614,13 +662,13 @@ pub async fn fan_out(
         let etcd_rx = etcd_watchers(etcd, &watched, n, settings.fan_out_connections, &mut tasks).await?;
         tokio::time::sleep(settle).await;
         let etcd_kib = etcd.server.rss_kib().saturating_sub(before) as f64 / n as f64;
-        let mut watchers = [tagcfg_rx, etcd_rx];
+        let watchers = [tagcfg_rx, etcd_rx];
         let mut writers = Writers::new(tagcfg, etcd, http).await?;
         let mut times = [Vec::new(), Vec::new()];
         for repeat in 0..settings.fan_out_repeats {
             for side in sides(repeat) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let (sent, seen) = writers.write_and_wait(side, &mut watchers, n).await?;
+                let (sent, seen) = writers.write_and_wait(side, &watchers).await?;
                 let last = seen.iter().max().copied().unwrap_or(sent);
                 times[side as usize].push(last.duration_since(sent).as_secs_f64() * 1e3);
             }

@@ -22,7 +22,8 @@
 //! - **Cache**: each owner's own layer, as read or pushed, so `Get` needs no backend read
 //!   after warm-up; entries change only with their own owner's log.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -178,7 +179,51 @@ struct LogState {
 struct TenantState {
     /// The tenant's tier once read (`Some(None)`: none).
     tier: Option<Option<TierName>>,
-    subscribers: Vec<Subscriber>,
+    subscribers: Subscribers,
+}
+
+/// A tenant's subscribers, grouped by the client connection their stream arrived on, so a
+/// delivery wakes one connection's streams one after the other: the connection then writes
+/// their frames in a few bursts (`serving::Guarded::coalescing_writes`) instead of one
+/// `writev` per stream, which in arrival order (streams of many connections interleaved)
+/// it did. Empty groups are removed.
+#[derive(Default)]
+struct Subscribers(BTreeMap<Option<SocketAddr>, Vec<Subscriber>>);
+
+impl Subscribers {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.values().map(Vec::len).sum()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Subscriber> {
+        self.0.values().flatten()
+    }
+
+    fn add(&mut self, connection: Option<SocketAddr>, subscriber: Subscriber) {
+        self.0.entry(connection).or_default().push(subscriber);
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Removes every subscriber, telling each why.
+    fn cut(&mut self, reason: &str) {
+        for s in std::mem::take(&mut self.0).into_values().flatten() {
+            let _ = s.cut.set(reason.to_owned());
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Subscriber) -> bool) {
+        self.0.retain(|_, group| {
+            group.retain(&mut keep);
+            !group.is_empty()
+        });
+    }
 }
 
 #[derive(Default)]
@@ -687,9 +732,7 @@ impl Hub {
     fn cut_tenant(&self, tenant: &TenantId, reason: &str) {
         let mut state = self.state();
         if let Some(t) = state.tenants.get_mut(tenant) {
-            for s in t.subscribers.drain(..) {
-                let _ = s.cut.set(reason.to_owned());
-            }
+            t.subscribers.cut(reason);
         }
     }
 
@@ -709,9 +752,7 @@ impl Hub {
                 Owner::Shared => true,
             };
             if follows {
-                for s in t.subscribers.drain(..) {
-                    let _ = s.cut.set(reason.to_owned());
-                }
+                t.subscribers.cut(reason);
             }
         }
     }
@@ -755,12 +796,14 @@ impl Hub {
         Ok(is_contiguous(&changes, since, wanted).then_some(changes))
     }
 
-    /// Registers a watcher of `tenant` for keys under `prefixes`, resuming after `since`.
+    /// Registers a watcher of `tenant` for keys under `prefixes`, resuming after `since`;
+    /// `connection`, the client's address when known, groups the deliveries by connection.
     pub async fn subscribe(
         &self,
         tenant: &TenantId,
         prefixes: Vec<String>,
         since: Option<Cursor>,
+        connection: Option<SocketAddr>,
     ) -> Result<Subscription> {
         let _order = self.order.lock().await;
         let stack = self.stack(tenant).await?;
@@ -776,16 +819,14 @@ impl Hub {
         };
         if resync.is_none() {
             let mut state = self.state();
-            state
-                .tenants
-                .entry(tenant.clone())
-                .or_default()
-                .subscribers
-                .push(Subscriber {
+            state.tenants.entry(tenant.clone()).or_default().subscribers.add(
+                connection,
+                Subscriber {
                     prefixes,
                     tx,
                     cut: cut.clone(),
-                });
+                },
+            );
         }
         Ok(Subscription {
             replay,
@@ -928,4 +969,45 @@ fn is_contiguous(changes: &[Change], after: Revision, count: u64) -> bool {
             .iter()
             .enumerate()
             .all(|(i, c)| c.revision.0 == after.0 + 1 + i as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribers_are_delivered_to_one_connection_after_the_other() {
+        let mut subscribers = Subscribers::default();
+        let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.1:4000".parse().unwrap(), "127.0.0.1:3000".parse().unwrap());
+        let mut receivers = Vec::new();
+        // Streams of two connections (and one in-process) opened interleaved.
+        for (i, connection) in [Some(a), Some(b), Some(a), None, Some(b), Some(a)]
+            .into_iter()
+            .enumerate()
+        {
+            let (tx, rx) = mpsc::channel(1);
+            receivers.push(rx);
+            subscribers.add(
+                connection,
+                Subscriber {
+                    prefixes: vec![format!("stream{i}")],
+                    tx,
+                    cut: Arc::default(),
+                },
+            );
+        }
+        let order = |s: &Subscribers| s.iter().map(|s| s.prefixes[0].clone()).collect::<Vec<_>>();
+        assert_eq!(
+            order(&subscribers),
+            ["stream3", "stream1", "stream4", "stream0", "stream2", "stream5"]
+        );
+        assert_eq!(subscribers.len(), 6);
+
+        subscribers.retain(|s| s.prefixes[0] != "stream3");
+        assert_eq!(subscribers.len(), 5);
+        assert_eq!(subscribers.0.len(), 2, "an emptied connection's group is removed");
+        subscribers.cut("gone");
+        assert!(subscribers.is_empty());
+        drop(receivers);
+    }
 }

@@ -35,7 +35,8 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the embedded descriptor sets are valid");
-    let incoming = Incoming::new(listener, &limits);
+    // A change reaches many streams of a connection at once: send their frames together.
+    let incoming = Incoming::new(listener, &limits).coalescing_writes();
     Server::builder()
         .http2_keepalive_interval(Some(serving::H2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(serving::H2_KEEPALIVE_TIMEOUT))

@@ -295,6 +295,7 @@ impl pb::config_watch_server::ConfigWatch for PushService {
         self.limiter
             .check(&ctx.tenant, Access::Read)
             .map_err(|e| status_of(&e))?;
+        let connection = request.remote_addr();
         let req = request.into_inner();
         if req.prefixes.len() > MAX_PREFIXES || req.prefixes.iter().any(|p| p.len() > 300) {
             return Err(Status::invalid_argument(format!(
@@ -305,7 +306,7 @@ impl pb::config_watch_server::ConfigWatch for PushService {
         let slot = self.streams.take(&ctx.tenant, self.max_streams_per_tenant)?;
         let sub = tagged_routing::scope::as_tenant(
             ctx.tenant.clone(),
-            self.hub.subscribe(&ctx.tenant, req.prefixes.clone(), since),
+            self.hub.subscribe(&ctx.tenant, req.prefixes.clone(), since, connection),
         )
         .await
         .map_err(|e| status_of(&e))?;

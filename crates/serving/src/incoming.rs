@@ -20,6 +20,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// owns the listener and stops, closing it, when this is dropped.
 pub struct Incoming {
     accepted: mpsc::Receiver<Guarded>,
+    coalesce_writes: bool,
 }
 
 impl Incoming {
@@ -28,12 +29,30 @@ impl Incoming {
         let (tx, accepted) = mpsc::channel(1);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         tokio::spawn(accept_loop(listener, slots, limits.idle_timeout, tx));
-        Incoming { accepted }
+        Incoming {
+            accepted,
+            coalesce_writes: false,
+        }
+    }
+
+    /// Every connection writes its streams' frames in bursts ([`Guarded::coalescing_writes`]).
+    pub fn coalescing_writes(mut self) -> Self {
+        self.coalesce_writes = true;
+        self
     }
 
     /// The next connection; `None` once the accept loop stopped.
     pub async fn next(&mut self) -> Option<Guarded> {
-        self.accepted.recv().await
+        let accepted = self.accepted.recv().await;
+        accepted.map(|conn| self.prepared(conn))
+    }
+
+    fn prepared(&self, conn: Guarded) -> Guarded {
+        if self.coalesce_writes {
+            conn.coalescing_writes()
+        } else {
+            conn
+        }
     }
 }
 
@@ -41,7 +60,9 @@ impl Stream for Incoming {
     type Item = Result<Guarded, std::convert::Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.accepted.poll_recv(cx).map(|next| next.map(Ok))
+        self.accepted
+            .poll_recv(cx)
+            .map(|next| next.map(|conn| Ok(self.prepared(conn))))
     }
 }
 
