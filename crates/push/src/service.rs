@@ -224,7 +224,15 @@ impl Pump {
                     return Some(heartbeat(&self.cursor));
                 }
                 Phase::Live { ticker, expiry } => {
+                    // The delivery first: a change reaching 10,000 streams then polls no
+                    // timer of theirs (two timer polls were ~6% of the fan-out's CPU). An
+                    // expired token still ends a stream whose deliveries never pause.
+                    if tokio::time::Instant::now() >= expiry.deadline() {
+                        self.phase = Phase::Ended;
+                        return Some(TOKEN_EXPIRED);
+                    }
                     tokio::select! {
+                        biased;
                         delivery = self.sub.live.recv() => match delivery {
                             Some(delivery) => {
                                 self.cursor = delivery.cursor.clone();

@@ -731,3 +731,61 @@ async fn a_tenant_past_its_read_rate_gets_resource_exhausted_on_get_and_watch() 
     // Another tenant's bucket is full.
     client.get(get("globex")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_busy_with_changes_still_ends_when_its_token_expires() {
+    let setup = Arc::new(setup(HubConfig::default(), 0).await);
+    // Accepted for 2 s more: the verifier allows 60 s past `exp`.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let short = dev::mint_until(
+        SECRET,
+        &TenantId::parse("acme").unwrap(),
+        "u",
+        &[Scope::Read],
+        now + 2 - 60,
+    )
+    .unwrap();
+    let request = pb::WatchRequest {
+        prefixes: vec!["tenant_config_busy/".into()],
+        since: None,
+    };
+    let mut stream = grpc(&setup)
+        .await
+        .watch(authed(request, &short))
+        .await
+        .unwrap()
+        .into_inner();
+    // Changes every few milliseconds, past the token's expiry.
+    let writer = {
+        let setup = setup.clone();
+        tokio::spawn(async move {
+            for i in 0..5_000 {
+                write(&setup, "acme", "tenant_config_busy/k", &i.to_string()).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut updates = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(event)) => {
+                    if matches!(event.event, Some(Event::Updates(_))) {
+                        updates += 1;
+                    }
+                }
+                Ok(None) => panic!("the stream ended without saying why"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream outlived its token by seconds");
+    writer.abort();
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().starts_with("token_expired"), "{ended:?}");
+    assert!(updates > 100, "the stream was not busy: {updates} updates");
+}
