@@ -750,16 +750,48 @@ impl KeySpace {
     }
 }
 
-/// Reads and writes counted by the mixed operations.
-#[derive(Default)]
+/// Reads and writes counted by the mixed operations, and the latency of each kind.
 struct Mix {
     reads: AtomicU64,
     writes: AtomicU64,
+    latency: Mutex<[Histogram<u64>; 2]>,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            reads: AtomicU64::default(),
+            writes: AtomicU64::default(),
+            latency: Mutex::new([load::histogram(), load::histogram()]),
+        }
+    }
 }
 
 impl Mix {
     fn count(&self, write: bool) -> u64 {
         if write { &self.writes } else { &self.reads }.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs one read or write, recording its latency under its kind when it was answered.
+    async fn timed(
+        &self,
+        write: bool,
+        call: impl std::future::Future<Output = Result<Outcome, BenchError>>,
+    ) -> Result<Outcome, BenchError> {
+        let started = Instant::now();
+        let outcome = call.await;
+        if let Ok(Outcome::Done) = outcome {
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+            latency[usize::from(write)].saturating_record(nanos);
+        }
+        outcome
+    }
+
+    /// The reads' and the writes' latencies since the last call (`[reads, writes]`).
+    fn take_latency(&self) -> [Histogram<u64>; 2] {
+        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *latency, [load::histogram(), load::histogram()])
     }
 }
 
@@ -783,7 +815,10 @@ impl Op for TagcfgMix {
         } else {
             self.http.get(url)
         };
-        probe::expect_ok(request.bearer_auth(&self.tokens[t]).send().await?).await
+        let request = request.bearer_auth(&self.tokens[t]);
+        self.mix
+            .timed(write, async { probe::expect_ok(request.send().await?).await })
+            .await
     }
 }
 
@@ -801,17 +836,21 @@ impl Op for EtcdMix {
         let n = self.mix.count(write);
         let key = etcd_key(&KeySpace::tenant(t), &KeySpace::key(k));
         let mut kv = self.clients[worker % self.clients.len()].clone();
-        if write {
-            kv.put(key, KeySpace::value(t, k, n), None).await?;
-        } else {
-            let answer = kv
-                .get(key, Some(etcd_client::GetOptions::new().with_serializable()))
-                .await?;
-            if answer.kvs().len() != 1 {
-                return Err(BenchError::Unexpected("a seeded key is missing".into()));
-            }
-        }
-        Ok(Outcome::Done)
+        self.mix
+            .timed(write, async {
+                if write {
+                    kv.put(key, KeySpace::value(t, k, n), None).await?;
+                } else {
+                    let answer = kv
+                        .get(key, Some(etcd_client::GetOptions::new().with_serializable()))
+                        .await?;
+                    if answer.kvs().len() != 1 {
+                        return Err(BenchError::Unexpected("a seeded key is missing".into()));
+                    }
+                }
+                Ok(Outcome::Done)
+            })
+            .await
     }
 }
 
@@ -837,25 +876,21 @@ pub async fn mixed(
     etcd.seed(&etcd_values, settings.keys_per_tenant.min(128)).await?;
 
     let clients = settings.mixed_clients;
+    let tagcfg_mix = Arc::new(TagcfgMix {
+        keys: KeySpace::new(settings)?,
+        http: http.clone(),
+        base: tagcfg.http_url.clone(),
+        tokens,
+        mix: Mix::default(),
+    });
+    let etcd_mix = Arc::new(EtcdMix {
+        keys: KeySpace::new(settings)?,
+        clients: etcd.kv_clients(clients).await?,
+        mix: Mix::default(),
+    });
     let mut c = [
-        Contender::new(
-            "tagcfg mixed",
-            Arc::new(TagcfgMix {
-                keys: KeySpace::new(settings)?,
-                http: http.clone(),
-                base: tagcfg.http_url.clone(),
-                tokens,
-                mix: Mix::default(),
-            }),
-        ),
-        Contender::new(
-            "etcd mixed",
-            Arc::new(EtcdMix {
-                keys: KeySpace::new(settings)?,
-                clients: etcd.kv_clients(clients).await?,
-                mix: Mix::default(),
-            }),
-        ),
+        Contender::new("tagcfg mixed", tagcfg_mix.clone()),
+        Contender::new("etcd mixed", etcd_mix.clone()),
     ];
     let per_round = Settings {
         round: settings.mixed / settings.rounds.max(1) as u32,
@@ -863,6 +898,7 @@ pub async fn mixed(
     };
     alternate(&mut c, Mode::Closed { concurrency: clients }, &per_round).await;
     let rss = [tagcfg.server.rss_kib(), etcd.server.rss_kib()];
+    let by_kind = [tagcfg_mix.mix.take_latency(), etcd_mix.mix.take_latency()];
     // The same offered load for both, below what either serves: latency without queueing
     // behind a saturated server (a closed loop at saturation has mean latency = clients ÷
     // throughput, whatever the server does).
@@ -881,8 +917,8 @@ pub async fn mixed(
              {clients} clients, {:.0} s per system in {} alternating rounds (closed loop: as fast as each \
              answers); then {:.0} s each at the same offered load of {} ops/s (open loop, latency from when \
              each request was due). tagcfg: HTTP `GET`/`PUT` with each tenant's own token; etcd: gRPC \
-             `Range` (serializable) / `Put`, keys `/<tenant>/<key>`. RSS after the closed loop, every \
-             tenant's keys loaded and read.",
+             `Range` (serializable) / `Put`, keys `/<tenant>/<key>`. Reads and writes are also timed \
+             apart in the closed loop. RSS after the closed loop, every tenant's keys loaded and read.",
             settings.tenants,
             settings.keys_per_tenant,
             (1.0 - settings.write_share) * 100.0,
@@ -893,7 +929,18 @@ pub async fn mixed(
             per_round.round.as_secs_f64(),
             count(settings.mixed_rate),
         )],
-        ..Table::with_header(&["system", "ops/s", "p50 / p99 / p99.9 ms", "server RSS at the end"])
+        ..Table::with_header(&[
+            "system",
+            "ops/s",
+            "p50 / p99 / p99.9 ms",
+            "reads p50 / p99 ms",
+            "writes p50 / p99 ms",
+            "server RSS at the end",
+        ])
+    };
+    let kind = |h: &Histogram<u64>| {
+        let at = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
+        format!("{} / {}", ms(at(0.5)), ms(at(0.99)))
     };
     for (i, system) in ["tagcfg", "etcd"].into_iter().enumerate() {
         let run = c[i].run();
@@ -901,6 +948,8 @@ pub async fn mixed(
             system.into(),
             c[i].rate(),
             format!("{} / {} / {}", ms(run.ms(0.5)), ms(run.ms(0.99)), ms(run.ms(0.999))),
+            kind(&by_kind[i][0]),
+            kind(&by_kind[i][1]),
             format!("{:.1} MiB", rss[i] as f64 / 1024.0),
         ]);
     }
@@ -909,6 +958,8 @@ pub async fn mixed(
             format!("{system} at {} ops/s offered", count(settings.mixed_rate)),
             count(run.per_sec()),
             format!("{} / {} / {}", ms(run.ms(0.5)), ms(run.ms(0.99)), ms(run.ms(0.999))),
+            "–".into(),
+            "–".into(),
             "–".into(),
         ]);
         table

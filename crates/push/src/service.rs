@@ -25,7 +25,7 @@ pub const MAX_PREFIXES: usize = 32;
 const REPLAY_BATCH: usize = 100;
 /// Open `Watch` streams one tenant may hold on one server before a new one is refused
 /// (`RESOURCE_EXHAUSTED`): a tenant opening streams in a loop cannot take the server's
-/// memory and connections from the others (each stream costs ~6–8 KiB, docs/BENCHMARKS.md).
+/// memory and connections from the others (each stream costs about 4 KiB, docs/BENCHMARKS.md).
 pub const DEFAULT_MAX_STREAMS_PER_TENANT: usize = 1_000;
 
 /// Open streams per tenant.

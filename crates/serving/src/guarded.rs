@@ -55,7 +55,7 @@ enum WriteBurst {
 /// The most deferrals of one burst's first write. Each lasts until the scheduler polls its
 /// I/O driver: at most its event interval (61 task polls by default) on a busy worker, so
 /// this bounds what coalescing adds to a write's latency under load to about 250 task polls.
-pub const MAX_DEFERRALS: u32 = 4;
+const MAX_DEFERRALS: u32 = 4;
 
 /// A wake-up handed to the scheduler's deferred list ([`tokio::task::yield_now`]). The
 /// connection's task is also woken by its streams meanwhile; only this says the deferral

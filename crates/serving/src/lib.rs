@@ -10,7 +10,9 @@
 //!   1 s when `accept` fails for want of descriptors or memory (`EMFILE`, `ENFILE`,
 //!   `ENOBUFS`, `ENOMEM`) instead of retrying at once;
 //! - [`Guarded`]: an accepted socket that holds its connection slot and closes itself
-//!   after `idle_timeout` without a byte in either direction;
+//!   after `idle_timeout` without a byte in either direction; on the gRPC server it also
+//!   gathers the frames many HTTP/2 streams produce at once into one write
+//!   ([`Incoming::coalescing_writes`]);
 //! - [`serve_http`]: HTTP/1.1 over [`Incoming`] with a header-read timeout and graceful
 //!   shutdown. The gRPC server (`push::server`) hands [`Incoming`] to tonic and sets the
 //!   HTTP/2 limits from the same [`ConnLimits`].
