@@ -32,48 +32,40 @@ pub struct Guarded {
     _slot: OwnedSemaphorePermit,
 }
 
-/// Where a coalescing connection is in its current burst of writes.
+/// Where a coalescing connection is between its writes.
 ///
 /// Why: hyper runs every HTTP/2 stream as its own task, and each stream that queues a frame
 /// wakes the connection's task, which Tokio then runs next (its LIFO slot), before the other
 /// streams woken by the same change. One change to 10,000 watchers thus cost about 10,000
 /// `writev` calls and TCP segments, a third of the server's CPU in the fan-out
-/// (docs/BENCHMARKS.md). Deferring the first write of a burst until the scheduler has run
-/// the tasks already ready (up to its event interval, or until it would park) lets the
-/// connection write all their frames at once. A deferral during which the connection was
-/// woken again (more of its streams queued frames) is followed by another, at most
-/// [`MAX_DEFERRALS`] in all. An idle server adds one poll of its I/O driver to a lone write.
+/// (docs/BENCHMARKS.md). So after each flush that wrote something, the connection gathers:
+/// its next write waits until the scheduler has run the tasks that were ready (until it
+/// next polls its I/O driver: at once when it runs out of work, after at most its event
+/// interval, 61 task polls, when busy), and then carries every frame they queued. A write
+/// after a quiet spell goes out at once: a lone answer or event waits for nothing (deferring
+/// every first write cost a unary call ~20 % more time on an idle server).
 enum WriteBurst {
-    /// The next write starts a burst: defer it.
-    Idle,
-    /// Deferred (the how-manieth time); writes go through once the scheduler woke this.
-    Deferred(Arc<Deferral>, u32),
-    /// This burst is being written; back to `Idle` at the next completed flush.
-    Writing,
+    /// Nothing written since the last gathering ended: the next write goes at once.
+    Open,
+    /// Something was written; set to gather after the flush.
+    Written,
+    /// Writes wait until the scheduler wakes this.
+    Gathering(Arc<Deferral>),
 }
 
-/// The most deferrals of one burst's first write. Each lasts until the scheduler polls its
-/// I/O driver: at most its event interval (61 task polls by default) on a busy worker, so
-/// this bounds what coalescing adds to a write's latency under load to about 250 task polls.
-const MAX_DEFERRALS: u32 = 4;
-
-/// A wake-up handed to the scheduler's deferred list ([`tokio::task::yield_now`]). The
-/// connection's task is also woken by its streams meanwhile; only this says the deferral
-/// is over.
+/// A wake-up handed to the scheduler's deferred list ([`tokio::task::yield_now`]); it
+/// wakes the connection only if a write waited meanwhile.
 struct Deferral {
     over: AtomicBool,
-    /// Whether the connection was polled while deferred (its streams had frames to send).
-    busy: AtomicBool,
     connection: Mutex<Option<Waker>>,
 }
 
 impl Deferral {
-    /// Hands a wake-up to the scheduler's deferred list; `cx`'s task is woken with it.
-    fn start(cx: &Context<'_>) -> Arc<Self> {
+    /// Hands a wake-up to the current scheduler's deferred list.
+    fn start() -> Arc<Self> {
         let deferral = Arc::new(Deferral {
             over: AtomicBool::new(false),
-            busy: AtomicBool::new(false),
-            connection: Mutex::new(Some(cx.waker().clone())),
+            connection: Mutex::new(None),
         });
         let waker = Waker::from(deferral.clone());
         let mut yielding = std::pin::pin!(tokio::task::yield_now());
@@ -86,7 +78,6 @@ impl Deferral {
         if self.over.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        self.busy.store(true, Ordering::Relaxed);
         *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
         // Woken between the check and the registration: do not miss it.
         if self.over.load(Ordering::Acquire) {
@@ -123,28 +114,23 @@ impl Guarded {
     /// Lets the frames of a connection's many streams go out together (see [`WriteBurst`]):
     /// for HTTP/2 servers, whose streams are tasks of their own.
     pub fn coalescing_writes(mut self) -> Self {
-        self.burst = Some(WriteBurst::Idle);
+        self.burst = Some(WriteBurst::Open);
         self
     }
 
-    /// `Pending` while the first write of a burst is deferred; `Ready` once writes may go.
+    /// `Pending` while the connection gathers frames; `Ready` once a write may go.
     fn poll_burst(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            match &mut self.burst {
-                None | Some(WriteBurst::Writing) => return Poll::Ready(()),
-                Some(WriteBurst::Idle) => {
-                    self.burst = Some(WriteBurst::Deferred(Deferral::start(cx), 1));
-                    return Poll::Pending;
-                }
-                Some(WriteBurst::Deferred(deferral, count)) => {
-                    std::task::ready!(deferral.poll_over(cx));
-                    if deferral.busy.load(Ordering::Relaxed) && *count < MAX_DEFERRALS {
-                        self.burst = Some(WriteBurst::Deferred(Deferral::start(cx), *count + 1));
-                        return Poll::Pending;
-                    }
-                    self.burst = Some(WriteBurst::Writing);
-                }
-            }
+        if let Some(WriteBurst::Gathering(deferral)) = &self.burst {
+            std::task::ready!(deferral.poll_over(cx));
+            self.burst = Some(WriteBurst::Open);
+        }
+        Poll::Ready(())
+    }
+
+    /// A write went out: gather after the flush.
+    fn wrote(&mut self) {
+        if let Some(burst @ WriteBurst::Open) = &mut self.burst {
+            *burst = WriteBurst::Written;
         }
     }
 
@@ -190,6 +176,7 @@ impl AsyncWrite for Guarded {
         let written = Pin::new(&mut self.io).poll_write(cx, data);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             self.moved();
+            self.wrote();
         }
         written
     }
@@ -203,6 +190,7 @@ impl AsyncWrite for Guarded {
         let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             self.moved();
+            self.wrote();
         }
         written
     }
@@ -213,8 +201,8 @@ impl AsyncWrite for Guarded {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let flushed = std::task::ready!(Pin::new(&mut self.io).poll_flush(cx));
-        if let Some(burst @ WriteBurst::Writing) = &mut self.burst {
-            *burst = WriteBurst::Idle;
+        if let Some(burst @ WriteBurst::Written) = &mut self.burst {
+            *burst = WriteBurst::Gathering(Deferral::start());
         }
         Poll::Ready(flushed)
     }
@@ -249,34 +237,40 @@ mod tests {
         (Guarded::new(socket, Duration::from_secs(60), slot), client)
     }
 
-    /// Whether a task made ready just before a write runs before the write goes out.
-    async fn ready_task_runs_first(conn: Guarded) -> Vec<&'static str> {
+    /// Two writes in a row, with a task made ready before them: the order in which the
+    /// writes and the task happen.
+    async fn writes_and_a_ready_task(conn: Guarded) -> Vec<&'static str> {
         let mut conn = conn;
         let order = Arc::new(StdMutex::new(Vec::new()));
         let task_order = order.clone();
         let task = tokio::spawn(async move { task_order.lock().unwrap().push("ready task") });
-        conn.write_all(b"frame").await.unwrap();
-        conn.flush().await.unwrap();
-        order.lock().unwrap().push("written");
+        for written in ["first written", "second written"] {
+            conn.write_all(written.as_bytes()).await.unwrap();
+            conn.flush().await.unwrap();
+            order.lock().unwrap().push(written);
+        }
         task.await.unwrap();
         let order = order.lock().unwrap().clone();
         order
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_coalescing_connection_lets_ready_tasks_queue_before_it_writes() {
+    async fn a_coalescing_connection_writes_at_once_then_lets_ready_tasks_queue_first() {
         let (conn, mut client) = pair().await;
         assert_eq!(
-            ready_task_runs_first(conn.coalescing_writes()).await,
-            ["ready task", "written"]
+            writes_and_a_ready_task(conn.coalescing_writes()).await,
+            ["first written", "ready task", "second written"]
         );
-        let mut got = [0u8; 5];
+        let mut got = [0u8; 27];
         client.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"frame");
+        assert_eq!(&got, b"first writtensecond written");
 
-        // Without coalescing the write goes out at once, before the ready task.
+        // Without coalescing both writes go out before the ready task runs.
         let (conn, _client) = pair().await;
-        assert_eq!(ready_task_runs_first(conn).await, ["written", "ready task"]);
+        assert_eq!(
+            writes_and_a_ready_task(conn).await,
+            ["first written", "second written", "ready task"]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
