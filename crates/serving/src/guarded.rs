@@ -20,9 +20,10 @@ use tokio::time::{Instant, Sleep};
 /// The timer is re-armed lazily, only when it fires, so a busy connection costs one clock
 /// read per I/O call and no timer-wheel work.
 ///
-/// With [`Guarded::coalescing_writes`], the first write of each burst waits until the
-/// runtime has run the tasks already ready (see [`WriteBurst`]), so the frames that many
-/// HTTP/2 streams of this connection produce at once leave in one `writev`.
+/// With [`Guarded::coalescing_writes`], a write that closely follows a flush waits until
+/// the runtime has run the tasks already ready (see [`WriteBurst`]), so the frames that many
+/// HTTP/2 streams of this connection produce at once leave in a few `writev` calls, not one
+/// each.
 pub struct Guarded {
     io: TcpStream,
     idle_timeout: Duration,
@@ -127,10 +128,14 @@ impl Guarded {
         Poll::Ready(())
     }
 
-    /// A write went out: gather after the flush.
-    fn wrote(&mut self) {
-        if let Some(burst @ WriteBurst::Open) = &mut self.burst {
-            *burst = WriteBurst::Written;
+    /// Bookkeeping after a write: activity for the idle check, and gathering after the
+    /// next flush.
+    fn after_write(&mut self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.moved();
+            if let Some(burst @ WriteBurst::Open) = &mut self.burst {
+                *burst = WriteBurst::Written;
+            }
         }
     }
 
@@ -174,10 +179,7 @@ impl AsyncWrite for Guarded {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_burst(cx));
         let written = Pin::new(&mut self.io).poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
-            self.wrote();
-        }
+        self.after_write(&written);
         written
     }
 
@@ -188,10 +190,7 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_burst(cx));
         let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
-            self.wrote();
-        }
+        self.after_write(&written);
         written
     }
 
