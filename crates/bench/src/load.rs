@@ -68,6 +68,11 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1_000, MAX_LATENCY_NS, 3).expect("valid histogram bounds")
 }
 
+/// The latency at `quantile` of a histogram of nanoseconds, in milliseconds.
+pub fn ms_at(latency: &Histogram<u64>, quantile: f64) -> f64 {
+    latency.value_at_quantile(quantile) as f64 / 1e6
+}
+
 impl Run {
     fn empty() -> Run {
         Run {
@@ -90,7 +95,7 @@ impl Run {
 
     /// The latency at `quantile` (0.99 for p99), in milliseconds.
     pub fn ms(&self, quantile: f64) -> f64 {
-        self.latency.value_at_quantile(quantile) as f64 / 1e6
+        ms_at(&self.latency, quantile)
     }
 
     /// `"<label>: N errors (first: …)"` when any call failed: the note a report carries.

@@ -159,6 +159,15 @@ pub fn count(x: f64) -> String {
     out
 }
 
+/// The latencies at `quantiles` of a histogram of nanoseconds, as "p50 / p99 ms" cells do.
+pub fn percentiles(latency: &hdrhistogram::Histogram<u64>, quantiles: &[f64]) -> String {
+    quantiles
+        .iter()
+        .map(|&q| ms(crate::load::ms_at(latency, q)))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 /// Milliseconds with two decimals below 10 ms, one above.
 pub fn ms(x: f64) -> String {
     if x < 10.0 {
@@ -200,6 +209,16 @@ mod tests {
         assert_eq!(ratio(3.0, 2.0), "1.50×");
         assert_eq!(ratio(1.0, 0.0), "–");
         assert_eq!((ms(0.456), ms(12.34)), ("0.46".to_owned(), "12.3".to_owned()));
+    }
+
+    #[test]
+    fn percentiles_are_milliseconds_joined_by_slashes() {
+        let mut latency = crate::load::histogram();
+        for ms in 1..=100u64 {
+            latency.record(ms * 1_000_000).unwrap();
+        }
+        assert_eq!(percentiles(&latency, &[0.5, 0.99]), "50.0 / 99.0");
+        assert_eq!(percentiles(&latency, &[0.01]), "1.00");
     }
 
     #[test]

@@ -16,9 +16,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::etcd::{self, Etcd, GatewayRange, GrpcRange};
-use crate::load::{self, histogram, Mode, Op, Outcome, Run};
+use crate::load::{self, histogram, ms_at, Mode, Op, Outcome, Run};
 use crate::probe::{self, GrpcHealth, HttpGet};
-use crate::report::{count, ms, ratio, Table};
+use crate::report::{count, ms, percentiles, ratio, Table};
 use crate::tagcfg::{self, GrpcRead, HttpRead, Tagcfg};
 use crate::BenchError;
 
@@ -103,6 +103,10 @@ impl Settings {
     }
 }
 
+/// The percentiles of the "p50 / p99" and "p50 / p99 / p99.9" cells.
+const P50_P99: &[f64] = &[0.5, 0.99];
+const P50_P99_P999: &[f64] = &[0.5, 0.99, 0.999];
+
 /// The tenant whose keys the single-key scenarios use, and its key in each system.
 const TENANT: &str = "acme";
 const POINT_KEY: &str = "tenant_config_bench/point";
@@ -152,7 +156,7 @@ impl Contender {
     }
 
     fn latency(&self) -> String {
-        format!("{} / {}", ms(self.run().ms(0.5)), ms(self.run().ms(0.99)))
+        percentiles(&self.run().latency, P50_P99)
     }
 
     fn problems(&self) -> Option<String> {
@@ -604,19 +608,11 @@ pub async fn watch_latency(
         }
         let [t, e] = latencies;
         tasks.abort_all();
-        let q = |h: &Histogram<u64>| {
-            format!(
-                "{} / {} / {}",
-                ms(h.value_at_quantile(0.5) as f64 / 1e6),
-                ms(h.value_at_quantile(0.99) as f64 / 1e6),
-                ms(h.value_at_quantile(0.999) as f64 / 1e6)
-            )
-        };
         table.rows.push(vec![
             n.to_string(),
-            q(&t),
-            q(&e),
-            ratio(t.value_at_quantile(0.99) as f64, e.value_at_quantile(0.99) as f64),
+            percentiles(&t, P50_P99_P999),
+            percentiles(&e, P50_P99_P999),
+            ratio(ms_at(&t, 0.99), ms_at(&e, 0.99)),
         ]);
     }
     Ok(table)
@@ -938,18 +934,14 @@ pub async fn mixed(
             "server RSS at the end",
         ])
     };
-    let kind = |h: &Histogram<u64>| {
-        let at = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
-        format!("{} / {}", ms(at(0.5)), ms(at(0.99)))
-    };
     for (i, system) in ["tagcfg", "etcd"].into_iter().enumerate() {
         let run = c[i].run();
         table.rows.push(vec![
             system.into(),
             c[i].rate(),
-            format!("{} / {} / {}", ms(run.ms(0.5)), ms(run.ms(0.99)), ms(run.ms(0.999))),
-            kind(&by_kind[i][0]),
-            kind(&by_kind[i][1]),
+            percentiles(&run.latency, P50_P99_P999),
+            percentiles(&by_kind[i][0], P50_P99),
+            percentiles(&by_kind[i][1], P50_P99),
             format!("{:.1} MiB", rss[i] as f64 / 1024.0),
         ]);
     }
@@ -957,7 +949,7 @@ pub async fn mixed(
         table.rows.push(vec![
             format!("{system} at {} ops/s offered", count(settings.mixed_rate)),
             count(run.per_sec()),
-            format!("{} / {} / {}", ms(run.ms(0.5)), ms(run.ms(0.99)), ms(run.ms(0.999))),
+            percentiles(&run.latency, P50_P99_P999),
             "–".into(),
             "–".into(),
             "–".into(),
@@ -1051,8 +1043,8 @@ pub async fn noisy_neighbour(tagcfg: &Tagcfg, etcd: &Etcd, settings: &Settings) 
         let secs = flood.elapsed.as_secs_f64().max(1e-9);
         table.rows.push(vec![
             system.into(),
-            format!("{} / {}", ms(alone.ms(0.5)), ms(alone.ms(0.99))),
-            format!("{} / {}", ms(beside.ms(0.5)), ms(beside.ms(0.99))),
+            percentiles(&alone.latency, P50_P99),
+            percentiles(&beside.latency, P50_P99),
             ratio(beside.ms(0.99), alone.ms(0.99)),
             (alone.refused + beside.refused).to_string(),
             count(flood.done as f64 / secs),
