@@ -26,14 +26,18 @@ struct Setup {
     store: TaggedStore,
 }
 
+/// Streams' heartbeat unless a test needs them.
+const RARE_HEARTBEAT: Duration = Duration::from_secs(3600);
+
 async fn setup(config: HubConfig, oldest_log_revision: u64) -> Setup {
-    setup_tuned(config, oldest_log_revision, |service| service).await
+    setup_tuned(config, oldest_log_revision, RARE_HEARTBEAT, |service| service).await
 }
 
-/// [`setup`] with the service's limits changed by `tune`.
+/// [`setup`] with this heartbeat and the service's limits changed by `tune`.
 async fn setup_tuned(
     config: HubConfig,
     oldest_log_revision: u64,
+    heartbeat: Duration,
     tune: impl FnOnce(PushService) -> PushService,
 ) -> Setup {
     let routes = RoutingTable::default();
@@ -48,7 +52,7 @@ async fn setup_tuned(
         Arc::new(routes),
         Arc::new(verifier),
         Some(Arc::new(ServiceVerifier::new(SERVICE_SECRET).unwrap())),
-        Duration::from_secs(3600),
+        heartbeat,
     );
     let server = PushServer::start("127.0.0.1:0".parse().unwrap(), tune(service), Default::default())
         .await
@@ -658,7 +662,10 @@ async fn idle_owners_are_evicted_and_followed_ones_kept() {
 
 #[tokio::test]
 async fn a_tenant_at_its_stream_limit_is_refused_while_others_are_served() {
-    let setup = setup_tuned(HubConfig::default(), 0, |s| s.with_max_streams_per_tenant(2)).await;
+    let setup = setup_tuned(HubConfig::default(), 0, RARE_HEARTBEAT, |s| {
+        s.with_max_streams_per_tenant(2)
+    })
+    .await;
     let first = watch(&setup, "acme", &[], None).await;
     let _second = watch(&setup, "acme", &[], None).await;
     let request = pb::WatchRequest {
@@ -699,7 +706,7 @@ async fn a_tenant_past_its_read_rate_gets_resource_exhausted_on_get_and_watch() 
         read_burst: 2,
         ..Default::default()
     };
-    let setup = setup_tuned(HubConfig::default(), 0, |s| {
+    let setup = setup_tuned(HubConfig::default(), 0, RARE_HEARTBEAT, |s| {
         s.with_tenant_limiter(Arc::new(push::TenantLimiter::new(limits)))
     })
     .await;
@@ -732,42 +739,37 @@ async fn a_tenant_past_its_read_rate_gets_resource_exhausted_on_get_and_watch() 
     client.get(get("globex")).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_busy_with_changes_still_ends_when_its_token_expires() {
-    let setup = Arc::new(setup(HubConfig::default(), 0).await);
-    // Accepted for 2 s more: the verifier allows 60 s past `exp`.
+/// A token of `tenant` the verifier accepts for 2 s more (it allows 60 s past `exp`).
+fn token_expiring_soon(tenant: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let short = dev::mint_until(
+    dev::mint_until(
         SECRET,
-        &TenantId::parse("acme").unwrap(),
+        &TenantId::parse(tenant).unwrap(),
         "u",
         &[Scope::Read],
         now + 2 - 60,
     )
-    .unwrap();
+    .unwrap()
+}
+
+async fn watch_with(setup: &Setup, token: &str, prefix: &str) -> Events {
     let request = pb::WatchRequest {
-        prefixes: vec!["tenant_config_busy/".into()],
+        prefixes: vec![prefix.into()],
         since: None,
     };
-    let mut stream = grpc(&setup)
+    grpc(setup)
         .await
-        .watch(authed(request, &short))
+        .watch(authed(request, token))
         .await
         .unwrap()
-        .into_inner();
-    // Changes every few milliseconds, past the token's expiry.
-    let writer = {
-        let setup = setup.clone();
-        tokio::spawn(async move {
-            for i in 0..5_000 {
-                write(&setup, "acme", "tenant_config_busy/k", &i.to_string()).await;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-    };
+        .into_inner()
+}
+
+/// The status a stream ends with, within 8 s; the number of update batches before it.
+async fn end_of(stream: &mut Events) -> (tonic::Status, usize) {
     let mut updates = 0;
     let ended = tokio::time::timeout(Duration::from_secs(8), async {
         loop {
@@ -784,6 +786,62 @@ async fn a_stream_busy_with_changes_still_ends_when_its_token_expires() {
     })
     .await
     .expect("the stream outlived its token by seconds");
+    (ended, updates)
+}
+
+#[tokio::test]
+async fn an_idle_stream_ends_when_its_token_expires_long_before_its_heartbeat() {
+    let setup = setup(HubConfig::default(), 0).await;
+    let mut stream = watch_with(&setup, &token_expiring_soon("acme"), "tenant_config_idle/").await;
+    let (ended, _) = end_of(&mut stream).await;
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().starts_with("token_expired"), "{ended:?}");
+}
+
+#[tokio::test]
+async fn heartbeats_recur_and_move_the_cursor_past_changes_the_stream_did_not_need() {
+    let beat = Duration::from_millis(150);
+    let setup = setup_tuned(HubConfig::default(), 0, beat, |service| service).await;
+    let mut stream = watch(&setup, "acme", &["tenant_config_mine/"], None).await;
+    let other = write(&setup, "acme", "tenant_config_other/k", "1").await;
+    let mut beats = Vec::new();
+    while beats.len() < 3 {
+        match next(&mut stream).await {
+            Event::Heartbeat(hb) => beats.push(hb.cursor.expect("a heartbeat's cursor")),
+            other => panic!("expected only heartbeats, got {other:?}"),
+        }
+    }
+    assert_eq!(beats[2].tenant, other.0, "{beats:?}");
+    // One heartbeat per period, not a stream of them: count a second's worth.
+    let mut in_a_second = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            next(&mut stream).await;
+            in_a_second += 1;
+        }
+    })
+    .await;
+    assert!(
+        in_a_second <= 1000 / beat.as_millis() + 1,
+        "{in_a_second} heartbeats in 1 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_busy_with_changes_still_ends_when_its_token_expires() {
+    let setup = Arc::new(setup(HubConfig::default(), 0).await);
+    let mut stream = watch_with(&setup, &token_expiring_soon("acme"), "tenant_config_busy/").await;
+    // Changes every few milliseconds, past the token's expiry.
+    let writer = {
+        let setup = setup.clone();
+        tokio::spawn(async move {
+            for i in 0..5_000 {
+                write(&setup, "acme", "tenant_config_busy/k", &i.to_string()).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let (ended, updates) = end_of(&mut stream).await;
     writer.abort();
     assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
     assert!(ended.message().starts_with("token_expired"), "{ended:?}");
