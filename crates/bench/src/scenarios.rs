@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::KvClient;
+use futures_util::stream::{self, Stream, StreamExt};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -428,15 +429,13 @@ async fn tagcfg_watchers(
         });
     }
     while let Some(opened) = opening.join_next().await {
-        for mut stream in opened.map_err(|e| BenchError::Client(e.to_string()))?? {
-            let arrivals = arrivals.clone();
-            tasks.spawn(async move {
-                while tagcfg::next_update(&mut stream).await.is_ok() {
-                    arrivals.record();
-                }
-                arrivals.ended();
-            });
-        }
+        let streams = opened.map_err(|e| BenchError::Client(e.to_string()))??;
+        let updates = streams.into_iter().map(|stream| {
+            stream::unfold(stream, |mut stream| async move {
+                Some((tagcfg::next_update(&mut stream).await, stream))
+            })
+        });
+        report_arrivals(updates, (), arrivals.clone(), tasks);
     }
     Ok(arrivals)
 }
@@ -466,19 +465,39 @@ async fn etcd_watchers(
     }
     while let Some(opened) = opening.join_next().await {
         let (streams, client) = opened.map_err(|e| BenchError::Client(e.to_string()))??;
-        let client = Arc::new(client);
-        for mut stream in streams {
-            let (arrivals, client) = (arrivals.clone(), client.clone());
-            tasks.spawn(async move {
-                let _connection = client;
-                while etcd::next_event(&mut stream).await.is_ok() {
-                    arrivals.record();
-                }
-                arrivals.ended();
-            });
-        }
+        let events = streams.into_iter().map(|stream| {
+            stream::unfold(stream, |mut stream| async move {
+                Some((etcd::next_event(&mut stream).await, stream))
+            })
+        });
+        // The client (its connection) lives as long as the streams.
+        report_arrivals(events, client, arrivals.clone(), tasks);
     }
     Ok(arrivals)
+}
+
+/// Records every arrival on the watchers of one connection, from one task (as a client
+/// holding many watches would; a change wakes it once per burst rather than each watcher's
+/// own task), alike for both systems. The first watcher whose stream fails ends the scenario.
+fn report_arrivals<W>(
+    watchers: impl Iterator<Item = W>,
+    keep_alive: impl Send + 'static,
+    arrivals: Arc<Arrivals>,
+    tasks: &mut JoinSet<()>,
+) where
+    W: Stream<Item = Result<(), BenchError>> + Send + 'static,
+{
+    let mut all = stream::select_all(watchers.map(Box::pin));
+    tasks.spawn(async move {
+        let _keep_alive = keep_alive;
+        while let Some(arrival) = all.next().await {
+            if arrival.is_err() {
+                break;
+            }
+            arrivals.record();
+        }
+        arrivals.ended();
+    });
 }
 
 /// Writes one value through each system.

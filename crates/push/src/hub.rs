@@ -28,11 +28,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
+use prost::bytes::Bytes;
 use tagged_routing::layers::{is_visible, resolve_in, LayerSource, LayerStack};
 use tagged_routing::{
     Change, ChangeOp, ConfigItem, ConfigStore, Error, Key, Owner, Result, Revision, RoutingTable, TenantId, TierName,
 };
-use tokio::sync::mpsc;
+
+use crate::mailbox;
 
 /// Why a subscriber whose buffer filled up was cut off.
 pub const SLOW_CONSUMER: &str =
@@ -150,11 +152,14 @@ impl Update {
 pub struct Delivery {
     pub updates: Vec<Update>,
     pub cursor: Cursor,
+    /// The delivery as one encoded `WatchEvent` with every update, set by the first stream
+    /// that sends it whole and copied by the others (`crate::frame`).
+    pub encoded: OnceLock<Bytes>,
 }
 
 struct Subscriber {
     prefixes: Vec<String>,
-    tx: mpsc::Sender<Arc<Delivery>>,
+    tx: mailbox::Sender<Arc<Delivery>>,
     cut: Arc<OnceLock<String>>,
 }
 
@@ -242,7 +247,7 @@ pub struct Subscription {
     /// The position the subscription starts from.
     pub cursor: Cursor,
     /// Live deliveries after `cursor`.
-    pub live: mpsc::Receiver<Arc<Delivery>>,
+    pub live: mailbox::Receiver<Arc<Delivery>>,
     /// Set by the hub, with the reason, when it cut this subscriber off.
     pub cut: Arc<OnceLock<String>>,
 }
@@ -460,7 +465,7 @@ impl Hub {
 
     /// The cursor of `tenant`'s logs, but only while `live` holds nothing: then every change
     /// up to it has been delivered or was invisible to the subscriber.
-    pub fn cursor_if_drained(&self, tenant: &TenantId, live: &mpsc::Receiver<Arc<Delivery>>) -> Option<Cursor> {
+    pub fn cursor_if_drained(&self, tenant: &TenantId, live: &mailbox::Receiver<Arc<Delivery>>) -> Option<Cursor> {
         let state = self.state();
         if !live.is_empty() {
             return None;
@@ -808,7 +813,7 @@ impl Hub {
         let _order = self.order.lock().await;
         let stack = self.stack(tenant).await?;
         let cursor = self.cursor_of(&stack).await?;
-        let (tx, live) = mpsc::channel(self.config.subscriber_buffer.max(1));
+        let (tx, live) = mailbox::mailbox(self.config.subscriber_buffer);
         let cut = Arc::new(OnceLock::new());
         let (replay, resync) = match since {
             None => (Vec::new(), None),
@@ -951,15 +956,19 @@ fn deliver(state: &mut State, tenant: &TenantId, updates: Vec<Update>) {
     let Some((cursor, _)) = cursor_in(state, tenant) else {
         return;
     };
-    let delivery = Arc::new(Delivery { updates, cursor });
+    let delivery = Arc::new(Delivery {
+        updates,
+        cursor,
+        encoded: OnceLock::new(),
+    });
     let Some(t) = state.tenants.get_mut(tenant) else { return };
     t.subscribers.retain(|s| match s.tx.try_send(delivery.clone()) {
         Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(mailbox::TrySendError::Full(_)) => {
             let _ = s.cut.set(SLOW_CONSUMER.to_owned());
             false
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(mailbox::TrySendError::Closed(_)) => false,
     });
 }
 
@@ -985,7 +994,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let (tx, rx) = mpsc::channel(1);
+            let (tx, rx) = mailbox::mailbox(1);
             receivers.push(rx);
             subscribers.add(
                 connection,

@@ -12,17 +12,22 @@
 //!   replay ring and gap-filling; a cursor over the logs a stream follows; the per-owner
 //!   cache behind `Get`; bounded per-subscriber buffers (a slow subscriber is cut off with a
 //!   `resync`, never buffered without bound);
+//! - [`mailbox`]: the bounded queue from the hub to one stream;
 //! - [`service::PushService`]: both tonic services: tenant tokens for `Get`/`Watch`, the
 //!   service credential for `Refresh`;
 //! - [`server`]: [`PushServer`], the gRPC server with grpc.health.v1 and reflection (v1 and
 //!   v1alpha), on a listener you give it, `TCP_NODELAY` on every connection;
 //! - [`shutdown`]: Ctrl-C or SIGTERM, the servers' stop signal;
 //! - [`codec`]: protobuf with small per-stream buffers (memory per open stream);
+//! - [`frame`]: what the `Watch` server sends, a `WatchEvent` encoded once for every stream
+//!   that sends the same one;
 //! - `convert`: domain ↔ protobuf, and the one mapping of errors to gRPC codes.
 
 pub mod codec;
 mod convert;
+pub mod frame;
 pub mod hub;
+pub mod mailbox;
 pub mod server;
 pub mod service;
 pub mod shutdown;
@@ -30,6 +35,8 @@ pub mod shutdown;
 /// The generated protocol.
 pub mod pb {
     tonic::include_proto!("tagcfg.v2");
+    // The servers, generated over the messages above (build.rs).
+    include!(concat!(env!("OUT_DIR"), "/servers/tagcfg.v2.rs"));
 
     /// The descriptor set, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tagcfg_descriptor");

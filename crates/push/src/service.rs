@@ -17,6 +17,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{auth_status, change_from_pb, cursor_from_pb, cursor_to_pb, item_to_pb, status_of, update_to_pb};
+use crate::frame::WatchFrame;
 use crate::hub::{matches, Cursor, Published, Subscription, Update};
 use crate::pb::{self, watch_event::Event};
 use crate::Hub;
@@ -274,7 +275,7 @@ impl Pump {
     /// A live stream's next event: a delivery first (a change reaching 10,000 streams then
     /// touches no timer of theirs), then a due heartbeat; the token's expiry ends the stream
     /// even while deliveries never pause.
-    fn poll_live(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<pb::WatchEvent, Status>>> {
+    fn poll_live(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<WatchFrame, Status>>> {
         loop {
             let Phase::Live(timers) = &mut self.phase else {
                 return Poll::Ready(None);
@@ -287,13 +288,19 @@ impl Pump {
             match self.sub.live.poll_recv(cx) {
                 Poll::Ready(Some(delivery)) => {
                     self.cursor = delivery.cursor.clone();
-                    let mine: Vec<&Update> = delivery
-                        .updates
-                        .iter()
-                        .filter(|u| matches(&self.prefixes, &u.key))
-                        .collect();
-                    if !mine.is_empty() {
-                        return Poll::Ready(Some(Ok(self.batch(&mine))));
+                    let mine = |u: &&Update| matches(&self.prefixes, &u.key);
+                    if !delivery.updates.is_empty() && delivery.updates.iter().all(|u| mine(&u)) {
+                        // The same event as its tenant's other streams that take every
+                        // update: encoded by the first of them.
+                        let encoded = delivery.encoded.get_or_init(|| {
+                            let all: Vec<&Update> = delivery.updates.iter().collect();
+                            WatchFrame::encode(&self.batch(&all))
+                        });
+                        return Poll::Ready(Some(Ok(WatchFrame::Encoded(encoded.clone()))));
+                    }
+                    let some: Vec<&Update> = delivery.updates.iter().filter(mine).collect();
+                    if !some.is_empty() {
+                        return Poll::Ready(Some(Ok(self.batch(&some).into())));
                     }
                     continue;
                 }
@@ -302,7 +309,7 @@ impl Pump {
                         self.sub.cut.get().cloned().unwrap_or_else(|| {
                             "the server stopped this stream; resume from the last cursor".to_owned()
                         });
-                    return Poll::Ready(Some(Ok(self.resync(reason))));
+                    return Poll::Ready(Some(Ok(self.resync(reason).into())));
                 }
                 Poll::Pending => {}
             }
@@ -313,7 +320,7 @@ impl Pump {
                 if let Some(now) = self.hub.cursor_if_drained(&self.tenant, &self.sub.live) {
                     self.cursor = now;
                 }
-                return Poll::Ready(Some(Ok(heartbeat(&self.cursor))));
+                return Poll::Ready(Some(Ok(heartbeat(&self.cursor).into())));
             }
             match timers.arm(cx) {
                 // A deadline passed while we looked: look again.
@@ -325,13 +332,13 @@ impl Pump {
 }
 
 impl Stream for Pump {
-    type Item = Result<pb::WatchEvent, Status>;
+    type Item = Result<WatchFrame, Status>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let pump = self.get_mut();
         match pump.phase {
             Phase::Ended => Poll::Ready(None),
-            Phase::Replay(from) => Poll::Ready(Some(Ok(pump.replay(from)))),
+            Phase::Replay(from) => Poll::Ready(Some(Ok(pump.replay(from).into()))),
             Phase::Live(_) => pump.poll_live(cx),
         }
     }
@@ -365,7 +372,7 @@ impl pb::config_watch_server::ConfigWatch for PushService {
         }))
     }
 
-    type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchFrame, Status>> + Send>>;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let ctx = self.tenant(&request).await?;

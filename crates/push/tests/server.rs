@@ -9,7 +9,8 @@ use push::pb::{
 use push::{Hub, HubConfig, PushServer, PushService};
 use tagged_routing::memory::MemoryStore;
 use tagged_routing::{
-    ConfigStore, JsonText, Owner, Precondition, Revision, RoutingTable, StoreLimits, TaggedStore, TenantId,
+    Author, ConfigStore, JsonText, Owner, Precondition, Revision, RoutingTable, SetWrite, StoreLimits, TaggedStore,
+    TenantId,
 };
 use tenant_auth::service::ServiceVerifier;
 use tenant_auth::{dev, Scope};
@@ -163,6 +164,61 @@ async fn watchers_get_exactly_their_prefixes_in_order_and_never_another_tenant()
     // Nothing else arrived on globex's stream: the next event is not an acme change.
     let pending = tokio::time::timeout(Duration::from_millis(200), globex.message()).await;
     assert!(pending.is_err(), "globex received something: {pending:?}");
+}
+
+/// The next batch of updates (skipping heartbeats), as (revision, key).
+async fn batch(stream: &mut Events) -> Vec<(u64, String)> {
+    loop {
+        match next(stream).await {
+            Event::Updates(batch) => return batch.updates.into_iter().map(|c| (c.revision, c.key)).collect(),
+            Event::Heartbeat(_) => {}
+            Event::Resync(r) => panic!("unexpected resync: {}", r.reason),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_change_set_reaches_each_stream_as_one_batch_of_what_it_watches() {
+    let s = setup(HubConfig::default(), 0).await;
+    let mut flags = watch(&s, "acme", &["tenant_config_flags/"], None).await;
+    let mut all = watch(&s, "acme", &[], None).await;
+    let mut also_all = watch(&s, "acme", &[], None).await;
+    let routes = s.store.routes().clone();
+    let set_write = |key: &str, value: &str| SetWrite {
+        key: routes.parse_key(key).unwrap(),
+        value: Some(JsonText::parse(value).unwrap()),
+        precondition: Precondition::None,
+    };
+    let owner = Owner::Tenant(TenantId::parse("acme").unwrap());
+    let set = s
+        .store
+        .write_set(
+            &owner,
+            &[
+                set_write("tenant_config_flags/a", "1"),
+                set_write("tenant_config_limits/x", "2"),
+            ],
+            &Author::new("w"),
+        )
+        .await
+        .unwrap();
+    for change in set {
+        s.hub.publish(change).await.unwrap();
+    }
+    let whole = vec![
+        (1, "tenant_config_flags/a".to_owned()),
+        (2, "tenant_config_limits/x".to_owned()),
+    ];
+    // Streams that take every update get the same batch (encoded once, sent twice).
+    assert_eq!(batch(&mut all).await, whole);
+    assert_eq!(batch(&mut also_all).await, whole);
+    // A stream that takes some gets those, in the same one batch.
+    assert_eq!(batch(&mut flags).await, [(1, "tenant_config_flags/a".to_owned())]);
+    write(&s, "acme", "tenant_config_flags/b", "3").await;
+    let next = vec![(3, "tenant_config_flags/b".to_owned())];
+    assert_eq!(batch(&mut flags).await, next);
+    assert_eq!(batch(&mut all).await, next);
+    assert_eq!(batch(&mut also_all).await, next);
 }
 
 #[tokio::test]
