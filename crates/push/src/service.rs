@@ -203,6 +203,10 @@ impl Timers {
     /// The next heartbeat is `heartbeat` after `now`.
     fn beat(&mut self, now: Instant, heartbeat: Duration) {
         self.next_heartbeat = now + heartbeat;
+        self.rearm();
+    }
+
+    fn rearm(&mut self) {
         self.timer.as_mut().reset(self.next_heartbeat.min(self.expiry));
         self.armed_for = None;
     }
@@ -280,8 +284,9 @@ impl Pump {
             let Phase::Live(timers) = &mut self.phase else {
                 return Poll::Ready(None);
             };
-            let now = Instant::now();
-            if now >= timers.expiry {
+            // The clock is read only once the timer has fired.
+            let now = timers.timer.is_elapsed().then(Instant::now);
+            if now.is_some_and(|now| now >= timers.expiry) {
                 self.phase = Phase::Ended;
                 return Poll::Ready(Some(Err(token_expired())));
             }
@@ -313,7 +318,12 @@ impl Pump {
                 }
                 Poll::Pending => {}
             }
-            if now >= timers.next_heartbeat {
+            if let Some(now) = now {
+                // Nothing was due only if the timer fired early: it waits again.
+                if now < timers.next_heartbeat {
+                    timers.rearm();
+                    continue;
+                }
                 timers.beat(now, self.heartbeat);
                 // Changes this stream did not need (other prefixes, overridden keys) still
                 // move its position, once nothing is queued for it.
