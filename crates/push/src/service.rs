@@ -149,9 +149,9 @@ fn heartbeat(cursor: &Cursor) -> pb::WatchEvent {
 
 /// Feeds one watcher: replay, then live updates and heartbeats; ends with a resync when the
 /// hub cut it off. It is the response body itself, polled by the task hyper runs for the
-/// HTTP/2 stream: no task and no channel of its own, so a change reaches 10,000 streams with
-/// 10,000 fewer wake-ups and each open stream costs less memory (docs/BENCHMARKS.md). It
-/// ends when the client goes away (hyper drops the body).
+/// HTTP/2 stream: no task and no output channel of its own, so a change reaches 10,000
+/// streams with 10,000 fewer wake-ups and each open stream costs less memory
+/// (docs/BENCHMARKS.md). It ends when the client goes away (hyper drops the body).
 ///
 /// A hand-written [`Stream`] rather than an `async` block, so that a delivery costs one
 /// poll of the channel: the stream's one timer (the next heartbeat or the token's expiry,
@@ -206,6 +206,7 @@ impl Timers {
         self.rearm();
     }
 
+    /// The timer waits for the first deadline again (and is polled anew).
     fn rearm(&mut self) {
         self.timer.as_mut().reset(self.next_heartbeat.min(self.expiry));
         self.armed_for = None;
