@@ -111,11 +111,6 @@ impl<T> Receiver<T> {
         Poll::Pending
     }
 
-    /// The next value, waiting for it.
-    pub async fn recv(&mut self) -> Option<T> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.state().queue.is_empty()
     }
@@ -231,9 +226,9 @@ mod tests {
             }
         });
         for expected in 0..10_000 {
-            assert_eq!(rx.recv().await, Some(expected));
+            assert_eq!(std::future::poll_fn(|cx| rx.poll_recv(cx)).await, Some(expected));
         }
-        assert_eq!(rx.recv().await, None);
+        assert_eq!(std::future::poll_fn(|cx| rx.poll_recv(cx)).await, None);
         sender.join().unwrap();
     }
 }
