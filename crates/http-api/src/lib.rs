@@ -111,9 +111,15 @@ impl Default for AccessLog {
     }
 }
 
-/// What the handlers share.
+/// What the handlers share. axum clones the state into every middleware layer and handler
+/// of every request, so it is one `Arc` (one reference count to move) rather than its
+/// fields' five; the fields read through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     pub store: Arc<dyn ConfigStore>,
     pub routes: Arc<RoutingTable>,
     pub verifier: Arc<Verifier>,
@@ -123,9 +129,17 @@ pub struct AppState {
     limiter: Arc<TenantLimiter>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     pub fn new(store: Arc<dyn ConfigStore>, routes: RoutingTable, verifier: Arc<Verifier>) -> Self {
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             routes: Arc::new(routes),
             verifier,
@@ -133,7 +147,7 @@ impl AppState {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             access_log: Arc::default(),
             limiter: Arc::new(TenantLimiter::new(TenantLimits::default())),
-        }
+        }))
     }
 
     /// Per-tenant request rates other than [`TenantLimits::default`].
@@ -144,19 +158,19 @@ impl AppState {
     /// Buckets shared with another server of the same process (the gRPC `Get` of
     /// `tagcfg serve`), so a tenant's limit holds across both.
     pub fn with_tenant_limiter(mut self, limiter: Arc<TenantLimiter>) -> Self {
-        self.limiter = limiter;
+        Arc::make_mut(&mut self.0).limiter = limiter;
         self
     }
 
     /// Access-log sampling other than [`AccessLog::default`].
     pub fn with_access_log(mut self, access_log: AccessLog) -> Self {
-        self.access_log = Arc::new(access_log);
+        Arc::make_mut(&mut self.0).access_log = Arc::new(access_log);
         self
     }
 
     /// A request deadline other than [`DEFAULT_REQUEST_TIMEOUT`].
     pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.request_timeout = timeout;
+        Arc::make_mut(&mut self.0).request_timeout = timeout;
         self
     }
 }
