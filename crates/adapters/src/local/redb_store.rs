@@ -320,8 +320,8 @@ impl RedbStore {
     /// finds no committer running starts one on the blocking pool; it commits what is queued,
     /// then what queued meanwhile, until nothing is left, so nobody waits for more than the
     /// commit in progress and its own. A waiting writer holds no thread: with a blocking
-    /// thread per waiting writer the mixed workload in docs/BENCHMARKS.md kept over a hundred
-    /// of them, and the server's RSS was 11 MiB higher.
+    /// thread per waiting writer the mixed workload in docs/BENCHMARKS.md ran the server on
+    /// 52 threads instead of 6, with 11 MiB more RSS ("Writes under the mixed workload").
     async fn write(
         &self,
         owner: &Owner,
