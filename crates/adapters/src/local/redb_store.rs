@@ -86,6 +86,9 @@ struct WriteQueue {
 /// The answer a queued writer awaits: its item (none for a delete) and its change.
 type WriteAnswer = Result<(Option<ConfigItem>, Change)>;
 
+/// A committed (or failed) write's answer, with where to send it.
+type Answered = (tokio::sync::oneshot::Sender<WriteAnswer>, WriteAnswer);
+
 struct PendingWrite {
     owner: Owner,
     key: Key,
@@ -101,32 +104,38 @@ struct PendingWrite {
 /// unrun), it leaves the queue with no committer and answers nobody twice: the writes it
 /// still holds are dropped, and their writers hear that the commit ended without an answer.
 struct Committer {
-    store: RedbStore,
-    /// Set when it left the queue empty; until then the queue's `committing` is its own.
-    drained: bool,
+    /// Its handle on the store until it leaves the queue empty; released before the last
+    /// answers go out, so a writer that drops the store after its answer closes the file.
+    store: Option<RedbStore>,
 }
 
 impl Committer {
     fn run(mut self) {
-        loop {
-            let group = {
-                let mut queue = self.store.queue.lock().unwrap_or_else(|p| p.into_inner());
-                if queue.pending.is_empty() {
+        while let Some(store) = &self.store {
+            let group = std::mem::take(&mut store.queue.lock().unwrap_or_else(|p| p.into_inner()).pending);
+            let answers = store.commit_group(group);
+            let drained = {
+                let mut queue = store.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let drained = queue.pending.is_empty();
+                if drained {
                     queue.committing = false;
-                    self.drained = true;
-                    return;
                 }
-                std::mem::take(&mut queue.pending)
+                drained
             };
-            self.store.commit_group(group);
+            if drained {
+                self.store = None;
+            }
+            for (reply, answer) in answers {
+                let _ = reply.send(answer);
+            }
         }
     }
 }
 
 impl Drop for Committer {
     fn drop(&mut self) {
-        if !self.drained {
-            let mut queue = self.store.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = &self.store {
+            let mut queue = store.queue.lock().unwrap_or_else(|p| p.into_inner());
             queue.pending.clear();
             queue.committing = false;
         }
@@ -348,8 +357,7 @@ impl RedbStore {
         };
         if start {
             let committer = Committer {
-                store: self.clone(),
-                drained: false,
+                store: Some(self.clone()),
             };
             // Detached: the writes are committed even if this writer stops waiting.
             drop(tokio::task::spawn_blocking(move || committer.run()));
@@ -359,10 +367,11 @@ impl RedbStore {
             .map_err(|_| Error::Backend("the group commit ended without an answer".into()))?
     }
 
-    /// Commits `group` in one transaction and answers each writer. A write refused by its
-    /// precondition changes nothing and does not stop the others; a storage error fails
-    /// them all (nothing of the group is committed).
-    fn commit_group(&self, group: Vec<PendingWrite>) {
+    /// Commits `group` in one transaction and publishes its changes; returns each writer's
+    /// answer, for the committer to send. A write refused by its precondition changes
+    /// nothing and does not stop the others; a storage error fails them all (nothing of the
+    /// group is committed).
+    fn commit_group(&self, group: Vec<PendingWrite>) -> Vec<Answered> {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let applied = self.db.begin_write().map_err(storage).and_then(|txn| {
             let results = group
@@ -374,19 +383,17 @@ impl RedbStore {
             Ok(results)
         });
         match applied {
-            Ok(results) => {
-                for (w, result) in group.into_iter().zip(results) {
+            Ok(results) => group
+                .into_iter()
+                .zip(results)
+                .map(|(w, result)| {
                     if let (Some(sink), Ok((_, change))) = (&self.sink, &result) {
                         sink.publish(change);
                     }
-                    let _ = w.reply.send(result);
-                }
-            }
-            Err(e) => {
-                for w in group {
-                    let _ = w.reply.send(Err(e.clone()));
-                }
-            }
+                    (w.reply, result)
+                })
+                .collect(),
+            Err(e) => group.into_iter().map(|w| (w.reply, Err(e.clone()))).collect(),
         }
     }
 
@@ -890,8 +897,7 @@ mod tests {
             queue.committing = true;
         }
         drop(Committer {
-            store: store.clone(),
-            drained: false,
+            store: Some(store.clone()),
         });
         let answered = tokio::time::timeout(std::time::Duration::from_secs(10), answer)
             .await
@@ -906,6 +912,26 @@ mod tests {
             .expect("the queue still had a committer that would never run")
             .expect("the next write");
         assert_eq!(item.version, Version(1));
+    }
+
+    /// By the time a write is answered, the committer has let go of the store, so the
+    /// caller that drops its handle closes the file and can open it again at once.
+    #[tokio::test]
+    async fn an_answered_write_leaves_no_other_handle_on_the_database() {
+        let store = RedbStore::in_memory().expect("an in-memory store");
+        let (owner, key) = slot();
+        for n in 0..20 {
+            let value = JsonText::parse(&n.to_string()).expect("JSON");
+            store
+                .put(&owner, &key, &value, Precondition::None, "test")
+                .await
+                .expect("a write");
+            assert_eq!(
+                Arc::strong_count(&store.db),
+                1,
+                "write {n}: the committer still holds the database"
+            );
+        }
     }
 
     /// A writer that stops waiting (its client went away) does not take its write back:
