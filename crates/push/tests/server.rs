@@ -97,16 +97,7 @@ async fn write(setup: &Setup, tenant: &str, key: &str, value: &str) -> Revision 
 type Events = tonic::Streaming<pb::WatchEvent>;
 
 async fn watch(setup: &Setup, tenant: &str, prefixes: &[&str], since: Option<pb::Cursor>) -> Events {
-    let request = pb::WatchRequest {
-        prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
-        since,
-    };
-    let mut stream = grpc(setup)
-        .await
-        .watch(authed(request, &token(tenant)))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = watch_with(setup, &token(tenant), prefixes, since).await;
     // The first event says from which revision the stream is live.
     match next(&mut stream).await {
         Event::Heartbeat(_) | Event::Updates(_) => {}
@@ -129,11 +120,7 @@ async fn next(stream: &mut Events) -> Event {
 async fn changes(stream: &mut Events, n: usize) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     while out.len() < n {
-        match next(stream).await {
-            Event::Updates(batch) => out.extend(batch.updates.into_iter().map(|c| (c.revision, c.key))),
-            Event::Heartbeat(_) => {}
-            Event::Resync(r) => panic!("unexpected resync: {}", r.reason),
-        }
+        out.extend(batch(stream).await);
     }
     out
 }
@@ -811,10 +798,11 @@ fn token_expiring_soon(tenant: &str) -> String {
     .unwrap()
 }
 
-async fn watch_with(setup: &Setup, token: &str, prefix: &str) -> Events {
+/// A `Watch` opened with `token`, as the server answered it (nothing read yet).
+async fn watch_with(setup: &Setup, token: &str, prefixes: &[&str], since: Option<pb::Cursor>) -> Events {
     let request = pb::WatchRequest {
-        prefixes: vec![prefix.into()],
-        since: None,
+        prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        since,
     };
     grpc(setup)
         .await
@@ -848,7 +836,7 @@ async fn end_of(stream: &mut Events) -> (tonic::Status, usize) {
 #[tokio::test]
 async fn an_idle_stream_ends_when_its_token_expires_long_before_its_heartbeat() {
     let setup = setup(HubConfig::default(), 0).await;
-    let mut stream = watch_with(&setup, &token_expiring_soon("acme"), "tenant_config_idle/").await;
+    let mut stream = watch_with(&setup, &token_expiring_soon("acme"), &["tenant_config_idle/"], None).await;
     let (ended, _) = end_of(&mut stream).await;
     assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
     assert!(ended.message().starts_with("token_expired"), "{ended:?}");
@@ -886,7 +874,7 @@ async fn heartbeats_recur_and_move_the_cursor_past_changes_the_stream_did_not_ne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_busy_with_changes_still_ends_when_its_token_expires() {
     let setup = Arc::new(setup(HubConfig::default(), 0).await);
-    let mut stream = watch_with(&setup, &token_expiring_soon("acme"), "tenant_config_busy/").await;
+    let mut stream = watch_with(&setup, &token_expiring_soon("acme"), &["tenant_config_busy/"], None).await;
     // Changes every few milliseconds, past the token's expiry.
     let writer = {
         let setup = setup.clone();
