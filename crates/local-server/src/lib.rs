@@ -28,6 +28,9 @@ use serving::TenantLimiter;
 
 /// The embedded store's page cache unless `TAGCFG_STORE_CACHE_MB` says otherwise.
 pub const DEFAULT_STORE_CACHE_MIB: usize = RedbStore::DEFAULT_CACHE_MIB;
+/// The slice the embedded store's committer asks the scheduler for unless
+/// `TAGCFG_COMMIT_SLICE_US` says otherwise.
+pub use adapters::local::commit_slice::DEFAULT_COMMIT_SLICE;
 
 /// The tenants `tagcfg serve` seeds and prints tokens for.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
@@ -63,6 +66,10 @@ pub struct LocalConfig {
     /// The embedded store's page cache (`TAGCFG_STORE_CACHE_MB`, default
     /// [`RedbStore::DEFAULT_CACHE_MIB`]).
     pub store_cache_mib: usize,
+    /// The scheduler slice the embedded store's committer asks for while it commits
+    /// (`TAGCFG_COMMIT_SLICE_US`, default [`DEFAULT_COMMIT_SLICE`]; `None`: the
+    /// scheduler's own; see `adapters::local::commit_slice`).
+    pub commit_slice: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +308,7 @@ impl LocalConfig {
             access_log_sample: http_api::AccessLog::DEFAULT_SAMPLE,
             max_streams_per_tenant: push::service::DEFAULT_MAX_STREAMS_PER_TENANT,
             store_cache_mib: DEFAULT_STORE_CACHE_MIB,
+            commit_slice: Some(DEFAULT_COMMIT_SLICE),
         }
     }
 }
@@ -329,6 +337,7 @@ impl LocalServer {
         let store_path = config.data_dir.join(STORE_FILE);
         let existed = store_path.exists();
         let redb = RedbStore::open_with_cache(&store_path, config.store_cache_mib)?
+            .with_commit_slice(config.commit_slice)
             .with_sink(Arc::new(feed.clone()))
             .with_keyring(store_keyring(&config.data_dir)?);
         private_file(&store_path, existed)?;

@@ -617,6 +617,13 @@ async fn serve(
         tagged_routing::env::count(&tagged_routing::env::process_env, var, default)
             .map_err(|e| CliError::Usage(e.to_string()))
     };
+    // 0 leaves the scheduler's slice; Linux holds a slice between 100 µs and 100 ms.
+    let commit_slice = || {
+        let default = local_server::DEFAULT_COMMIT_SLICE.as_micros() as u64;
+        tagged_routing::env::number(&tagged_routing::env::process_env, "TAGCFG_COMMIT_SLICE_US", default)
+            .map(|us| (us > 0).then(|| Duration::from_micros(us)))
+            .map_err(|e| CliError::Usage(e.to_string()))
+    };
     let server = LocalServer::start(LocalConfig {
         addr,
         grpc_addr,
@@ -636,6 +643,7 @@ async fn serve(
             push::service::DEFAULT_MAX_STREAMS_PER_TENANT,
         )?,
         store_cache_mib: env_count("TAGCFG_STORE_CACHE_MB", local_server::DEFAULT_STORE_CACHE_MIB)?,
+        commit_slice: commit_slice()?,
     })
     .await?;
     let stop = push::shutdown::stop_requested();

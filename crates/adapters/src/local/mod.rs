@@ -1,5 +1,6 @@
 //! The local all-in-one backends: an embedded redb store and an in-process change feed.
 
+pub mod commit_slice;
 mod feed;
 mod redb_store;
 pub mod sealing;

@@ -55,6 +55,8 @@ pub struct RedbStore {
     queue: Arc<Mutex<WriteQueue>>,
     /// Transactions single-key writes were committed in (fewer than the writes when grouped).
     group_commits: Arc<std::sync::atomic::AtomicU64>,
+    /// The scheduler slice the committer asks for while it commits (`None`: the default).
+    commit_slice: Option<std::time::Duration>,
     sink: Option<Arc<dyn ChangeSink>>,
     keyring: Option<Arc<Keyring>>,
 }
@@ -111,6 +113,13 @@ struct Committer {
 
 impl Committer {
     fn run(mut self) {
+        // Woken for the queue and after each fsync, the committer would otherwise wait for
+        // the busy workers' slices to end each time (`super::commit_slice`).
+        let _slice = self
+            .store
+            .as_ref()
+            .and_then(|store| store.commit_slice)
+            .and_then(super::commit_slice::shorten);
         while let Some(store) = &self.store {
             let group = std::mem::take(&mut store.queue.lock().unwrap_or_else(|p| p.into_inner()).pending);
             let answers = store.commit_group(group);
@@ -188,9 +197,17 @@ impl RedbStore {
             write_lock: Arc::new(Mutex::new(())),
             queue: Arc::default(),
             group_commits: Arc::default(),
+            commit_slice: Some(super::commit_slice::DEFAULT_COMMIT_SLICE),
             sink: None,
             keyring: None,
         })
+    }
+
+    /// The scheduler slice the committer asks for while it commits (default
+    /// [`super::commit_slice::DEFAULT_COMMIT_SLICE`]; `None` leaves the scheduler's own).
+    pub fn with_commit_slice(mut self, slice: Option<std::time::Duration>) -> Self {
+        self.commit_slice = slice;
+        self
     }
 
     /// Seals secret values with `keyring` from now on, and opens rows sealed with any of
@@ -916,6 +933,53 @@ mod tests {
 
     /// By the time a write is answered, the committer has let go of the store, so the
     /// caller that drops its handle closes the file and can open it again at once.
+    /// Records the committing thread's scheduler slice at each publish (inside the commit).
+    #[derive(Default)]
+    struct SliceSeen(Mutex<Vec<Option<std::time::Duration>>>);
+
+    impl ChangeSink for SliceSeen {
+        fn publish(&self, _change: &Change) {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(super::super::commit_slice::current());
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_committer_commits_with_the_configured_slice_and_gives_it_back() {
+        use std::time::Duration;
+        let default = super::super::commit_slice::current().expect("the scheduler's slice");
+        let (owner, key) = slot();
+        let value = JsonText::parse("1").expect("JSON");
+        for (configured, expected) in [
+            (Some(Duration::from_micros(300)), Duration::from_micros(300)),
+            (None, default),
+        ] {
+            let seen = Arc::new(SliceSeen::default());
+            let store = RedbStore::in_memory()
+                .expect("an in-memory store")
+                .with_commit_slice(configured)
+                .with_sink(seen.clone());
+            store
+                .put(&owner, &key, &value, Precondition::None, "test")
+                .await
+                .expect("a write");
+            let during = seen.0.lock().unwrap_or_else(|p| p.into_inner())[0];
+            // A kernel before 6.12 has no per-thread slice and reports 0 for it.
+            if default > Duration::ZERO {
+                assert_eq!(during, Some(expected), "configured {configured:?}");
+            }
+        }
+        // The blocking pool's threads, the committer's included, run with their own slice
+        // once it is done.
+        let after = tokio::task::spawn_blocking(super::super::commit_slice::current)
+            .await
+            .expect("a blocking task");
+        assert_eq!(after, Some(default));
+    }
+
     #[tokio::test]
     async fn an_answered_write_leaves_no_other_handle_on_the_database() {
         let store = RedbStore::in_memory().expect("an in-memory store");
