@@ -82,7 +82,15 @@ mod linux {
         };
         // SAFETY: `attr` is a valid, writable `sched_attr` of the size passed; pid 0 is the
         // calling thread; the kernel writes at most `ATTR_SIZE` bytes into it.
-        let done = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &mut attr as *mut libc::sched_attr, ATTR_SIZE, 0) };
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_sched_getattr,
+                0,
+                &mut attr as *mut libc::sched_attr,
+                ATTR_SIZE,
+                0,
+            )
+        };
         (done == 0).then_some(attr)
     }
 
