@@ -885,6 +885,7 @@ impl ChangeLog for RedbStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::commit_slice;
     use super::*;
 
     fn slot() -> (Owner, Key) {
@@ -931,8 +932,6 @@ mod tests {
         assert_eq!(item.version, Version(1));
     }
 
-    /// By the time a write is answered, the committer has let go of the store, so the
-    /// caller that drops its handle closes the file and can open it again at once.
     /// Records the committing thread's scheduler slice at each publish (inside the commit).
     #[derive(Default)]
     struct SliceSeen(Mutex<Vec<Option<std::time::Duration>>>);
@@ -942,7 +941,7 @@ mod tests {
             self.0
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(super::super::commit_slice::current());
+                .push(commit_slice::current());
         }
     }
 
@@ -950,7 +949,7 @@ mod tests {
     #[tokio::test]
     async fn the_committer_commits_with_the_configured_slice_and_gives_it_back() {
         use std::time::Duration;
-        let default = super::super::commit_slice::current().expect("the scheduler's slice");
+        let default = commit_slice::current().expect("the scheduler's slice");
         let (owner, key) = slot();
         let value = JsonText::parse("1").expect("JSON");
         for (configured, expected) in [
@@ -974,12 +973,14 @@ mod tests {
         }
         // The blocking pool's threads, the committer's included, run with their own slice
         // once it is done.
-        let after = tokio::task::spawn_blocking(super::super::commit_slice::current)
+        let after = tokio::task::spawn_blocking(commit_slice::current)
             .await
             .expect("a blocking task");
         assert_eq!(after, Some(default));
     }
 
+    /// By the time a write is answered, the committer has let go of the store, so the
+    /// caller that drops its handle closes the file and can open it again at once.
     #[tokio::test]
     async fn an_answered_write_leaves_no_other_handle_on_the_database() {
         let store = RedbStore::in_memory().expect("an in-memory store");
